@@ -1,0 +1,126 @@
+"""CLIP model configurations.
+
+Field names are the ones OpenAI's ``clip.model.build_model`` reads off a state dict, so a config
+can be written down from a checkpoint's shapes and compared with OpenAI's code line by line.
+
+    >>> cfg = CONFIGS["ViT-B/32"]
+    >>> cfg.vision_heads, cfg.vision_tokens
+    (12, 50)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+ACTIVATIONS = ("quick_gelu", "gelu")
+
+
+@dataclass(frozen=True)
+class CLIPConfig:
+    embed_dim: int  # size of the shared image-text embedding space
+    # vision tower (a ViT)
+    image_resolution: int  # R: images are (3, R, R)
+    vision_layers: int
+    vision_width: int
+    vision_patch_size: int  # P: R must be a multiple of P; (R/P)^2 patches
+    # text tower (a causal transformer)
+    context_length: int  # T: token sequences are (T,)
+    vocab_size: int
+    transformer_width: int
+    transformer_heads: int
+    transformer_layers: int
+    vision_heads: int | None = None  # None -> vision_width // 64, as OpenAI does
+    activation: str = "quick_gelu"  # OpenAI's checkpoints use QuickGELU; "gelu" is exact GELU
+
+    def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "activation":
+                if value not in ACTIVATIONS:
+                    raise ValueError(f"activation must be one of {ACTIVATIONS}, got {value!r}")
+                continue
+            if f.name == "vision_heads" and value is None:
+                object.__setattr__(self, "vision_heads", max(1, self.vision_width // 64))
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{f.name} must be a positive int, got {value!r}")
+        if self.image_resolution % self.vision_patch_size:
+            raise ValueError(
+                f"image_resolution ({self.image_resolution}) must be a multiple of "
+                f"vision_patch_size ({self.vision_patch_size})"
+            )
+        if self.vision_width % self.vision_heads:
+            raise ValueError(
+                f"vision_width ({self.vision_width}) must be divisible by "
+                f"vision_heads ({self.vision_heads})"
+            )
+        if self.transformer_width % self.transformer_heads:
+            raise ValueError(
+                f"transformer_width ({self.transformer_width}) must be divisible by "
+                f"transformer_heads ({self.transformer_heads})"
+            )
+
+    @property
+    def grid_size(self) -> int:
+        """Patches along one side of the image: R / P."""
+        return self.image_resolution // self.vision_patch_size
+
+    @property
+    def vision_tokens(self) -> int:
+        """Sequence length of the vision transformer: one class token plus (R/P)^2 patches."""
+        return self.grid_size**2 + 1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CLIPConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown CLIPConfig fields: {unknown}")
+        return cls(**d)
+
+
+_OPENAI_TEXT = dict(context_length=77, vocab_size=49408)
+
+CONFIGS: dict[str, CLIPConfig] = {
+    # The four released ViT models, as OpenAI's checkpoints describe them.
+    "ViT-B/32": CLIPConfig(
+        embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768,
+        vision_patch_size=32, transformer_width=512, transformer_heads=8,
+        transformer_layers=12, **_OPENAI_TEXT,
+    ),
+    "ViT-B/16": CLIPConfig(
+        embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768,
+        vision_patch_size=16, transformer_width=512, transformer_heads=8,
+        transformer_layers=12, **_OPENAI_TEXT,
+    ),
+    "ViT-L/14": CLIPConfig(
+        embed_dim=768, image_resolution=224, vision_layers=24, vision_width=1024,
+        vision_patch_size=14, transformer_width=768, transformer_heads=12,
+        transformer_layers=12, **_OPENAI_TEXT,
+    ),
+    "ViT-L/14@336px": CLIPConfig(
+        embed_dim=768, image_resolution=336, vision_layers=24, vision_width=1024,
+        vision_patch_size=14, transformer_width=768, transformer_heads=12,
+        transformer_layers=12, **_OPENAI_TEXT,
+    ),
+    # Small configs for lessons, tests and CPU training. Heads are set explicitly: width // 64
+    # would give a single head at these widths.
+    "tiny": CLIPConfig(
+        embed_dim=16, image_resolution=8, vision_layers=1, vision_width=16,
+        vision_patch_size=4, vision_heads=2, context_length=7, vocab_size=50,
+        transformer_width=16, transformer_heads=2, transformer_layers=1,
+    ),
+    "small": CLIPConfig(
+        embed_dim=64, image_resolution=32, vision_layers=2, vision_width=64,
+        vision_patch_size=8, vision_heads=2, context_length=16, vocab_size=512,
+        transformer_width=64, transformer_heads=2, transformer_layers=2,
+    ),
+    "toy": CLIPConfig(
+        embed_dim=128, image_resolution=32, vision_layers=4, vision_width=128,
+        vision_patch_size=4, vision_heads=4, context_length=24, vocab_size=1024,
+        transformer_width=128, transformer_heads=4, transformer_layers=4,
+    ),
+}
