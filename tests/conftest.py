@@ -23,3 +23,13 @@ if "MINICLIP_BPE_PATH" not in os.environ and _SHARED_VOCAB.exists():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print the worst gradient-check error per layer seen in this run."""
+    from .gradcheck_helpers import MAX_ERRORS
+
+    if MAX_ERRORS:
+        terminalreporter.section("largest relative gradient error per layer (float64)")
+        for name, err in sorted(MAX_ERRORS.items()):
+            terminalreporter.write_line(f"{name:<28}{err:.2e}")

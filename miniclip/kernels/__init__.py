@@ -1,0 +1,100 @@
+"""Backends: one switch decides which implementation of each primitive op the model calls.
+
+The primitives are the layers whose cost dominates: ``linear``, ``layernorm``, the activations
+and scaled dot-product ``attention``, each a ``*_forward`` / ``*_backward`` pair with the
+signatures of the NumPy reference in ``miniclip.nn``. The model and training reach them only
+through ``kernels.ops``, so changing the backend changes every call at once:
+
+    >>> from miniclip import kernels
+    >>> kernels.use_backend("numpy")            # switch for good ...
+    >>> with kernels.use_backend("numpy"):      # ... or for a block, then switch back
+    ...     pass
+    >>> kernels.get_backend()
+    'numpy'
+
+Backends: "numpy" (the reference in miniclip.nn), "numba" (Numba CPU kernels), "cuda"
+(numba-cuda kernels). A backend is imported only when first selected.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+# op names every backend provides
+OPS = (
+    "linear_forward", "linear_backward",
+    "layernorm_forward", "layernorm_backward",
+    "quick_gelu_forward", "quick_gelu_backward",
+    "gelu_forward", "gelu_backward",
+    "attention_forward", "attention_backward",
+)
+
+_MODULES = {
+    "numpy": "miniclip.kernels.numpy_backend",
+    "numba": "miniclip.kernels.numba_backend",
+    "cuda": "miniclip.kernels.cuda_backend",
+}
+_loaded: dict = {}
+_current = "numpy"
+
+
+def available_backends() -> tuple[str, ...]:
+    """The names use_backend accepts."""
+    return tuple(_MODULES)
+
+
+def _load(name):
+    if name not in _MODULES:
+        raise ValueError(f"backend must be one of {tuple(_MODULES)}, got {name!r}")
+    if name not in _loaded:
+        module = importlib.import_module(_MODULES[name])
+        missing = [op for op in OPS if not hasattr(module, op)]
+        if missing:
+            raise NotImplementedError(f"backend {name!r} lacks ops {missing}")
+        _loaded[name] = module
+    return _loaded[name]
+
+
+class use_backend:
+    """Select the backend for all later op calls; as a context manager, restore the previous
+    one on exit. Extra keyword options are passed to the backend's ``configure``, if any."""
+
+    def __init__(self, name: str, **options):
+        global _current
+        module = _load(name)
+        if options:
+            if not hasattr(module, "configure"):
+                raise ValueError(f"backend {name!r} takes no options, got {sorted(options)}")
+            self._old_options = module.configure(**options)
+        self._module, self._options = module, options
+        self._previous, _current = _current, name
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        global _current
+        _current = self._previous
+        if self._options:
+            self._module.configure(**self._old_options)
+        return False
+
+
+def get_backend() -> str:
+    """Name of the backend in use."""
+    return _current
+
+
+class _Ops:
+    """Attribute access forwards to the current backend: ``ops.linear_forward(...)``."""
+
+    def __getattr__(self, name):
+        if name not in OPS:
+            raise AttributeError(f"no op named {name!r}; ops are {OPS}")
+        return getattr(_load(_current), name)
+
+    def __dir__(self):
+        return list(OPS)
+
+
+ops = _Ops()
