@@ -141,6 +141,7 @@ def test_shapes_and_dtypes(toy):
 
 def test_train_mixes_one_and_two_objects_and_covers_every_attribute(toy):
     train = load_split(toy, "train")
+    assert repr(train) == f"ToySplit('train': 400 images of 32x32, {np.sum(train.n_objects == 2)} with two objects)"
     two = np.mean(train.n_objects == 2)
     assert 0.2 < two < 0.4
     present = train.colour >= 0

@@ -14,14 +14,15 @@ from pathlib import Path
 from .storage import DEFAULT_SIZES, SPLITS, generate_dataset
 
 
-def _int_at_least(minimum: int):
+def _int_at_least(minimum: int, maximum: int | None = None):
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        if value < minimum or (maximum is not None and value > maximum):
+            expected = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+            raise argparse.ArgumentTypeError(f"expected an integer {expected}, got {value}")
         return value
 
     return parse
@@ -50,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="split to show, may repeat (default: train, then heldout)")  # fmt: skip
     grid.add_argument("--rows", type=_int_at_least(1), action="append",
                       help="rows for each --split (default: 3 train, 1 heldout)")  # fmt: skip
-    grid.add_argument("--columns", type=_int_at_least(1), default=6)
+    grid.add_argument("--columns", type=_int_at_least(1, 12), default=6)
+    parser.grid_parser = grid  # main() reports grid errors with the grid's usage line
     return parser
 
 
@@ -85,13 +87,13 @@ def main(argv=None) -> int:
     splits = args.splits or ["train", "heldout"]
     rows = args.rows or ([3, 1] if args.splits is None else [2] * len(splits))
     if len(rows) != len(splits):
-        parser.error(f"--rows must be given once per --split ({len(splits)}), got {len(rows)}")
-    if args.columns > 12:
-        parser.error(f"argument --columns: expected at most 12, got {args.columns}")
+        parser.grid_parser.error(
+            f"argument --rows: give it once per --split ({len(splits)}), got {len(rows)}"
+        )
     try:
         path = _plot(args.data, args.out, splits, rows, args.columns)
     except FileNotFoundError as error:
-        parser.error(f"argument --data: {error}")
+        parser.grid_parser.error(f"argument --data: {error}")
     print(f"wrote {path}")
     return 0
 

@@ -63,6 +63,8 @@ CHUNK = 250  # images per task handed to a worker
 
 def draw_example(seed: int, split: str, index: int, resolution: int):
     """Image ``index`` of ``split``: (uint8 (R, R, 3) image, caption, list of ToyObject)."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     rng = np.random.default_rng([seed, SPLIT_NUMBER[split], index])
     if split in ("train", "val"):
         n_objects = 2 if rng.random() < TWO_OBJECT_FRACTION else 1
@@ -121,9 +123,13 @@ def channel_mean_std(images: np.ndarray) -> tuple[list[float], list[float]]:
     Exact, from a 256-bin histogram per channel, so it needs no float copy of the images.
     """
     levels = np.arange(256, dtype=np.float64) / 255.0  # (256,)
+    histograms = np.zeros((3, 256), dtype=np.float64)  # counts of each grey level per channel
+    for start in range(0, len(images), 1024):  # bincount casts to int64: keep the copy small
+        block = images[start : start + 1024]
+        for channel in range(3):
+            histograms[channel] += np.bincount(block[..., channel].ravel(), minlength=256)
     mean, std = [], []
-    for channel in range(3):
-        counts = np.bincount(images[..., channel].ravel(), minlength=256).astype(np.float64)
+    for counts in histograms:
         m = float(counts @ levels / counts.sum())
         v = float(counts @ (levels - m) ** 2 / counts.sum())
         mean.append(m)
@@ -205,7 +211,7 @@ def generate_dataset(
         "prompt_templates": list(PROMPT_TEMPLATES),
     }
     for split in SPLITS:
-        arrays = _concatenate(chunks[split], resolution)
+        arrays = _concatenate(chunks.pop(split), resolution)  # frees the chunks
         if split == "train":
             meta["mean"], meta["std"] = channel_mean_std(arrays["images"])
         _save_npz(out_dir / f"{split}.npz", arrays)
@@ -252,6 +258,11 @@ class ToySplit:
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def __repr__(self) -> str:
+        n, r = self.images.shape[:2]
+        two = int(np.sum(self.n_objects == 2))
+        return f"ToySplit({self.name!r}: {n} images of {r}x{r}, {two} with two objects)"
 
     def objects(self, index: int) -> list[ToyObject]:
         """The objects of image ``index``, e.g. to write a new caption with ``caption_for``."""
