@@ -109,7 +109,7 @@ PAIR_TEMPLATES_WITH_RELATION = (
 )
 PAIR_TEMPLATES_WITH_POSITION = (
     "a {a} {pos_a} and a {b} {pos_b}",
-    "there is a {a} {pos_a} and a {b} {pos_b}",
+    "a {a} {pos_a}, a {b} {pos_b}",
 )
 
 P_SIZE = 0.5  # chance that an object's size is said
