@@ -30,6 +30,7 @@ import os
 import warnings
 from collections import Counter, defaultdict
 from functools import lru_cache
+from itertools import pairwise
 from numbers import Integral
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def bytes_to_unicode():
         if b not in printable:
             byte_values.append(b)
             code_points.append(256 + len(code_points) - len(printable))
-    return {b: chr(c) for b, c in zip(byte_values, code_points)}
+    return {b: chr(c) for b, c in zip(byte_values, code_points, strict=True)}
 
 
 BYTE_ENCODER = bytes_to_unicode()                             # byte -> character
@@ -117,7 +118,7 @@ def get_stats(word_counts):
     """
     stats = Counter()
     for symbols, count in word_counts.items():
-        for pair in zip(symbols, symbols[1:]):
+        for pair in pairwise(symbols):
             stats[pair] += count
     return stats
 
@@ -147,7 +148,7 @@ def bpe_word(symbols, ranks):
     ('cat</w>',)
     """
     while len(symbols) > 1:
-        pairs = set(zip(symbols, symbols[1:]))
+        pairs = set(pairwise(symbols))
         best = min(pairs, key=lambda pair: ranks.get(pair, float("inf")))
         if best not in ranks:
             break
@@ -186,7 +187,7 @@ def train_merges(word_counts, num_merges, verbose=False):
     pair_counts = get_stats(word_counts)
     where = defaultdict(set)                     # pair -> words that contain (or once contained) it
     for i, symbols in enumerate(words):
-        for pair in zip(symbols, symbols[1:]):
+        for pair in pairwise(symbols):
             where[pair].add(i)
     heap = [(-count, pair) for pair, count in pair_counts.items()]
     heapq.heapify(heap)
@@ -206,10 +207,10 @@ def train_merges(word_counts, num_merges, verbose=False):
             new = merge(old, pair)
             if new == old:
                 continue  # this word lost the pair to an earlier merge
-            for p in zip(old, old[1:]):          # take the old word's pairs out ...
+            for p in pairwise(old):          # take the old word's pairs out ...
                 pair_counts[p] -= freqs[i]
                 touched.add(p)
-            for p in zip(new, new[1:]):          # ... and put the new word's pairs in
+            for p in pairwise(new):          # ... and put the new word's pairs in
                 pair_counts[p] += freqs[i]
                 where[p].add(i)
                 touched.add(p)
