@@ -45,8 +45,9 @@ def make_captions(n, seed=0):
     shapes = ["circle", "square", "triangle", "star", "cross", "diamond", "hexagon"]
     places = ["in the top left", "in the top right", "in the bottom left", "at the bottom",
               "in the center", "near the edge", "on the left", "on the right"]
-    templates = ["a {s} {c} {h} {p}", "there is a {c} {h} {p}.", "two {c} shapes: a {h} and a {s} {h}",
-                 "a photo of a {s} {c} {h}.", "It's a {c} {h}, {p}!", "{n} {c} dots {p}"]
+    templates = ["a {s} {c} {h} {p}", "there is a {c} {h} {p}.",
+                 "two {c} shapes: a {h} and a {s} {h}", "a photo of a {s} {c} {h}.",
+                 "It's a {c} {h}, {p}!", "{n} {c} dots {p}"]
     return [rng.choice(templates).format(s=rng.choice(sizes), c=rng.choice(colors),
                                          h=rng.choice(shapes), p=rng.choice(places),
                                          n=rng.randint(2, 12)) for _ in range(n)]

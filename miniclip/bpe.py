@@ -46,7 +46,8 @@ END_OF_WORD = "</w>"
 # CLIP's pre-tokeniser: the two special tokens, contractions, a run of letters, ONE digit, a run
 # of anything that is neither letter, digit nor whitespace. Whitespace itself is never a token.
 CLIP_PATTERN = regex.compile(
-    r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+""",
+    r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d"""
+    r"""|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+""",
     regex.IGNORECASE,
 )
 _WHITESPACE_RUN = regex.compile(r"\s+")
@@ -309,9 +310,9 @@ class BPETokenizer:
         num_merges = vocab_size - 514
         merges = train_merges(word_counts, num_merges, verbose=verbose)
         if len(merges) < num_merges:
-            warnings.warn(f"BPETokenizer.train: only {len(merges)} merges were possible (every word "
-                          f"is one symbol), so vocab_size is {514 + len(merges)}, not {vocab_size}",
-                          stacklevel=2)
+            warnings.warn(f"BPETokenizer.train: only {len(merges)} merges were possible (every "
+                          f"word is one symbol), so vocab_size is {514 + len(merges)}, not "
+                          f"{vocab_size}", stacklevel=2)
         return cls(merges)
 
     # ---- encoding and decoding ------------------------------------------------------------------
@@ -322,7 +323,8 @@ class BPETokenizer:
             if word in SPECIAL_TOKENS:
                 ids = (self.encoder[word],)
             else:
-                ids = tuple(self.encoder[s] for s in bpe_word(word_to_symbols(word), self.bpe_ranks))
+                symbols = bpe_word(word_to_symbols(word), self.bpe_ranks)
+                ids = tuple(self.encoder[s] for s in symbols)
             if len(self.cache) >= self.max_cache_words:
                 self.cache.clear()
             self.cache[word] = ids
@@ -352,7 +354,8 @@ class BPETokenizer:
             if isinstance(i, bool) or not isinstance(i, Integral):
                 raise TypeError(f"ids[{pos}] must be an int, got {type(i).__name__}")
             if not 0 <= i < self.vocab_size:
-                raise ValueError(f"ids[{pos}] = {i} is outside the vocabulary [0, {self.vocab_size})")
+                raise ValueError(f"ids[{pos}] = {i} is outside the vocabulary "
+                                 f"[0, {self.vocab_size})")
             symbols.append(self.decoder[i])
         data = bytearray(BYTE_DECODER[c] for c in "".join(symbols))
         return data.decode("utf-8", errors="replace").replace(END_OF_WORD, " ")
