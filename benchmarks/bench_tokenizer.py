@@ -61,7 +61,7 @@ def doc_sentences():
     return [s for s in sentences if 20 < len(s) < 200]
 
 
-def best_of(fn, repeat=3):
+def best_of(fn, repeat=7):
     """Fastest of `repeat` runs of fn(): (seconds, fn's result)."""
     times, result = [], None
     for _ in range(repeat):
@@ -97,7 +97,7 @@ def main():
         print(f"SimpleTokenizer() load: {time.perf_counter() - start:.2f} s (48,894 merges, sha256 "
               "check)")
     print()
-    print("encode: seconds for the whole corpus (best of 3); tokens/s; clean = ftfy + unescape + "
+    print("encode: seconds for the whole corpus (best of 7); tokens/s; clean = ftfy + unescape + "
           "whitespace + lowercase alone")
     print(f"{'tokenizer':<20}{'corpus':<10}{'tokens':>7}{'cold s':>8}{'warm s':>8}{'warm/cold':>10}"
           f"{'cold tok/s':>12}{'warm tok/s':>12}{'clean s':>9}{'clean/warm':>11}")
