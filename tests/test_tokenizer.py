@@ -281,13 +281,18 @@ def test_missing_file_errors_say_how_to_get_it(tmp_path, monkeypatch):
 
 
 def test_default_location_is_data_under_the_repo_root(tmp_path, monkeypatch):
+    assert (tk.REPO_ROOT / "miniclip" / "tokenizer.py").is_file()       # the package's parent
+    assert tk.default_data_dir() == tk.REPO_ROOT / "data"
     monkeypatch.delenv("MINICLIP_BPE_PATH", raising=False)
     monkeypatch.setattr(tk, "REPO_ROOT", tmp_path)
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / OPENAI_VOCAB_FILENAME).write_bytes(b"x")
     assert resolve_bpe_path() == tmp_path / "data" / OPENAI_VOCAB_FILENAME
-    assert resolve_bpe_path(tmp_path / "data" / OPENAI_VOCAB_FILENAME).is_file()
-    assert tk.REPO_ROOT.name != "miniclip"
+    (tmp_path / "env.gz").write_bytes(b"x")
+    (tmp_path / "arg.gz").write_bytes(b"x")
+    monkeypatch.setenv("MINICLIP_BPE_PATH", str(tmp_path / "env.gz"))
+    assert resolve_bpe_path() == tmp_path / "env.gz"                      # env beats default
+    assert resolve_bpe_path(tmp_path / "arg.gz") == tmp_path / "arg.gz"   # argument beats env
 
 
 def test_wrong_file_is_rejected_by_its_sha256(tmp_path):
