@@ -2,6 +2,7 @@
 
     python -m miniclip.convert ViT-B-32.pt ViT-B-32.safetensors
     python -m miniclip.convert ViT-B-32.pt ViT-B-32.npz --dtype float32
+    python -m miniclip.convert hf-folder/pytorch_model.bin clip.safetensors   # HF's old format
 
 OpenAI's files are TorchScript archives (what ``clip.load(..., jit=True)`` runs), and some
 checkpoints are plain pickled state dicts; both are read the way ``clip.load`` reads them:
@@ -18,12 +19,14 @@ vocab_size) are checked against the shapes and dropped.
 from __future__ import annotations
 
 import argparse
+import json
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from .loading import OPENAI_EXTRA_KEYS, infer_config, model_from_state_dict, save_weights
+from .hf import is_hf_layout
+from .loading import OPENAI_EXTRA_KEYS, model_from_state_dict, save_weights, to_openai_state
 
 
 def read_torch_state_dict(path):
@@ -59,25 +62,30 @@ def read_torch_state_dict(path):
 
 
 def convert(src, dst, dtype=None):
-    """Read an OpenAI .pt checkpoint, check it builds a model, write OpenAI-layout dst.
+    """Read a PyTorch CLIP checkpoint, check it builds a model, write OpenAI-layout dst.
 
+    OpenAI's .pt files, and HF's pytorch_model.bin (with its config.json beside it) too.
     dtype: None keeps the stored dtype; "float32" / "float64" / "float16" converts. Returns the
-    inferred CLIPConfig.
+    CLIPConfig.
     """
     state = read_torch_state_dict(src)
     extras = {k: state.pop(k) for k in OPENAI_EXTRA_KEYS if k in state}
-    cfg = infer_config(state)
+    stored = {v.dtype for k, v in state.items() if not k.endswith("position_ids")}
+    if dtype is None and len(stored) != 1:
+        raise ValueError(f"{src} mixes dtypes {sorted(map(str, stored))}; pass --dtype")
+    out_dtype = np.dtype(dtype) if dtype is not None else stored.pop()
+    config_json = Path(src).parent / "config.json"
+    hf_config = None
+    if is_hf_layout(state) and config_json.is_file():
+        hf_config = json.loads(config_json.read_text())
+    state, cfg = to_openai_state(state, hf_config=hf_config, where=str(src))
     inferred = {"input_resolution": cfg.image_resolution, "context_length": cfg.context_length,
                 "vocab_size": cfg.vocab_size}
     for key, value in extras.items():
         if int(value) != inferred[key]:
             raise ValueError(f"{src}: {key} = {int(value)}, but the weights' shapes give "
                              f"{inferred[key]}")
-    stored = {v.dtype for v in state.values()}
-    if dtype is None and len(stored) != 1:
-        raise ValueError(f"{src} mixes dtypes {sorted(map(str, stored))}; pass --dtype")
-    out_dtype = np.dtype(dtype) if dtype is not None else stored.pop()
-    # float16 weights are exact in float32, so the model in between loses nothing
+    # float16 and bfloat16 weights are exact in float32, so the model in between loses nothing
     work_dtype = np.float64 if out_dtype == np.float64 else np.float32
     model = model_from_state_dict(state, cfg, work_dtype)  # strict: names and shapes checked
     save_weights(model, dst, dtype=out_dtype)

@@ -156,6 +156,11 @@ def read_weights(path):
             tensors, metadata = read_safetensors(path / "model.safetensors")
         elif (path / "model.safetensors.index.json").is_file():
             tensors, metadata = _read_hf_shards(path / "model.safetensors.index.json")
+        elif (path / "pytorch_model.bin").is_file():
+            raise ValueError(f"folder {path} has PyTorch weights only (pytorch_model.bin). "
+                             "Download model.safetensors instead, or convert (needs torch): "
+                             f"python -m miniclip.convert {path / 'pytorch_model.bin'} "
+                             f"{path / 'model.safetensors'}")
         else:
             raise ValueError(f"folder {path} has neither model.safetensors nor "
                              f"model.safetensors.index.json. load accepts {ACCEPTED}")
@@ -188,23 +193,23 @@ def _hf_pooling_warning(hf_config, cfg):
                       "agree only on texts whose largest id is that eos token.", stacklevel=3)
 
 
-def load_model(path, dtype=None, config=None):
-    """Read weights from `path` (see ``ACCEPTED``) into a CLIP model.
+def to_openai_state(tensors, metadata=None, hf_config=None, config=None, where="checkpoint"):
+    """Tensors in either layout -> (OpenAI-named state dict, CLIPConfig), checked.
 
-    dtype: None -> float32, or float64 when the file holds float64 (fp16 and bf16 weights are
-    upcast to float32; nothing is lowered unless you ask with an explicit dtype).
-    config: a CLIPConfig to use instead of the one inferred; it must fit the shapes.
+    The config is, in order: `config` if given; the one miniclip wrote into the metadata; else
+    inferred from the shapes, with heads and activation from an HF config.json when there is
+    one (which must then agree with the shapes). float16 is upcast to float32.
     """
     if config is not None and not isinstance(config, CLIPConfig):
         raise TypeError(f"config must be a CLIPConfig or None, got {type(config).__name__}")
-    tensors, metadata, hf_config = read_weights(path)
+    metadata = metadata or {}
     hf = is_hf_layout(tensors)
     if hf:
         state = hf_to_openai(tensors)
     elif "visual.conv1.weight" in tensors or "token_embedding.weight" in tensors:
         state = {k: v for k, v in tensors.items() if k not in OPENAI_EXTRA_KEYS}
     else:
-        raise ValueError(f"{path}: unknown layout. Expected HF CLIPModel keys "
+        raise ValueError(f"{where}: unknown layout. Expected HF CLIPModel keys "
                          "('vision_model.*', 'text_model.*', ...) or OpenAI's "
                          f"('visual.conv1.weight', 'token_embedding.weight', ...); found keys such "
                          f"as {sorted(tensors)[:6]}")
@@ -225,6 +230,20 @@ def load_model(path, dtype=None, config=None):
             if hf_config:
                 _hf_pooling_warning(hf_config, config)
     check_state_dict(state, config, hf=hf)
+    return state, config
+
+
+def load_model(path, dtype=None, config=None):
+    """Read weights from `path` (see ``ACCEPTED``) into a CLIP model.
+
+    dtype: None -> float32, or float64 when the file holds float64 (fp16 and bf16 weights are
+    upcast to float32; nothing is lowered unless you ask with an explicit dtype).
+    config: a CLIPConfig to use instead of the one inferred; it must fit the shapes.
+    """
+    if config is not None and not isinstance(config, CLIPConfig):
+        raise TypeError(f"config must be a CLIPConfig or None, got {type(config).__name__}")
+    tensors, metadata, hf_config = read_weights(path)
+    state, config = to_openai_state(tensors, metadata, hf_config, config, where=str(path))
     if dtype is None:
         wide = any(v.dtype == np.float64 for v in state.values())
         dtype = np.float64 if wide else np.float32
@@ -233,6 +252,10 @@ def load_model(path, dtype=None, config=None):
 
 def load(path, dtype=None, config=None):
     """-> (model, preprocess, tokenizer) for a CLIP checkpoint (see ``ACCEPTED``).
+
+    Other kinds of checkpoint (miniclip's own training checkpoints) get their own branch here,
+    before ``load_model``: ``if <path is one>: return <its loader>(path)``, and a line in
+    ``ACCEPTED`` so that the error for an unknown path lists them.
 
     preprocess: ``Preprocess(model.cfg.image_resolution)``, OpenAI's image pipeline.
     tokenizer: OpenAI's ``SimpleTokenizer`` when the model has OpenAI's 49,408-token vocabulary;

@@ -101,6 +101,28 @@ def test_bfloat16_is_widened_and_dtype_can_be_chosen(tmp_path, model):
     np.testing.assert_array_equal(loaded.params["visual.proj"], expected)
 
 
+def test_hf_pytorch_model_bin_with_its_config(tmp_path):
+    """HF's older format: pytorch_model.bin + config.json (heads and GELU only the config knows)."""
+    import json
+
+    from miniclip.hf import hf_config_dict, openai_to_hf
+
+    cfg = CLIPConfig(**{**CFG.to_dict(), "vision_heads": 4, "transformer_heads": 8,
+                        "activation": "gelu"})
+    model = CLIP(cfg, seed=1)
+    hf = {k: torch.from_numpy(v.copy()) for k, v in openai_to_hf(model.params).items()}
+    hf["text_model.embeddings.position_ids"] = torch.arange(CFG.context_length)[None]
+    torch.save(hf, tmp_path / "pytorch_model.bin")
+    (tmp_path / "config.json").write_text(json.dumps(hf_config_dict(cfg)))
+    with pytest.raises(ValueError, match="PyTorch weights only"):
+        load_model(tmp_path)
+    assert convert(tmp_path / "pytorch_model.bin", tmp_path / "model.safetensors") == cfg
+    loaded = load_model(tmp_path / "model.safetensors")
+    assert loaded.cfg == cfg
+    for k, v in model.params.items():
+        np.testing.assert_array_equal(loaded.params[k], v)
+
+
 def test_inconsistent_checkpoints_are_refused(tmp_path, model):
     sd = openai_state_dict(model)
     sd["input_resolution"] = torch.tensor(224)
