@@ -17,6 +17,11 @@ calls in the same order give the same floats without torchvision:
 4. uint8 (H, W, 3) -> float32 (3, H, W) in [0, 1]: divide by 255 in float32, as ToTensor does.
 5. Normalise per channel in float32: (x - MEAN) / STD.
 
+Hugging Face's ``CLIPImageProcessor`` (its Pillow backend) gives the same pixels, bit for bit, on
+RGB and greyscale images (tests/test_hf_parity.py). It differs on two kinds: it converts to RGB
+before resizing (palette images then resize bicubically), and it composites transparent images
+onto white instead of dropping alpha.
+
     >>> from PIL import Image
     >>> x = Preprocess(224)(Image.new("RGB", (640, 480), (255, 0, 0)))
     >>> x.shape, x.dtype, round(float(x[0, 0, 0]), 4)    # red: (1 - 0.4815) / 0.2686

@@ -25,9 +25,12 @@ torch = pytest.importorskip("torch", reason="parity tests compare with PyTorch: 
 transformers = pytest.importorskip("transformers", reason="parity tests compare with Hugging "
                                    "Face's CLIPModel: pip install transformers")
 
+from PIL import Image  # noqa: E402
+
 from miniclip.hf import hf_to_openai, save_hf  # noqa: E402
 from miniclip.loading import load_model  # noqa: E402
 from miniclip.model import CLIP  # noqa: E402
+from miniclip.preprocess import Preprocess  # noqa: E402
 
 transformers.logging.set_verbosity_error()
 
@@ -166,3 +169,42 @@ def test_save_hf_is_read_by_transformers(tmp_path):
     images = images.astype(np.float64)
     _, _, logits = reference(hf, images, tokens, torch.float64)
     np.testing.assert_allclose(ours(images, tokens)[0], logits, rtol=0, atol=1e-10)
+
+
+def _smooth_image(rng, width, height, channels=3):
+    """A photo-like image: random colours, bilinearly enlarged (no flat areas, no noise only)."""
+    small = (rng.random((height // 8 + 1, width // 8 + 1, channels)) * 255).astype(np.uint8)
+    return Image.fromarray(small.squeeze()).resize((width, height), Image.BILINEAR)
+
+
+def test_preprocess_matches_hf_image_processor():
+    """HF's Pillow-based CLIPImageProcessor gives the same pixels as OpenAI's pipeline, bit for
+    bit, on RGB and grey images. Two documented differences: HF converts to RGB *before*
+    resizing (OpenAI after), which matters for palette images, and HF composites transparent
+    images onto white (OpenAI drops alpha). On an image already converted the HF way, the two
+    agree again."""
+    try:
+        from transformers import CLIPImageProcessorPil as Processor  # transformers 5.x
+    except ImportError:
+        from transformers import CLIPImageProcessor as Processor  # 4.x: Pillow-based already
+    processor = Processor()  # openai/clip-vit-base-patch32's settings: 224, bicubic, CLIP mean/std
+    rng = np.random.default_rng(0)
+    rgba = np.concatenate([np.asarray(_smooth_image(rng, 320, 240)),
+                           np.full((240, 320, 1), 128, np.uint8)], axis=-1)
+    images = {"640x480": _smooth_image(rng, 640, 480), "227x225": _smooth_image(rng, 227, 225),
+              "100x500": _smooth_image(rng, 100, 500), "50x40 upscaled": _smooth_image(rng, 50, 40),
+              "noise": Image.fromarray((rng.random((333, 251, 3)) * 255).astype(np.uint8)),
+              "grey": _smooth_image(rng, 320, 240, 1).convert("L"),
+              "RGBA": Image.fromarray(rgba, mode="RGBA"),
+              "palette": _smooth_image(rng, 320, 240).convert("P")}
+    preprocess = Preprocess(224)
+    for name, image in images.items():
+        theirs = processor(images=image, return_tensors="np")["pixel_values"][0]
+        if image.mode == "RGBA":
+            white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+            hf_way = Image.alpha_composite(white, image).convert("RGB")
+        else:
+            hf_way = image.convert("RGB") if image.mode == "P" else image
+        np.testing.assert_array_equal(preprocess(hf_way), theirs, err_msg=name)
+        if hf_way is not image:  # for these OpenAI's pipeline (miniclip's) gives other pixels
+            assert np.abs(preprocess(image) - theirs).max() > 0.1, name
