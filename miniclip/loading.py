@@ -117,20 +117,10 @@ def check_state_dict(state, cfg, hf=False):
 
 
 def model_from_state_dict(state, cfg, dtype=np.float32):
-    """A CLIP holding these weights, without drawing random ones first.
-
-    ``CLIP(cfg)`` would draw a full set of random weights (seconds and gigabytes for ViT-L/14)
-    only to overwrite them; here the parameter dict starts as unallocated placeholders of the
-    right shapes and ``load_state_dict`` fills it, with its strict checks.
-    """
+    """A CLIP holding these weights (see CLIP.from_state_dict), after checking every key
+    and shape against cfg with errors that give the Hugging Face names too."""
     check_state_dict(state, cfg)
-    model = CLIP.__new__(CLIP)
-    model.cfg, model.dtype = cfg, np.dtype(dtype)
-    if model.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise TypeError(f"dtype must be float32 or float64, got {model.dtype}")
-    model.params = {k: np.empty(s, model.dtype) for k, s in parameter_shapes(cfg).items()}
-    model.load_state_dict(state)
-    return model
+    return CLIP.from_state_dict(cfg, state, dtype)
 
 
 # ---- reading files ------------------------------------------------------------------------

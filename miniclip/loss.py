@@ -58,7 +58,9 @@ def contrastive_loss_forward(image_features, text_features, logit_scale):
     logp_i2t = log_softmax(logits)  # row i: image i over all texts
     logp_t2i = log_softmax(logits.T)  # row j: text j over all images
     diag = np.arange(N)
-    loss = -0.5 * (logp_i2t[diag, diag].mean() + logp_t2i[diag, diag].mean())
+    nll_i2t = -logp_i2t[diag, diag].mean()  # each image picking its text
+    nll_t2i = -logp_t2i[diag, diag].mean()  # each text picking its image
+    loss = 0.5 * (nll_i2t + nll_t2i) + 0.0  # + 0.0 turns a -0.0 into 0.0
     return float(loss), (xhat, yhat, c_x, c_y, scale, logits, logp_i2t, logp_t2i)
 
 

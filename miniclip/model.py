@@ -191,13 +191,26 @@ class CLIP:
     """
 
     def __init__(self, cfg: CLIPConfig, seed: int = 0, dtype=np.float32):
+        self._set_config(cfg, dtype)
+        self.params = initialize_parameters(cfg, seed, self.dtype)
+
+    @classmethod
+    def from_state_dict(cls, cfg: CLIPConfig, state_dict: dict, dtype=np.float32) -> "CLIP":
+        """A model holding these weights, without drawing random ones first (for ViT-L/14 that
+        would cost seconds and 1.7 GB only to be overwritten). Strict, as load_state_dict."""
+        model = cls.__new__(cls)
+        model._set_config(cfg, dtype)
+        model.params = {k: np.empty(s, model.dtype) for k, s in parameter_shapes(cfg).items()}
+        model.load_state_dict(state_dict)
+        return model
+
+    def _set_config(self, cfg, dtype):
         if not isinstance(cfg, CLIPConfig):
             raise TypeError(f"cfg must be a CLIPConfig, got {type(cfg).__name__}")
         if np.dtype(dtype) not in [np.dtype(d) for d in DTYPES]:
             raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
         self.cfg = cfg
         self.dtype = np.dtype(dtype)
-        self.params = initialize_parameters(cfg, seed, self.dtype)
 
     # ---- input checks ----------------------------------------------------------------
 
