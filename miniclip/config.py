@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 ACTIVATIONS = ("quick_gelu", "gelu")
+LOSSES = ("clip", "siglip")
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,9 @@ class CLIPConfig:
     transformer_layers: int
     vision_heads: int | None = None  # None -> vision_width // 64, as OpenAI does
     activation: str = "quick_gelu"  # OpenAI's checkpoints use QuickGELU; "gelu" is exact GELU
+    # "clip": OpenAI's softmax contrastive loss; "siglip": the sigmoid loss, which adds a learned
+    # scalar ``logit_bias`` to the parameters (see miniclip/loss.py)
+    loss: str = "clip"
 
     def __post_init__(self):
         for f in fields(self):
@@ -38,6 +42,10 @@ class CLIPConfig:
             if f.name == "activation":
                 if value not in ACTIVATIONS:
                     raise ValueError(f"activation must be one of {ACTIVATIONS}, got {value!r}")
+                continue
+            if f.name == "loss":
+                if value not in LOSSES:
+                    raise ValueError(f"loss must be one of {LOSSES}, got {value!r}")
                 continue
             if f.name == "vision_heads" and value is None:
                 object.__setattr__(self, "vision_heads", max(1, self.vision_width // 64))
