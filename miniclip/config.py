@@ -126,6 +126,13 @@ CONFIGS: dict[str, CLIPConfig] = {
         vision_patch_size=8, vision_heads=2, context_length=16, vocab_size=512,
         transformer_width=64, transformer_heads=2, transformer_layers=2,
     ),
+    # The smallest model that trains on the toy captions (context 32 fits every caption): for
+    # tests and for lessons that train in seconds. vocab_size is replaced by the tokenizer's.
+    "toy-tiny": CLIPConfig(
+        embed_dim=32, image_resolution=32, vision_layers=1, vision_width=32,
+        vision_patch_size=8, vision_heads=2, context_length=32, vocab_size=1024,
+        transformer_width=32, transformer_heads=2, transformer_layers=1,
+    ),
     "toy": CLIPConfig(
         embed_dim=128, image_resolution=32, vision_layers=4, vision_width=128,
         vision_patch_size=4, vision_heads=4, context_length=24, vocab_size=1024,

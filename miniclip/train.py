@@ -97,7 +97,10 @@ class TrainingDiverged(RuntimeError):
 
 # ---- data ------------------------------------------------------------------------------------
 
-def batch_indices(step: int, n_pairs: int, batch_size: int, seed: int, _cache={}) -> np.ndarray:
+_PERMUTATION = {}  # (n_pairs, seed, epoch) -> the permutation of that epoch, the latest only
+
+
+def batch_indices(step: int, n_pairs: int, batch_size: int, seed: int) -> np.ndarray:
     """Which training pairs make up batch ``step``: a slice of a permutation of the pairs drawn
     from (seed, epoch). The last partial batch of an epoch is dropped.
 
@@ -106,10 +109,10 @@ def batch_indices(step: int, n_pairs: int, batch_size: int, seed: int, _cache={}
     per_epoch = n_pairs // batch_size
     epoch, i = divmod(step, per_epoch)
     key = (n_pairs, seed, epoch)
-    if key not in _cache:
-        _cache.clear()
-        _cache[key] = np.random.default_rng([seed, epoch]).permutation(n_pairs)
-    return _cache[key][i * batch_size:(i + 1) * batch_size]
+    if key not in _PERMUTATION:
+        _PERMUTATION.clear()
+        _PERMUTATION[key] = np.random.default_rng([seed, epoch]).permutation(n_pairs)
+    return _PERMUTATION[key][i * batch_size:(i + 1) * batch_size]
 
 
 def train_tokenizer(captions, vocab_size: int, context_length: int) -> ModelTokenizer:
@@ -345,7 +348,7 @@ def train(args: TrainArgs, resume: str | None = None, progress: bool = True,
                             f"{load_checkpoint(last).step})" if last.exists()
                             else "no checkpoint was written yet")
                     raise TrainingDiverged(
-                        f"the loss became {loss} (gradient norm {grad_norm}) at step {step + 1}; "
+                        f"step {step + 1}: the loss became {loss} (gradient norm {grad_norm}); "
                         f"stopping without saving this step: {kept}. Try a lower --lr, a longer "
                         "--warmup or --grad-clip 1.0.")
                 optimizer.step(grads, lr=lr)
