@@ -10,12 +10,14 @@ import numpy as np
 from matplotlib.figure import Figure
 
 
-def _smooth(values: np.ndarray, window: int) -> np.ndarray:
-    """Trailing moving average (the first points average what there is so far)."""
-    csum = np.cumsum(np.insert(values, 0, 0.0))
-    idx = np.arange(1, len(values) + 1)
-    lo = np.maximum(0, idx - window)
-    return (csum[idx] - csum[lo]) / (idx - lo)
+def _smooth(values: np.ndarray, half_width: int) -> np.ndarray:
+    """Centred moving average over 2 * half_width + 1 points (fewer at the ends)."""
+    values = np.asarray(values, dtype=np.float64)
+    csum = np.concatenate([[0.0], np.cumsum(values)])
+    idx = np.arange(len(values))
+    lo = np.maximum(0, idx - half_width)
+    hi = np.minimum(len(values), idx + half_width + 1)
+    return (csum[hi] - csum[lo]) / (hi - lo)
 
 
 def plot_training_curves(records: list[dict]) -> Figure:
@@ -29,7 +31,7 @@ def plot_training_curves(records: list[dict]) -> Figure:
         steps = np.array([r["step"] for r in train])
         loss = np.array([r["loss"] for r in train])
         ax_loss.plot(steps, loss, color="C0", alpha=0.3, lw=0.8, label="per step")
-        ax_loss.plot(steps, _smooth(loss, 20), color="C0", lw=1.8, label="moving average")
+        ax_loss.plot(steps, _smooth(loss, max(1, len(loss) // 40)), color="C0", lw=1.8, label="moving average")
         ax_loss.set_yscale("log")
         ax_loss.legend(frameon=False)
         ax_temp.plot(steps, [r["temperature"] for r in train], color="C1")
