@@ -129,13 +129,17 @@ CONFIGS: dict[str, CLIPConfig] = {
     # The smallest model that trains on the toy captions (context 32 fits every caption): for
     # tests and for lessons that train in seconds. vocab_size is replaced by the tokenizer's.
     "toy-tiny": CLIPConfig(
-        embed_dim=32, image_resolution=32, vision_layers=1, vision_width=32,
+        embed_dim=32, image_resolution=32, vision_layers=1, vision_width=64,
         vision_patch_size=8, vision_heads=2, context_length=32, vocab_size=1024,
-        transformer_width=32, transformer_heads=2, transformer_layers=1,
+        transformer_width=48, transformer_heads=2, transformer_layers=1,
     ),
+    # The model `python -m miniclip.train` trains by default: about 0.5M parameters, 17 image
+    # tokens (32 x 32 pixels in 8 x 8 patches), captions up to 32 tokens. Chosen to reach >= 97%
+    # zero-shot accuracy on seen and >= 90% on held-out compositions in about 5 minutes on two
+    # CPU cores. vocab_size is replaced by the size of the tokenizer trained on the captions.
     "toy": CLIPConfig(
-        embed_dim=128, image_resolution=32, vision_layers=4, vision_width=128,
-        vision_patch_size=4, vision_heads=4, context_length=24, vocab_size=1024,
-        transformer_width=128, transformer_heads=4, transformer_layers=4,
+        embed_dim=64, image_resolution=32, vision_layers=3, vision_width=96,
+        vision_patch_size=8, vision_heads=3, context_length=32, vocab_size=1024,
+        transformer_width=64, transformer_heads=2, transformer_layers=2,
     ),
 }

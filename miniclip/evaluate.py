@@ -36,7 +36,6 @@ import numpy as np
 
 from .nn.normalize import l2_normalize_forward
 
-
 # ---- metrics on similarity matrices (pure NumPy, no model) ------------------------------------
 
 def topk_accuracy(scores: np.ndarray, labels: np.ndarray, ks=(1, 5)) -> dict[int, float]:
@@ -210,7 +209,12 @@ def main(argv=None) -> int:
     out_dir = Path(args.out) if args.out else ckpt_path.parent
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    metrics, details = evaluate(model, preprocess, tokenizer, data_dir)
+    try:
+        metrics, details = evaluate(model, preprocess, tokenizer, data_dir)
+    except FileNotFoundError as e:
+        print(f"error: {e}\n(the model was trained on the dataset in {data_dir!r}; point --data at "
+              "it if it moved)", file=sys.stderr)
+        return 2
     metrics.update({"steps": ckpt.step, "train_seconds": ckpt.extra.get("train_seconds"),
                     "eval_seconds": round(time.perf_counter() - started, 2)})
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")

@@ -33,11 +33,23 @@ A run folder (``runs/NAME``) holds:
 
 from __future__ import annotations
 
+import os
+import sys
+
+if __name__ == "__main__" and "numpy" not in sys.modules:
+    # One BLAS thread. The model's matrices are small and many (a (T, D) @ (D, T) per image and
+    # head): OpenBLAS splits each across threads, and on a 2-core machine that other programs
+    # also use, the threads wait for each other. Measured on the 2-core machine this was written
+    # on: the same with 1 or 2 threads when idle, up to 5-20x slower with 2 threads under load.
+    # Only for `python -m miniclip.train`, only if the user has not chosen, and only before NumPy
+    # starts (it reads these once).
+    for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
+
 import argparse
 import json
 import math
 import signal
-import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass, fields, replace
@@ -71,11 +83,11 @@ class TrainArgs:
     out: str | None = None  # run folder; None: runs/<model>[-<loss>], numbered if taken
     model: str = "toy"  # a name in miniclip.CONFIGS
     loss: str = "clip"  # "clip" (softmax) or "siglip" (sigmoid)
-    steps: int = 2000
+    steps: int = 1000
     epochs: float | None = None  # if given, overrides steps: epochs * (pairs // batch_size)
     batch_size: int = 256
     accum: int = 1  # micro-batches per step (same gradient, less memory, one extra forward)
-    lr: float = 1e-3
+    lr: float = 2e-3
     min_lr: float = 0.0
     warmup: int = 100  # steps of linear warmup
     weight_decay: float = 0.2
@@ -84,9 +96,9 @@ class TrainArgs:
     augment: bool = True
     seed: int = 0
     log_every: int = 10
-    eval_every: int = 250
+    eval_every: int = 100
     eval_images: int = 500  # per zero-shot curve point, seen and held-out each
-    checkpoint_every: int = 500
+    checkpoint_every: int = 200
     n_train: int | None = None  # dataset sizes if it has to be generated (None: its default)
     backend: str | None = None  # kernels backend; None: miniclip's default
 
@@ -253,7 +265,11 @@ def train(args: TrainArgs, resume: str | None = None, progress: bool = True,
         if ckpt.optimizer is None:
             raise CheckpointError(f"{resume} holds weights only (no optimizer state): it cannot "
                                   "be resumed; resume from a run's checkpoint.npz")
-        args = TrainArgs(**ckpt.train_args)
+        try:
+            args = TrainArgs(**ckpt.train_args)
+        except TypeError as e:
+            raise CheckpointError(f"{resume}: its training arguments are not understood by this "
+                                  f"miniclip ({e})") from e
     _check_args(args)
     if args.backend is not None:
         kernels.use_backend(args.backend)
@@ -527,6 +543,8 @@ def main(argv=None) -> int:
     except TrainingDiverged as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # a second Ctrl-C: train() has said what was kept
+        return 130
     except (CheckpointError, FileExistsError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
