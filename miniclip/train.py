@@ -169,7 +169,12 @@ def prepare_dataset(data_dir, n_train: int | None, log=print) -> dict:
 def data_identity(meta: dict, data_dir) -> dict:
     """What a checkpoint records about its dataset: enough to recognise it and to preprocess."""
     keys = ("version", "seed", "resolution", "sizes", "mean", "std")
-    return {"dir": str(data_dir), **{k: meta[k] for k in keys}}
+    return {"dir": str(Path(data_dir).resolve()), **{k: meta[k] for k in keys}}
+
+
+def same_dataset(a: dict, b: dict) -> bool:
+    """Equal identities, wherever the folder is now."""
+    return {k: v for k, v in a.items() if k != "dir"} == {k: v for k, v in b.items() if k != "dir"}
 
 
 # ---- evaluation during training (small, for the curves) ---------------------------------------
@@ -282,7 +287,7 @@ def train(args: TrainArgs, resume: str | None = None, progress: bool = True,
 
     # 1. data
     meta = prepare_dataset(args.data, args.n_train, log)
-    if ckpt is not None and data_identity(meta, args.data) != ckpt.data:
+    if ckpt is not None and not same_dataset(data_identity(meta, args.data), ckpt.data):
         raise CheckpointError(f"the dataset in {args.data} is not the one {resume} was trained "
                               f"on: {data_identity(meta, args.data)} vs {ckpt.data}")
     train_split = load_split(args.data, "train")
