@@ -393,10 +393,13 @@ def train(args: TrainArgs, resume: str | None = None, progress: bool = True,
                         record["logit_bias"] = float(model.params["logit_bias"])
                 if probe is not None and (step % args.eval_every == 0 or step == total_steps):
                     record = {**(record or {"step": step}), **probe(model, preprocess, tokenizer)}
+                    line = (f"step {step}: loss {loss:.3f}, zero-shot top-1 seen "
+                            f"{record.get('zeroshot_top1_seen', 0):.1%}, held-out "
+                            f"{record.get('zeroshot_top1_heldout', 0):.1%}, {ips:.0f} images/s")
                     if bar is not None:
-                        bar.write(f"step {step}: loss {loss:.3f}, zero-shot top-1 seen "
-                                  f"{record.get('zeroshot_top1_seen', 0):.1%}, held-out "
-                                  f"{record.get('zeroshot_top1_heldout', 0):.1%}")
+                        bar.write(line)  # above the bar, which stays at the bottom
+                    else:
+                        log(line)
                 if record is not None:
                     log_file.write(json.dumps(record) + "\n")
                     log_file.flush()
