@@ -26,9 +26,15 @@ not counting the true one itself.
 
 from __future__ import annotations
 
+import os
+import sys
+
+if __name__ == "__main__" and "numpy" not in sys.modules:  # one BLAS thread: see miniclip/train.py
+    for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
+
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -215,9 +221,13 @@ def main(argv=None) -> int:
         print(f"error: {e}\n(the model was trained on the dataset in {data_dir!r}; point --data at "
               "it if it moved)", file=sys.stderr)
         return 2
-    metrics.update({"steps": ckpt.step, "train_seconds": ckpt.extra.get("train_seconds"),
+    seconds = ckpt.extra.get("train_seconds")
+    metrics.update({"steps": ckpt.step, "train_seconds": None if seconds is None else round(seconds, 1),
                     "eval_seconds": round(time.perf_counter() - started, 2)})
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    path = out_dir / "metrics.json"
+    if path.is_file():  # keep what training wrote there (images/s, ...), update the rest
+        metrics = {**json.loads(path.read_text()), **metrics}
+    path.write_text(json.dumps(metrics, indent=1) + "\n")
     paths = save_pictures(details, out_dir)
     print(format_metrics(metrics))
     print(f"wrote {out_dir / 'metrics.json'}, " + ", ".join(str(p) for p in paths))
