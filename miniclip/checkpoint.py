@@ -226,6 +226,19 @@ def resolve_checkpoint_path(path) -> Path:
     return path
 
 
+def is_trained_checkpoint(path) -> bool:
+    """True for a run folder of ``python -m miniclip.train`` or a miniclip .npz checkpoint (for
+    ``miniclip.load`` to choose between this and Hugging Face / OpenAI weights). Reads only the
+    zip's table of contents."""
+    path = Path(path)
+    if path.is_dir():
+        return any((path / name).is_file() for name in (MODEL_FILE, CHECKPOINT_FILE))
+    if not (path.is_file() and zipfile.is_zipfile(path)):
+        return False
+    with zipfile.ZipFile(path) as z:
+        return META_KEY + ".npy" in z.namelist()
+
+
 class Preprocess:
     """Images -> the normalised float32 (N, 3, R, R) the model takes.
 

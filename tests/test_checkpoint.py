@@ -13,6 +13,7 @@ from miniclip.checkpoint import (
     ModelTokenizer,
     Preprocess,
     atomic_write,
+    is_trained_checkpoint,
     load_checkpoint,
     load_trained,
     save_checkpoint,
@@ -240,3 +241,15 @@ def test_tokenizer_that_does_not_match_the_model_is_named(tmp_path):
                     data={"resolution": 32, "mean": MEAN, "std": STD})
     with pytest.raises(CheckpointError, match="the model's vocab_size is 1024"):
         load_trained(tmp_path / "model.npz")
+
+
+def test_is_trained_checkpoint(tmp_path):
+    make_checkpoint(tmp_path / "model.npz", with_optimizer=False)
+    assert is_trained_checkpoint(tmp_path) and is_trained_checkpoint(tmp_path / "model.npz")
+    np.savez(tmp_path / "other.npz", x=np.zeros(2))
+    (tmp_path / "text.bin").write_bytes(b"not a zip")
+    assert not is_trained_checkpoint(tmp_path / "other.npz")
+    assert not is_trained_checkpoint(tmp_path / "text.bin")
+    assert not is_trained_checkpoint(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    assert not is_trained_checkpoint(tmp_path / "empty")
