@@ -238,6 +238,36 @@ class StopRequest:
 
 # ---- the run ---------------------------------------------------------------------------------
 
+def take_step(model, optimizer, preprocess, images, tokens, lr, args, aug_rng, last_checkpoint,
+              step) -> tuple[float, float]:
+    """One optimizer step on a batch: images uint8 (B, R, R, 3), tokens (B, T).
+
+    augment -> normalise -> loss and gradients (in args.accum micro-batches) -> clip the global
+    gradient norm (if args.grad_clip) -> stop on NaN/inf -> AdamW -> clamp logit_scale.
+    Returns (loss, gradient norm before clipping).
+    """
+    if args.augment:
+        from .datasets import augment
+
+        images = augment(images, aug_rng)  # keeps the captions true: no flips, tiny shifts
+    x = preprocess(images)  # (B, 3, R, R) float32
+    loss, grads = loss_and_grads(model.params, model.cfg, x, tokens, args.accum)
+    grad_norm = clip_grad_norm(grads, args.grad_clip or math.inf)
+    if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+        kept = (f"the last good checkpoint is {last_checkpoint} (step "
+                f"{load_checkpoint(last_checkpoint).step})" if last_checkpoint.exists()
+                else "no checkpoint was written yet")
+        raise TrainingDiverged(
+            f"step {step + 1}: the loss became {loss} (gradient norm {grad_norm}); stopping "
+            f"without saving this step: {kept}. Try a lower --lr, a longer --warmup or "
+            "--grad-clip 1.0.")
+    optimizer.step(grads, lr=lr)
+    scale = model.params["logit_scale"]
+    np.clip(scale, 0.0, MAX_LOGIT_SCALE, out=scale)  # in place: the array the optimizer updates
+    return loss, grad_norm
+
+
+
 def default_out_dir(args: TrainArgs) -> Path:
     base = f"runs/{args.model}" + ("" if args.loss == "clip" else f"-{args.loss}")
     path, n = Path(base), 1
@@ -354,27 +384,11 @@ def train(args: TrainArgs, resume: str | None = None, progress: bool = True,
             while step < total_steps:
                 t0 = time.perf_counter()
                 idx = batch_indices(step, n_pairs, args.batch_size, args.seed)
-                images = train_split.images[idx]  # (B, R, R, 3) uint8
-                if args.augment:
-                    from .datasets import augment
-
-                    images = augment(images, aug_rng)
-                x = preprocess(images)  # (B, 3, R, R) float32
                 lr = cosine_lr(step, total_steps, args.lr, args.warmup, args.min_lr)
-                loss, grads = loss_and_grads(model.params, cfg, x, tokens[idx], args.accum)
-                grad_norm = clip_grad_norm(grads, args.grad_clip or math.inf)
-                if not (math.isfinite(loss) and math.isfinite(grad_norm)):
-                    last = out_dir / CHECKPOINT_FILE
-                    kept = (f"the last good checkpoint is {last} (step "
-                            f"{load_checkpoint(last).step})" if last.exists()
-                            else "no checkpoint was written yet")
-                    raise TrainingDiverged(
-                        f"step {step + 1}: the loss became {loss} (gradient norm {grad_norm}); "
-                        f"stopping without saving this step: {kept}. Try a lower --lr, a longer "
-                        "--warmup or --grad-clip 1.0.")
-                optimizer.step(grads, lr=lr)
+                loss, grad_norm = take_step(model, optimizer, preprocess, train_split.images[idx],
+                                            tokens[idx], lr, args, aug_rng,
+                                            last_checkpoint=out_dir / CHECKPOINT_FILE, step=step)
                 scale = model.params["logit_scale"]
-                np.clip(scale, 0.0, MAX_LOGIT_SCALE, out=scale)  # in place: the optimizer's array
                 step += 1
                 dt = time.perf_counter() - t0
                 recent = (recent + [(dt, len(idx))])[-20:]
