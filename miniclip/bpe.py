@@ -30,6 +30,7 @@ import os
 import warnings
 from collections import Counter, defaultdict
 from functools import lru_cache
+from itertools import pairwise
 from numbers import Integral
 from pathlib import Path
 
@@ -45,7 +46,8 @@ END_OF_WORD = "</w>"
 # CLIP's pre-tokeniser: the two special tokens, contractions, a run of letters, ONE digit, a run
 # of anything that is neither letter, digit nor whitespace. Whitespace itself is never a token.
 CLIP_PATTERN = regex.compile(
-    r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+""",
+    r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d"""
+    r"""|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+""",
     regex.IGNORECASE,
 )
 _WHITESPACE_RUN = regex.compile(r"\s+")
@@ -70,7 +72,7 @@ def bytes_to_unicode():
         if b not in printable:
             byte_values.append(b)
             code_points.append(256 + len(code_points) - len(printable))
-    return {b: chr(c) for b, c in zip(byte_values, code_points)}
+    return {b: chr(c) for b, c in zip(byte_values, code_points, strict=True)}
 
 
 BYTE_ENCODER = bytes_to_unicode()                             # byte -> character
@@ -117,7 +119,7 @@ def get_stats(word_counts):
     """
     stats = Counter()
     for symbols, count in word_counts.items():
-        for pair in zip(symbols, symbols[1:]):
+        for pair in pairwise(symbols):
             stats[pair] += count
     return stats
 
@@ -147,7 +149,7 @@ def bpe_word(symbols, ranks):
     ('cat</w>',)
     """
     while len(symbols) > 1:
-        pairs = set(zip(symbols, symbols[1:]))
+        pairs = set(pairwise(symbols))
         best = min(pairs, key=lambda pair: ranks.get(pair, float("inf")))
         if best not in ranks:
             break
@@ -186,7 +188,7 @@ def train_merges(word_counts, num_merges, verbose=False):
     pair_counts = get_stats(word_counts)
     where = defaultdict(set)                     # pair -> words that contain (or once contained) it
     for i, symbols in enumerate(words):
-        for pair in zip(symbols, symbols[1:]):
+        for pair in pairwise(symbols):
             where[pair].add(i)
     heap = [(-count, pair) for pair, count in pair_counts.items()]
     heapq.heapify(heap)
@@ -206,10 +208,10 @@ def train_merges(word_counts, num_merges, verbose=False):
             new = merge(old, pair)
             if new == old:
                 continue  # this word lost the pair to an earlier merge
-            for p in zip(old, old[1:]):          # take the old word's pairs out ...
+            for p in pairwise(old):          # take the old word's pairs out ...
                 pair_counts[p] -= freqs[i]
                 touched.add(p)
-            for p in zip(new, new[1:]):          # ... and put the new word's pairs in
+            for p in pairwise(new):          # ... and put the new word's pairs in
                 pair_counts[p] += freqs[i]
                 where[p].add(i)
                 touched.add(p)
@@ -308,9 +310,9 @@ class BPETokenizer:
         num_merges = vocab_size - 514
         merges = train_merges(word_counts, num_merges, verbose=verbose)
         if len(merges) < num_merges:
-            warnings.warn(f"BPETokenizer.train: only {len(merges)} merges were possible (every word "
-                          f"is one symbol), so vocab_size is {514 + len(merges)}, not {vocab_size}",
-                          stacklevel=2)
+            warnings.warn(f"BPETokenizer.train: only {len(merges)} merges were possible (every "
+                          f"word is one symbol), so vocab_size is {514 + len(merges)}, not "
+                          f"{vocab_size}", stacklevel=2)
         return cls(merges)
 
     # ---- encoding and decoding ------------------------------------------------------------------
@@ -321,7 +323,8 @@ class BPETokenizer:
             if word in SPECIAL_TOKENS:
                 ids = (self.encoder[word],)
             else:
-                ids = tuple(self.encoder[s] for s in bpe_word(word_to_symbols(word), self.bpe_ranks))
+                symbols = bpe_word(word_to_symbols(word), self.bpe_ranks)
+                ids = tuple(self.encoder[s] for s in symbols)
             if len(self.cache) >= self.max_cache_words:
                 self.cache.clear()
             self.cache[word] = ids
@@ -351,7 +354,8 @@ class BPETokenizer:
             if isinstance(i, bool) or not isinstance(i, Integral):
                 raise TypeError(f"ids[{pos}] must be an int, got {type(i).__name__}")
             if not 0 <= i < self.vocab_size:
-                raise ValueError(f"ids[{pos}] = {i} is outside the vocabulary [0, {self.vocab_size})")
+                raise ValueError(f"ids[{pos}] = {i} is outside the vocabulary "
+                                 f"[0, {self.vocab_size})")
             symbols.append(self.decoder[i])
         data = bytearray(BYTE_DECODER[c] for c in "".join(symbols))
         return data.decode("utf-8", errors="replace").replace(END_OF_WORD, " ")

