@@ -239,7 +239,7 @@ def is_trained_checkpoint(path) -> bool:
         return META_KEY + ".npy" in z.namelist()
 
 
-class Preprocess:
+class ToyPreprocess:
     """Images -> the normalised float32 (N, 3, R, R) the model takes.
 
     Accepts a uint8 array (R, R, 3) or (N, R, R, 3), a PIL image, or a list of PIL images. PIL
@@ -251,8 +251,8 @@ class Preprocess:
         self.resolution, self.mean, self.std = int(resolution), list(mean), list(std)
 
     def __repr__(self):
-        return (f"Preprocess(resolution={self.resolution}, mean={[round(m, 4) for m in self.mean]}"
-                f", std={[round(s, 4) for s in self.std]})")
+        mean, std = [round(m, 4) for m in self.mean], [round(s, 4) for s in self.std]
+        return f"ToyPreprocess(resolution={self.resolution}, mean={mean}, std={std})"
 
     def __call__(self, images) -> np.ndarray:
         from .datasets import images_to_model_input
@@ -329,5 +329,5 @@ def load_trained(path):
     if not {"resolution", "mean", "std"} <= set(ckpt.data):
         raise CheckpointError(f"{ckpt.path} does not record its dataset's mean and std, so its "
                               "images cannot be preprocessed")
-    preprocess = Preprocess(ckpt.config.image_resolution, ckpt.data["mean"], ckpt.data["std"])
+    preprocess = ToyPreprocess(ckpt.config.image_resolution, ckpt.data["mean"], ckpt.data["std"])
     return model, preprocess, tokenizer_from_checkpoint(ckpt)

@@ -63,7 +63,7 @@ from .checkpoint import (
     MODEL_FILE,
     CheckpointError,
     ModelTokenizer,
-    Preprocess,
+    ToyPreprocess,
     load_checkpoint,
     save_checkpoint,
 )
@@ -346,7 +346,7 @@ def train(args: TrainArgs, resume: str | None = None, progress: bool = True,
         optimizer.load_state_dict(ckpt.optimizer)
         aug_rng.bit_generator.state = ckpt.rng_state
         step, seconds_before = ckpt.step, float(ckpt.extra.get("train_seconds", 0.0))
-    preprocess = Preprocess(cfg.image_resolution, meta["mean"], meta["std"])
+    preprocess = ToyPreprocess(cfg.image_resolution, meta["mean"], meta["std"])
     total_steps = _total_steps(args, n_pairs)
     probe = CurveProbe(args.data, args.eval_images) if args.eval_every else None
 

@@ -11,7 +11,7 @@ from miniclip.bpe import BPETokenizer
 from miniclip.checkpoint import (
     CheckpointError,
     ModelTokenizer,
-    Preprocess,
+    ToyPreprocess,
     atomic_write,
     is_trained_checkpoint,
     load_checkpoint,
@@ -220,7 +220,7 @@ def test_load_trained_gives_model_preprocess_tokenizer(tmp_path):
 
 
 def test_preprocess_rejects_wrong_input():
-    pre = Preprocess(32, MEAN, STD)
+    pre = ToyPreprocess(32, MEAN, STD)
     with pytest.raises(ValueError, match=r"must have shape \(N, 32, 32, 3\).*got \(1, 16, 16, 3\)"):
         pre(np.zeros((1, 16, 16, 3), np.uint8))
     with pytest.raises(TypeError, match="dtype uint8"):
