@@ -6,7 +6,10 @@ What ``load`` accepts (``ACCEPTED`` below says the same to a user who passes som
   ``model.safetensors.index.json``) with ``config.json`` beside it, e.g. a download of
   ``openai/clip-vit-base-patch32``;
 * one ``.safetensors`` file, in HF's layout or OpenAI's (told apart by the key names);
-* an ``.npz`` of OpenAI-named arrays.
+* an ``.npz`` of OpenAI-named arrays;
+* a run folder of ``python -m miniclip.train`` or its ``model.npz`` / ``checkpoint.npz``
+  (handed to ``miniclip.checkpoint.load_trained``, which also restores the run's tokenizer and
+  preprocessing).
 
 OpenAI's own ``.pt`` releases are PyTorch pickles: convert them once with
 ``python -m miniclip.convert ViT-B-32.pt ViT-B-32.safetensors`` (needs torch) and load the result.
@@ -34,7 +37,8 @@ from .weights_io import read_npz, read_safetensors, upcast_half, write_npz, writ
 
 ACCEPTED = (
     "a Hugging Face CLIP folder (model.safetensors or model.safetensors.index.json, with "
-    "config.json), a .safetensors file (HF or OpenAI layout), or an .npz of OpenAI-named arrays. "
+    "config.json), a .safetensors file (HF or OpenAI layout), an .npz of OpenAI-named arrays, "
+    "or a `python -m miniclip.train` run folder or its model.npz / checkpoint.npz. "
     "OpenAI's .pt files: convert first with `python -m miniclip.convert IN.pt OUT.safetensors`."
 )
 CONFIG_METADATA_KEY = "miniclip_config"  # metadata entry holding CLIPConfig.to_dict() as JSON
@@ -243,17 +247,20 @@ def load_model(path, dtype=None, config=None):
 def load(path, dtype=None, config=None):
     """-> (model, preprocess, tokenizer) for a CLIP checkpoint (see ``ACCEPTED``).
 
-    Other kinds of checkpoint (miniclip's own training checkpoints) get their own branch here,
-    before ``load_model``: ``if <path is one>: return <its loader>(path)``, and a line in
-    ``ACCEPTED`` so that the error for an unknown path lists them.
+    A miniclip training run (folder or .npz checkpoint) goes to ``checkpoint.load_trained``, which
+    returns the run's own preprocessing and BPE tokenizer; ``dtype`` and ``config`` apply only to
+    Hugging Face / OpenAI weights.
 
     preprocess: ``Preprocess(model.cfg.image_resolution)``, OpenAI's image pipeline.
     tokenizer: OpenAI's ``SimpleTokenizer`` when the model has OpenAI's 49,408-token vocabulary;
     None for a model with any other vocabulary (there is no way to know its tokenizer).
     """
+    from .checkpoint import is_trained_checkpoint, load_trained
     from .preprocess import Preprocess
     from .tokenizer import OPENAI_VOCAB_SIZE, SimpleTokenizer
 
+    if is_trained_checkpoint(path):
+        return load_trained(path)
     model = load_model(path, dtype=dtype, config=config)
     preprocess = Preprocess(model.cfg.image_resolution)
     tokenizer = SimpleTokenizer() if model.cfg.vocab_size == OPENAI_VOCAB_SIZE else None

@@ -219,6 +219,22 @@ def test_load_trained_gives_model_preprocess_tokenizer(tmp_path):
     assert preprocess(images[0]).shape == (1, 3, 32, 32)
 
 
+def test_miniclip_load_opens_a_training_run(tmp_path):
+    """The public miniclip.load gives the same triple for a run folder as load_trained."""
+    import miniclip
+
+    tok = BPETokenizer.train(["a red circle.", "a blue square."], vocab_size=520)
+    cfg = CLIPConfig(**{**CONFIGS["toy-tiny"].to_dict(), "vocab_size": tok.vocab_size})
+    model = CLIP(cfg, seed=4)
+    save_checkpoint(tmp_path / "model.npz", cfg, model.params, step=1, tokenizer=tok.to_dict(),
+                    data={"resolution": 32, "mean": MEAN, "std": STD})
+    for path in (tmp_path, tmp_path / "model.npz"):
+        loaded, preprocess, tokenizer = miniclip.load(path)
+        tokens = tokenizer(["a red circle."])
+        np.testing.assert_array_equal(loaded.encode_text(tokens), model.encode_text(tokens))
+        assert isinstance(preprocess, ToyPreprocess)
+
+
 def test_preprocess_rejects_wrong_input():
     pre = ToyPreprocess(32, MEAN, STD)
     with pytest.raises(ValueError, match=r"must have shape \(N, 32, 32, 3\).*got \(1, 16, 16, 3\)"):
