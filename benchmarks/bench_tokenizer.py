@@ -14,7 +14,6 @@ whitespace + lowercase alone, the part of encoding that the cache cannot save.
 
 import os
 import platform
-import random
 import re
 import sys
 import time
@@ -39,18 +38,14 @@ from miniclip.tokenizer import SimpleTokenizer  # noqa: E402
 
 
 def make_captions(n, seed=0):
-    rng = random.Random(seed)
-    sizes = ["small", "large", "tiny", "big", "medium-sized"]
-    colors = ["red", "green", "blue", "yellow", "purple", "orange", "black", "white"]
-    shapes = ["circle", "square", "triangle", "star", "cross", "diamond", "hexagon"]
-    places = ["in the top left", "in the top right", "in the bottom left", "at the bottom",
-              "in the center", "near the edge", "on the left", "on the right"]
-    templates = ["a {s} {c} {h} {p}", "there is a {c} {h} {p}.",
-                 "two {c} shapes: a {h} and a {s} {h}", "a photo of a {s} {c} {h}.",
-                 "It's a {c} {h}, {p}!", "{n} {c} dots {p}"]
-    return [rng.choice(templates).format(s=rng.choice(sizes), c=rng.choice(colors),
-                                         h=rng.choice(shapes), p=rng.choice(places),
-                                         n=rng.randint(2, 12)) for _ in range(n)]
+    """n captions exactly as the toy dataset writes them (scenes of 1 or 2 objects)."""
+    from miniclip.datasets.attributes import CLASS_PAIRS
+    from miniclip.datasets.captions import caption_for
+    from miniclip.datasets.scenes import sample_scene
+
+    rng = np.random.default_rng(seed)
+    return [caption_for(sample_scene(rng, CLASS_PAIRS, int(rng.integers(1, 3)), 32), rng)
+            for _ in range(n)]
 
 
 def doc_sentences():
@@ -149,6 +144,8 @@ def main():
         n = len(tok.merges)
         fast_s, fast = best_of(lambda c=counts, n=n: train_merges(c, n))
         assert fast == tok.merges
+        if corpus_name == "captions":
+            caption_merges, caption_vocab = n, vocab_size
         naive_text = ratio = ""
         if with_naive:
             naive_s, naive = best_of(lambda c=counts, n=n: train_merges_naive(c, n), repeat=1)
@@ -156,7 +153,8 @@ def main():
             naive_text, ratio = f"{naive_s:>9.2f}", f"{naive_s / fast_s:>11.1f}x"
         print(f"{corpus_name:<10}{len(texts):>6}{len(counts):>7}{n:>8}{tok.vocab_size:>7}"
               f"{train_s:>9.2f}{prepare_s:>11.2f}{fast_s:>9.3f}{naive_text:>9}{ratio:>12}")
-    print("(captions stop at 127 merges: by then every caption word is a single token)")
+    print(f"(captions, asked for {caption_vocab}, stop at {caption_merges} merges: by then every "
+          "caption word is a single token)")
 
 
 if __name__ == "__main__":
