@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _EXPORTS = {
+    "CLIP": "model",
     "CLIPConfig": "config",
     "CONFIGS": "config",
     "count_parameters": "params",

@@ -6,7 +6,7 @@ signatures of the NumPy reference in ``miniclip.nn``. The model and training rea
 through ``kernels.ops``, so changing the backend changes every call at once:
 
     >>> from miniclip import kernels
-    >>> kernels.use_backend("numpy")            # switch for good ...
+    >>> _ = kernels.use_backend("numpy")        # switch for good ...
     >>> with kernels.use_backend("numpy"):      # ... or for a block, then switch back
     ...     pass
     >>> kernels.get_backend()

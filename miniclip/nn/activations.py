@@ -8,9 +8,9 @@ QUICK_GELU_ALPHA = 1.702  # sigmoid(1.702 x) is close to the normal CDF Phi(x)
 
 
 def sigmoid(x):
-    """Numerically stable logistic function (no overflow for large |x|)."""
-    e = np.exp(-np.abs(x))  # in (0, 1]
-    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    """Logistic function 1 / (1 + exp(-x)), written as 0.5 (1 + tanh(x / 2)): the same function,
+    but tanh never overflows, so large |x| needs no special case."""
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
 def quick_gelu_forward(x):

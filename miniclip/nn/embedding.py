@@ -1,0 +1,25 @@
+"""Token embedding with learned absolute positions: x[n, t] = W[tokens[n, t]] + pos[t]."""
+
+import numpy as np
+
+
+def token_embedding_forward(tokens, weight, positional_embedding):
+    """tokens (N, T) int, weight (V, C), positional_embedding (T, C) -> (N, T, C).
+
+    cache = (tokens, V): the gradient is a scatter, so only the ids are needed.
+    """
+    return weight[tokens] + positional_embedding, (tokens, weight.shape[0])
+
+
+def token_embedding_backward(dout, cache):
+    """dout (N, T, C) -> dweight (V, C), dpositional_embedding (T, C).
+
+    The forward gathers rows of W, so the backward scatters rows back and ADDS them: a token id
+    that appears k times receives the sum of its k gradients. ``np.add.at`` does this; plain
+    fancy assignment ``dW[tokens] += dout`` would keep only one of the repeats.
+    """
+    tokens, vocab_size = cache
+    C = dout.shape[-1]
+    dweight = np.zeros((vocab_size, C), dtype=dout.dtype)
+    np.add.at(dweight, tokens.reshape(-1), dout.reshape(-1, C))
+    return dweight, dout.sum(axis=0)
