@@ -164,13 +164,17 @@ def attention_dkdv_kernel(dtype, head_dim, block, causal):
         dout_tile = cuda.shared.array((block, D), real)
         lse_tile = cuda.shared.array(block, real)
         delta_tile = cuda.shared.array(block, real)
-        k_row = cuda.local.array(D, real)
-        v_row = cuda.local.array(D, real)
+        # Each thread's own key and value rows. Registers would be the natural home, but with
+        # the two accumulators that is 4 D numbers per thread, past the 255 registers a thread
+        # can have (D = 64). In shared memory, stored (D, block): at a given d, neighbouring
+        # threads read neighbouring addresses, i.e. different memory banks, in one step.
+        k_own = cuda.shared.array((D, block), real)
+        v_own = cuda.shared.array((D, block), real)
         dk_acc = cuda.local.array(D, real)
         dv_acc = cuda.local.array(D, real)
         for d in range(D):
-            k_row[d] = k[bh, col, d] if active else zero
-            v_row[d] = v[bh, col, d] if active else zero
+            k_own[d, tid] = k[bh, col, d] if active else zero
+            v_own[d, tid] = v[bh, col, d] if active else zero
             dk_acc[d] = 0
             dv_acc[d] = 0
 
@@ -194,8 +198,8 @@ def attention_dkdv_kernel(dtype, head_dim, block, causal):
                     s = zero
                     dp = zero
                     for d in range(D):
-                        s += q_tile[i, d] * k_row[d]
-                        dp += dout_tile[i, d] * v_row[d]
+                        s += q_tile[i, d] * k_own[d, tid]
+                        dp += dout_tile[i, d] * v_own[d, tid]
                     p = math.exp(s * scale - lse_tile[i])  # the forward's probability, rebuilt
                     ds = p * (dp - delta_tile[i])
                     for d in range(D):
@@ -230,12 +234,12 @@ def attention_dq_kernel(dtype, head_dim, block, causal):
 
         k_tile = cuda.shared.array((block, D), real)
         v_tile = cuda.shared.array((block, D), real)
-        q_row = cuda.local.array(D, real)
-        dout_row = cuda.local.array(D, real)
+        q_own = cuda.shared.array((D, block), real)  # this thread's q and dout rows, as in the
+        dout_own = cuda.shared.array((D, block), real)  # dk/dv kernel: too many for registers
         dq_acc = cuda.local.array(D, real)
         for d in range(D):
-            q_row[d] = q[bh, row, d] if active else zero
-            dout_row[d] = dout[bh, row, d] if active else zero
+            q_own[d, tid] = q[bh, row, d] if active else zero
+            dout_own[d, tid] = dout[bh, row, d] if active else zero
             dq_acc[d] = 0
         lse_i = lse[bh, row] if active else zero
         delta_i = delta[bh, row] if active else zero
@@ -257,8 +261,8 @@ def attention_dq_kernel(dtype, head_dim, block, causal):
                     s = zero
                     dp = zero
                     for d in range(D):
-                        s += q_row[d] * k_tile[j, d]
-                        dp += dout_row[d] * v_tile[j, d]
+                        s += q_own[d, tid] * k_tile[j, d]
+                        dp += dout_own[d, tid] * v_tile[j, d]
                     p = math.exp(s * scale - lse_i)
                     ds = p * (dp - delta_i)
                     for d in range(D):
@@ -310,7 +314,7 @@ def flash_attention_backward(dout, q, k, v, out, lse, causal=False,
     delta = cuda.device_array((BH, T), dtype=dtype)
     threads = tiles.threads
     attention_delta_kernel(dtype, D)[math.ceil(BH * T / threads), threads](dout, out, delta)
-    block = _block_for(D, dtype, tiles, n_tiles=2)
+    block = _block_for(D, dtype, tiles, n_tiles=4)
     grid = (BH, math.ceil(T / block))
     attention_dkdv_kernel(dtype, D, block, bool(causal))[grid, block](
         q, k, v, dout, lse, delta, dk, dv, scale)

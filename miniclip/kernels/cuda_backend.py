@@ -54,6 +54,12 @@ __all__ = [
     "weights_updated",
 ]
 
+if not SIMULATOR and not cuda.is_available():
+    raise RuntimeError(
+        "the cuda backend needs an NVIDIA GPU with its driver, and numba.cuda finds none. "
+        "To run the kernels without a GPU, in numba's CUDA simulator (slow: a Python thread per "
+        "CUDA thread), set NUMBA_ENABLE_CUDASIM=1 before numba is first imported.")
+
 # ----- settings -----
 
 _tiles: Tiles = SIMULATOR_TILES if SIMULATOR else DEFAULT_TILES
