@@ -6,32 +6,41 @@
 
 Ops take and return NumPy arrays, with the signatures of the NumPy reference, because the
 composite layers (self-attention, MLP, block, the model) do their reshapes, slices and residual
-sums in NumPy between the ops. What crosses between host and device per op:
+sums in NumPy between the ops. So every op downloads its results, and uploads its inputs unless
+the device already has them. The copies, per op:
 
-    op                       host -> device                       device -> host
-    linear_forward           x, w, b                              out
-    linear_backward          dout                                 dx, dw, db
-    layernorm_forward        x, w, b                              out
-    layernorm_backward       dout                                 dx, dw, db
-    *gelu_forward            x                                    out
-    *gelu_backward           dout                                 dx
-    attention_forward        q, k, v                              out
-    attention_backward       dout                                 dq, dk, dv
+    op                    host -> device                          device -> host
+    linear_forward        x (*), w, b (**)                        out
+    linear_backward       dout (*)                                dx, dw, db
+    layernorm_forward     x (*), w, b (**)                        out
+    layernorm_backward    dout (*)                                dx, dw, db
+    *gelu_forward         x (*)                                   out
+    *gelu_backward        dout (*)                                dx
+    attention_forward     q, k, v (host copies first: see below)  out
+    attention_backward    dout (host copy first)                  dq, dk, dv
 
-The caches are backend-private and hold *device* arrays (x, w, the LayerNorm mean and 1/std,
-q, k, v, out and the attention log-sum-exp), so no backward pass uploads an input its forward
-already uploaded. Inputs that are not C-contiguous (the head split of attention hands over
-transposed views) are first copied on the host by ``np.ascontiguousarray``.
+What is never copied:
+* Backward uploads nothing its forward uploaded: the caches are backend-private and hold *device*
+  arrays (x, w, LayerNorm's mean and 1/std, q, k, v, out and attention's log-sum-exp).
+* (*) Device twins. Each activation an op returns (every forward's ``out``, every backward's
+  ``dx``/``dq``/``dk``/``dv``) keeps its device copy alive beside it and is returned read-only.
+  When that very array object comes back as the next op's input, unchanged (read-only
+  guarantees that), the device copy is used and nothing is uploaded. In a residual block this
+  covers ln_1 -> in_proj, ln_2 -> c_fc -> GELU -> c_proj, and the same chain backwards: about
+  60% of the block's uploads. Arrays the composites build in NumPy (``x + a``, the head split,
+  the concatenated dqkv) are new objects and are uploaded. The twin lives as long as the host
+  array. Parameter gradients (dw, db) are ordinary writeable arrays. Turn twins off with
+  ``configure(device_twins=False)``.
+* (**) With ``configure(resident_weights=True)``, weights and biases are uploaded once and reused
+  while the same array object is passed and ``weights_updated()`` has not been called. NumPy
+  cannot tell us that an array changed in place, so this is for inference loops; a training loop
+  that turns it on must call ``weights_updated()`` after every optimizer step. Off by default.
+* The head split of attention hands over transposed views; they are made contiguous on the host
+  (``np.ascontiguousarray``) before the upload: counted as ``host_copies``.
 
-With ``configure(resident_weights=True)`` the weight and bias arguments (w, b of linear and
-LayerNorm) are uploaded once and reused for as long as the same array object is passed and
-``weights_updated()`` has not been called. That is for inference loops; a training loop that
-turns it on must call ``weights_updated()`` after every optimizer step, since NumPy cannot tell
-us that an array changed in place. It is off by default.
-
-Keeping the activations on the device *between* ops would need the composite layers to be written
-against an array library that has device arrays; that is not done, so every op boundary is a
-round trip. ``transfer_stats()`` counts the copies, to measure it.
+Keeping activations on the device *across* the NumPy code between ops would need the composite
+layers to be written against an array library with device arrays (CuPy, or numba device arrays
+with the reshapes done on the device); that is not done. ``transfer_stats()`` counts every copy.
 """
 
 from __future__ import annotations
@@ -63,30 +72,29 @@ if not SIMULATOR and not cuda.is_available():
 # ----- settings -----
 
 _tiles: Tiles = SIMULATOR_TILES if SIMULATOR else DEFAULT_TILES
-_resident_weights = False
-_OPTIONS = tuple(f.name for f in dataclasses.fields(Tiles)) + ("resident_weights",)
+_flags = {"resident_weights": False, "device_twins": True}
+_OPTIONS = tuple(f.name for f in dataclasses.fields(Tiles)) + tuple(_flags)
 
 
 def configure(**options) -> dict:
     """Set launch sizes (the fields of ``Tiles``: matmul_block, matmul_depth, matmul_micro,
-    attention_block, threads) and ``resident_weights``. Returns the previous values of the
-    options given, so ``configure(**old)`` undoes the call (``use_backend`` does that on exit).
-
-    >>> old = configure(matmul_block=32)     # doctest: +SKIP
+    attention_block, threads) and the flags ``resident_weights``, ``device_twins``. Returns the
+    previous values of the options given, so ``configure(**old)`` undoes the call
+    (``use_backend("cuda", **options)`` does that on exit).
     """
-    global _tiles, _resident_weights
+    global _tiles
     unknown = sorted(set(options) - set(_OPTIONS))
     if unknown:
         raise ValueError(f"unknown cuda backend options {unknown}; options are {_OPTIONS}")
-    old = {name: (_resident_weights if name == "resident_weights" else getattr(_tiles, name))
-           for name in options}
-    tile_options = {k: v for k, v in options.items() if k != "resident_weights"}
-    new_tiles = dataclasses.replace(_tiles, **tile_options)  # validates the sizes
-    if "resident_weights" in options:
-        if not isinstance(options["resident_weights"], bool):
-            raise TypeError(f"resident_weights must be a bool, got {options['resident_weights']!r}")
-        _resident_weights = options["resident_weights"]
-        weights_updated()
+    for name in set(options) & set(_flags):
+        if not isinstance(options[name], bool):
+            raise TypeError(f"{name} must be a bool, got {options[name]!r}")
+    old = {name: _flags[name] if name in _flags else getattr(_tiles, name) for name in options}
+    new_tiles = dataclasses.replace(
+        _tiles, **{k: v for k, v in options.items() if k not in _flags})  # validates the sizes
+    for name in set(options) & set(_flags):
+        _flags[name] = options[name]
+    _resident.clear()
     _tiles = new_tiles
     return old
 
@@ -99,13 +107,14 @@ def tiles() -> Tiles:
 # ----- host <-> device, counted -----
 
 _TRANSFER_KEYS = ("host_to_device", "host_to_device_bytes", "device_to_host",
-                  "device_to_host_bytes", "host_copies", "host_copies_bytes")
+                  "device_to_host_bytes", "host_copies", "host_copies_bytes",
+                  "uploads_saved", "uploads_saved_bytes")
 _transfers = dict.fromkeys(_TRANSFER_KEYS, 0)
 
 
 def transfer_stats() -> dict:
-    """Copies since the last reset: count and bytes host->device, device->host, and host-side
-    copies made to get a contiguous array for the upload."""
+    """Copies since the last reset: count and bytes host->device and device->host, host-side
+    copies made to get a contiguous array to upload, and uploads saved by device twins."""
     return dict(_transfers)
 
 
@@ -113,8 +122,21 @@ def reset_transfer_stats() -> None:
     _transfers.update(dict.fromkeys(_TRANSFER_KEYS, 0))
 
 
+_twins: dict[int, tuple] = {}  # id(host array) -> (weakref to it, its device copy)
+
+
+def _forget(table, key):
+    return lambda _: table.pop(key, None)  # weakref callback: the host array is gone
+
+
 def _upload(array, shape=None):
-    """NumPy array -> new device array, C-contiguous, reshaped to ``shape`` if given."""
+    """NumPy array -> device array, C-contiguous, reshaped to ``shape`` if given. An array this
+    backend returned, passed back unchanged, is not uploaded: its device twin is used."""
+    twin = _twins.get(id(array))
+    if twin is not None and twin[0]() is array and not array.flags.writeable:
+        _transfers["uploads_saved"] += 1
+        _transfers["uploads_saved_bytes"] += array.nbytes
+        return twin[1].reshape(array.shape if shape is None else shape)
     if not array.flags.c_contiguous:  # a transposed view, say: copy it on the host first
         array = np.ascontiguousarray(array)
         _transfers["host_copies"] += 1
@@ -126,14 +148,26 @@ def _upload(array, shape=None):
     return cuda.to_device(array)
 
 
-def _download(device_array):
-    """Device array -> new NumPy array."""
+def _download(device_array, shape):
+    """Device array -> new NumPy array of ``shape`` (a parameter gradient: plain, writeable)."""
     _transfers["device_to_host"] += 1
     _transfers["device_to_host_bytes"] += device_array.nbytes
-    return device_array.copy_to_host()
+    return device_array.copy_to_host().reshape(shape)
 
 
-_resident: dict[int, tuple] = {}  # id(array) -> (weakref to the array, its device copy)
+def _download_activation(device_array, shape):
+    """Like _download, for an array the next op may take as input: with device twins on, it is
+    returned read-only and its device copy is remembered while it lives."""
+    host = _download(device_array, shape)
+    if _flags["device_twins"]:
+        if host.base is not None:  # reshape gave a view: lock the owner of the data too
+            host.base.flags.writeable = False
+        host.flags.writeable = False
+        _twins[id(host)] = (weakref.ref(host, _forget(_twins, id(host))), device_array)
+    return host
+
+
+_resident: dict[int, tuple] = {}  # id(weight array) -> (weakref to it, its device copy)
 
 
 def weights_updated() -> None:
@@ -143,15 +177,13 @@ def weights_updated() -> None:
 
 def _upload_weight(array):
     """Like _upload, but with resident_weights on, reuse the device copy of this same array."""
-    if not _resident_weights:
+    if not _flags["resident_weights"]:
         return _upload(array)
-    key = id(array)
-    entry = _resident.get(key)
+    entry = _resident.get(id(array))
     if entry is not None and entry[0]() is array:
         return entry[1]
     device_array = _upload(array)
-    _resident[key] = (weakref.ref(array, lambda _, key=key: _resident.pop(key, None)),
-                      device_array)
+    _resident[id(array)] = (weakref.ref(array, _forget(_resident, id(array))), device_array)
     return device_array
 
 
@@ -210,7 +242,7 @@ def linear_forward(x, w, b=None):
     x_dev, w_dev = _upload(x, (-1, w.shape[1])), _upload_weight(w)  # x as (M, C_in)
     b_dev = None if b is None else _upload_weight(b)
     out_dev = cuda_matmul.matmul(x_dev, w_dev, b_dev, transpose_b=True, tiles=_tiles)
-    out = _download(out_dev).reshape(*x.shape[:-1], w.shape[0])
+    out = _download_activation(out_dev, (*x.shape[:-1], w.shape[0]))
     return out, _LinearCache(x_dev, w_dev, b is not None, x.shape)
 
 
@@ -222,8 +254,8 @@ def linear_backward(dout, cache):
     dout_dev = _upload(dout, (-1, C_out))  # (M, C_out)
     dx = cuda_matmul.matmul(dout_dev, cache.w, tiles=_tiles)  # dy @ W
     dw = cuda_matmul.matmul(dout_dev, cache.x, transpose_a=True, tiles=_tiles)  # dy^T @ x
-    db = _download(cuda_elementwise.column_sum(dout_dev, _tiles)) if cache.has_bias else None
-    return _download(dx).reshape(cache.x_shape), _download(dw), db
+    db = _download(cuda_elementwise.column_sum(dout_dev, _tiles), C_out) if cache.has_bias else None
+    return _download_activation(dx, cache.x_shape), _download(dw, (C_out, C_in)), db
 
 
 # ----- LayerNorm -----
@@ -247,7 +279,8 @@ def layernorm_forward(x, w, b, eps=EPS):
     w_dev = _upload_weight(w)
     out_dev, mean, rstd = cuda_elementwise.layernorm_forward(x_dev, w_dev, _upload_weight(b), eps,
                                                              _tiles)
-    return _download(out_dev).reshape(x.shape), _LayerNormCache(x_dev, w_dev, mean, rstd, x.shape)
+    out = _download_activation(out_dev, x.shape)
+    return out, _LayerNormCache(x_dev, w_dev, mean, rstd, x.shape)
 
 
 def layernorm_backward(dout, cache):
@@ -257,7 +290,8 @@ def layernorm_backward(dout, cache):
     dout_dev = _upload(dout, cache.x.shape)
     dx, dw, db = cuda_elementwise.layernorm_backward(dout_dev, cache.x, cache.w, cache.mean,
                                                      cache.rstd, _tiles)
-    return _download(dx).reshape(cache.x_shape), _download(dw), _download(db)
+    C = cache.x_shape[-1]
+    return _download_activation(dx, cache.x_shape), _download(dw, C), _download(db, C)
 
 
 # ----- activations -----
@@ -272,7 +306,7 @@ def _activation_forward(name, x):
     _check_float("x", x)
     x_dev = _upload(x, -1)
     out = cuda_elementwise.activation_forward(name, x_dev, _tiles)
-    return _download(out).reshape(x.shape), _ActivationCache(name, x_dev, x.shape)
+    return _download_activation(out, x.shape), _ActivationCache(name, x_dev, x.shape)
 
 
 def _activation_backward(name, dout, cache):
@@ -281,7 +315,7 @@ def _activation_backward(name, dout, cache):
         raise TypeError(f"cache must come from {name}_forward, got one from {cache.name}_forward")
     _check_dout(dout, cache.x_shape, cache.x.dtype)
     dx = cuda_elementwise.activation_backward(name, _upload(dout, -1), cache.x, _tiles)
-    return _download(dx).reshape(cache.x_shape)
+    return _download_activation(dx, cache.x_shape)
 
 
 def quick_gelu_forward(x):
@@ -328,7 +362,7 @@ def attention_forward(q, k, v, causal=False):
     out_dev, lse = cuda_attention.flash_attention_forward(q_dev, k_dev, v_dev, bool(causal),
                                                           _tiles)
     cache = _AttentionCache(q_dev, k_dev, v_dev, out_dev, lse, bool(causal), q.shape)
-    return _download(out_dev).reshape(q.shape), cache
+    return _download_activation(out_dev, q.shape), cache
 
 
 def attention_backward(dout, cache):
@@ -338,4 +372,4 @@ def attention_backward(dout, cache):
     dout_dev = _upload(dout, cache.q.shape)
     grads = cuda_attention.flash_attention_backward(dout_dev, cache.q, cache.k, cache.v,
                                                     cache.out, cache.lse, cache.causal, _tiles)
-    return tuple(_download(g).reshape(cache.shape) for g in grads)
+    return tuple(_download_activation(g, cache.shape) for g in grads)

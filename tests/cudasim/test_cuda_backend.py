@@ -193,3 +193,53 @@ def test_resident_weights(rng):
     cuda_backend.reset_transfer_stats()
     cuda_backend.linear_forward(x, w)
     assert cuda_backend.transfer_stats()["host_to_device"] == 2  # off again: x and w
+
+
+def test_device_twins_save_the_uploads_of_a_chain(rng):
+    """linear -> QuickGELU -> linear, forward and backward, as the MLP runs them: each output
+    goes straight into the next op, so only the first input and the weights are uploaded."""
+    x = randn(rng, (2, 3, 4), np.float64)
+    w1, b1, w2, b2 = (randn(rng, s, np.float64) for s in ((8, 4), 8, (4, 8), 4))
+    cuda_backend.reset_transfer_stats()
+    h, c1 = cuda_backend.linear_forward(x, w1, b1)
+    a, c2 = cuda_backend.quick_gelu_forward(h)
+    out, c3 = cuda_backend.linear_forward(a, w2, b2)
+    da = cuda_backend.linear_backward(np.ones_like(out), c3)[0]
+    dh = cuda_backend.quick_gelu_backward(da, c2)
+    dx = cuda_backend.linear_backward(dh, c1)[0]
+    stats = cuda_backend.transfer_stats()
+    assert stats["host_to_device"] == 6  # x, w1, b1, w2, b2, the first dout
+    assert stats["uploads_saved"] == 4  # h, a, da, dh
+    assert stats["uploads_saved_bytes"] == h.nbytes + a.nbytes + da.nbytes + dh.nbytes
+    ref_h = x @ w1.T + b1
+    ref_a = numpy_backend.quick_gelu_forward(ref_h)[0]
+    assert_close(out, ref_a @ w2.T + b2, "out")
+    ref_dh = numpy_backend.quick_gelu_backward(np.ones_like(out) @ w2,
+                                               numpy_backend.quick_gelu_forward(ref_h)[1])
+    assert_close(dx, ref_dh @ w1, "dx")
+
+
+def test_returned_activations_are_read_only_and_parameter_grads_are_not(rng):
+    x, w, b = randn(rng, (3, 4), np.float64), randn(rng, (2, 4), np.float64), np.zeros(2)
+    out, cache = cuda_backend.linear_forward(x, w, b)
+    with pytest.raises(ValueError, match="read-only"):
+        out += 1  # would make the device twin stale, so it is refused
+    dx, dw, db = cuda_backend.linear_backward(randn(rng, (3, 2), np.float64), cache)
+    assert not dx.flags.writeable and dw.flags.writeable and db.flags.writeable
+    changed = out.copy()  # the way to change one: a copy, which is uploaded afresh
+    changed += 1
+    cuda_backend.reset_transfer_stats()
+    again, _ = cuda_backend.linear_forward(changed, np.eye(2), np.zeros(2))
+    assert cuda_backend.transfer_stats()["uploads_saved"] == 0
+    assert_close(again, x @ w.T + 1, "copy + 1")
+
+
+def test_device_twins_off():
+    with kernels.use_backend("cuda", device_twins=False):
+        out, _ = kernels.ops.gelu_forward(np.ones(3))
+        assert out.flags.writeable
+        cuda_backend.reset_transfer_stats()
+        kernels.ops.gelu_forward(out)
+        assert cuda_backend.transfer_stats()["uploads_saved"] == 0
+    out, _ = cuda_backend.gelu_forward(np.ones(3))
+    assert not out.flags.writeable  # on again after the block
