@@ -285,7 +285,16 @@ def _check_qkv(q, k, v):
 
 
 def flash_attention_forward(q, k, v, causal=False, tiles: Tiles = DEFAULT_TILES):
-    """q, k, v: (BH, T, D) device arrays -> out (BH, T, D), lse (BH, T) device arrays."""
+    """q, k, v: (BH, T, D) device arrays -> out (BH, T, D), lse (BH, T) device arrays.
+
+    With all scores 0, row t of a causal mask sees t + 1 keys, so lse = log(t + 1):
+
+    >>> import numpy as np
+    >>> zeros = cuda.to_device(np.zeros((1, 3, 2)))     # one head, T = 3, D = 2
+    >>> out, lse = flash_attention_forward(zeros, zeros, zeros, causal=True)
+    >>> lse.copy_to_host()                               # log 1, log 2, log 3
+    array([[0.        , 0.69314718, 1.09861229]])
+    """
     _check_qkv(q, k, v)
     BH, T, D = q.shape
     out = cuda.device_array((BH, T, D), dtype=q.dtype)

@@ -1,8 +1,13 @@
 """The "cuda" backend: every op of ``kernels.OPS`` computed by the numba-cuda kernels.
 
+    >>> import numpy as np
     >>> from miniclip import kernels
-    >>> with kernels.use_backend("cuda"):        # doctest: +SKIP  (needs a GPU or the simulator)
-    ...     out, cache = kernels.ops.linear_forward(x, w, b)
+    >>> x, w = np.ones((2, 3)), np.ones((4, 3))
+    >>> with kernels.use_backend("cuda"):        # on a GPU, or in the simulator
+    ...     out, cache = kernels.ops.linear_forward(x, w)
+    >>> out
+    array([[3., 3., 3., 3.],
+           [3., 3., 3., 3.]])
 
 Ops take and return NumPy arrays, with the signatures of the NumPy reference, because the
 composite layers (self-attention, MLP, block, the model) do their reshapes, slices and residual

@@ -209,7 +209,12 @@ def layernorm_forward(x, w, b, eps, tiles: Tiles = DEFAULT_TILES):
 
 
 def column_sum(a, tiles: Tiles = DEFAULT_TILES):
-    """a (R, C) -> (C,): the sum over rows, in two launches (chunks of rows, then the chunks)."""
+    """a (R, C) -> (C,): the sum over rows, in two launches (chunks of rows, then the chunks).
+
+    >>> import numpy as np
+    >>> column_sum(cuda.to_device(np.arange(6.0).reshape(3, 2))).copy_to_host()
+    array([6., 9.])
+    """
     R, C = a.shape
     kernel = column_sum_kernel(np.dtype(a.dtype))
     threads = tiles.threads
