@@ -12,6 +12,17 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _EXPORTS = {
     "CLIP": "model",
+    "SimpleTokenizer": "tokenizer",
+    "BPETokenizer": "tokenizer",
+    "tokenize": "tokenizer",
+    "load": "loading",
+    "load_model": "loading",
+    "save_weights": "loading",
+    "infer_config": "loading",
+    "Preprocess": "preprocess",
+    "save_hf": "hf",
+    "generate_dataset": "datasets",
+    "load_split": "datasets",
     "CLIPConfig": "config",
     "CONFIGS": "config",
     "count_parameters": "params",

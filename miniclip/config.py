@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 ACTIVATIONS = ("quick_gelu", "gelu")
+LOSSES = ("clip", "siglip")
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,9 @@ class CLIPConfig:
     transformer_layers: int
     vision_heads: int | None = None  # None -> vision_width // 64, as OpenAI does
     activation: str = "quick_gelu"  # OpenAI's checkpoints use QuickGELU; "gelu" is exact GELU
+    # "clip": OpenAI's softmax contrastive loss; "siglip": the sigmoid loss, which adds a learned
+    # scalar ``logit_bias`` to the parameters (see miniclip/loss.py)
+    loss: str = "clip"
 
     def __post_init__(self):
         for f in fields(self):
@@ -38,6 +42,10 @@ class CLIPConfig:
             if f.name == "activation":
                 if value not in ACTIVATIONS:
                     raise ValueError(f"activation must be one of {ACTIVATIONS}, got {value!r}")
+                continue
+            if f.name == "loss":
+                if value not in LOSSES:
+                    raise ValueError(f"loss must be one of {LOSSES}, got {value!r}")
                 continue
             if f.name == "vision_heads" and value is None:
                 object.__setattr__(self, "vision_heads", max(1, self.vision_width // 64))
@@ -118,9 +126,20 @@ CONFIGS: dict[str, CLIPConfig] = {
         vision_patch_size=8, vision_heads=2, context_length=16, vocab_size=512,
         transformer_width=64, transformer_heads=2, transformer_layers=2,
     ),
+    # The smallest model that trains on the toy captions (context 32 fits every caption): for
+    # tests and for lessons that train in seconds. vocab_size is replaced by the tokenizer's.
+    "toy-tiny": CLIPConfig(
+        embed_dim=32, image_resolution=32, vision_layers=1, vision_width=64,
+        vision_patch_size=8, vision_heads=2, context_length=32, vocab_size=1024,
+        transformer_width=48, transformer_heads=2, transformer_layers=1,
+    ),
+    # The model `python -m miniclip.train` trains by default: about 0.5M parameters, 17 image
+    # tokens (32 x 32 pixels in 8 x 8 patches), captions up to 32 tokens. Chosen to reach >= 97%
+    # zero-shot accuracy on seen and >= 90% on held-out compositions in about 5 minutes on two
+    # CPU cores. vocab_size is replaced by the size of the tokenizer trained on the captions.
     "toy": CLIPConfig(
-        embed_dim=128, image_resolution=32, vision_layers=4, vision_width=128,
-        vision_patch_size=4, vision_heads=4, context_length=24, vocab_size=1024,
-        transformer_width=128, transformer_heads=4, transformer_layers=4,
+        embed_dim=64, image_resolution=32, vision_layers=3, vision_width=96,
+        vision_patch_size=8, vision_heads=3, context_length=32, vocab_size=1024,
+        transformer_width=64, transformer_heads=2, transformer_layers=2,
     ),
 }

@@ -58,7 +58,9 @@ def contrastive_loss_forward(image_features, text_features, logit_scale):
     logp_i2t = log_softmax(logits)  # row i: image i over all texts
     logp_t2i = log_softmax(logits.T)  # row j: text j over all images
     diag = np.arange(N)
-    loss = -0.5 * (logp_i2t[diag, diag].mean() + logp_t2i[diag, diag].mean())
+    nll_i2t = -logp_i2t[diag, diag].mean()  # each image picking its text
+    nll_t2i = -logp_t2i[diag, diag].mean()  # each text picking its image
+    loss = 0.5 * (nll_i2t + nll_t2i) + 0.0  # + 0.0 turns a -0.0 into 0.0
     return float(loss), (xhat, yhat, c_x, c_y, scale, logits, logp_i2t, logp_t2i)
 
 
@@ -74,3 +76,103 @@ def contrastive_loss_backward(cache, dloss=1.0):
     dxhat = dS @ yhat  # undoes S = xhat @ yhat^T
     dyhat = dS.T @ xhat
     return l2_normalize_backward(dxhat, c_x), l2_normalize_backward(dyhat, c_y), dlogit_scale
+
+
+# ------------------------------------------------------------------------------------------
+# SigLIP: a sigmoid per pair instead of a softmax per row
+# ------------------------------------------------------------------------------------------
+#
+# SigLIP (Zhai et al., 2023) scores every (image, text) pair on its own, as a yes/no question:
+#
+#     logits = exp(logit_scale) * xhat yhat^T + logit_bias       (N, N)
+#     z_ij   = +1 if i == j (a matching pair) else -1
+#     loss   = -(1/N) sum_ij log sigmoid(z_ij * logits_ij)
+#
+# No row or column normalisation couples the pairs, so each term has its own gradient. Of the N^2
+# pairs only N match: the bias starts at -10 so that at first every pair reads as "no match"
+# (sigmoid(-10) ~ 5e-5) and the many negatives do not swamp the loss; the scale starts at ln 10.
+# The division is by N (the batch), not N^2, as in the paper.
+#
+# Backward, with d/dl [-log sigmoid(z l)] = -z sigmoid(-z l):
+#     dlogits_ij   = -z_ij sigmoid(-z_ij logits_ij) / N
+#     dlogit_bias  = sum(dlogits)
+#     dlogit_scale = sum(dlogits * (logits - logit_bias))   (the scaled cosines)
+#     dS = scale * dlogits,  then as for the softmax loss.
+
+SIGLIP_INIT_LOGIT_SCALE = 2.302585092994046  # ln 10
+SIGLIP_INIT_LOGIT_BIAS = -10.0
+
+
+def log_sigmoid(x):
+    """log(1 / (1 + exp(-x))), stable for large |x|: min(x, 0) - log1p(exp(-|x|))."""
+    return np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))
+
+
+def siglip_loss_forward(image_features, text_features, logit_scale, logit_bias):
+    """image_features (N, E), text_features (N, E), logit_scale (), logit_bias () -> loss, cache.
+
+    >>> x = np.eye(2); loss, _ = siglip_loss_forward(x, x, np.log(10.0), -10.0)
+    >>> round(loss, 4)     # (2 matches at -log sigmoid(10 - 10) = ln 2, 2 others ~ 0) / N
+    0.6932
+    """
+    N = image_features.shape[0]
+    if text_features.shape != image_features.shape:
+        raise ValueError(f"image_features {image_features.shape} and text_features "
+                         f"{text_features.shape} must have the same shape (N, E)")
+    xhat, c_x = l2_normalize_forward(image_features)
+    yhat, c_y = l2_normalize_forward(text_features)
+    scale = np.exp(logit_scale)
+    scaled = scale * (xhat @ yhat.T)  # (N, N), scaled cosine similarities
+    logits = scaled + logit_bias
+    signs = 2 * np.eye(N, dtype=logits.dtype) - 1  # z: +1 on the diagonal, -1 elsewhere
+    loss = -log_sigmoid(signs * logits).sum() / N
+    return float(loss), (xhat, yhat, c_x, c_y, scale, scaled, logits, signs)
+
+
+def siglip_loss_backward(cache, dloss=1.0):
+    """-> dimage_features (N, E), dtext_features (N, E), dlogit_scale (), dlogit_bias ()."""
+    xhat, yhat, c_x, c_y, scale, scaled, logits, signs = cache
+    N = logits.shape[0]
+    z_logits = signs * logits
+    # sigmoid(-z l), written stably: exp(log_sigmoid(-z l))
+    dlogits = -signs * np.exp(log_sigmoid(-z_logits)) * (dloss / N)  # (N, N)
+    dlogit_bias = np.asarray(dlogits.sum(), dtype=logits.dtype)  # undoes "+ logit_bias"
+    dlogit_scale = np.asarray((dlogits * scaled).sum(), dtype=logits.dtype)  # undoes exp(.) * S
+    dS = scale * dlogits
+    dxhat = dS @ yhat  # undoes S = xhat @ yhat^T
+    dyhat = dS.T @ xhat
+    return (l2_normalize_backward(dxhat, c_x), l2_normalize_backward(dyhat, c_y),
+            dlogit_scale, dlogit_bias)
+
+
+# ------------------------------------------------------------------------------------------
+# one entry point for the training code: which loss, and the gradients of its own parameters
+# ------------------------------------------------------------------------------------------
+
+LOSSES = ("clip", "siglip")
+
+
+def batch_loss_forward(kind, image_features, text_features, params):
+    """The batch loss named by ``kind`` ('clip' or 'siglip') -> (loss, cache).
+
+    ``params`` holds the loss's own parameters: 'logit_scale', and 'logit_bias' for SigLIP.
+    """
+    if kind == "clip":
+        loss, cache = contrastive_loss_forward(image_features, text_features,
+                                               params["logit_scale"])
+    elif kind == "siglip":
+        loss, cache = siglip_loss_forward(image_features, text_features, params["logit_scale"],
+                                          params["logit_bias"])
+    else:
+        raise ValueError(f"loss must be one of {LOSSES}, got {kind!r}")
+    return loss, (kind, cache)
+
+
+def batch_loss_backward(cache):
+    """-> dimage_features, dtext_features, {'logit_scale': ..., ['logit_bias': ...]}."""
+    kind, cache = cache
+    if kind == "clip":
+        dimg, dtxt, dscale = contrastive_loss_backward(cache)
+        return dimg, dtxt, {"logit_scale": dscale}
+    dimg, dtxt, dscale, dbias = siglip_loss_backward(cache)
+    return dimg, dtxt, {"logit_scale": dscale, "logit_bias": dbias}

@@ -20,7 +20,13 @@ import numpy as np
 
 from . import kernels
 from .config import CLIPConfig
-from .loss import clip_logits, contrastive_loss_backward, contrastive_loss_forward
+from .loss import (
+    SIGLIP_INIT_LOGIT_BIAS,
+    SIGLIP_INIT_LOGIT_SCALE,
+    batch_loss_backward,
+    batch_loss_forward,
+    clip_logits,
+)
 from .nn.block import block_backward, block_forward
 from .nn.embedding import token_embedding_backward, token_embedding_forward
 from .nn.patch_embed import patch_embed_backward, patch_embed_forward
@@ -45,7 +51,8 @@ def initialize_parameters(cfg: CLIPConfig, seed: int = 0, dtype=np.float32) -> d
       * PyTorch defaults elsewhere: LayerNorm gain 1, bias 0; attention in_proj Xavier-uniform
         with zero in_proj/out_proj biases; other Linear and conv weights (and Linear biases)
         U(-1/sqrt(fan_in), 1/sqrt(fan_in))
-      * logit_scale = ln(1 / 0.07)
+      * logit_scale = ln(1 / 0.07); for a SigLIP config (cfg.loss == "siglip") logit_scale = ln 10
+        and logit_bias = -10, as in the SigLIP paper
     Draws happen in OpenAI's state-dict order from one seeded generator: same seed, same weights.
     """
     rng = np.random.default_rng(seed)
@@ -66,7 +73,9 @@ def initialize_parameters(cfg: CLIPConfig, seed: int = 0, dtype=np.float32) -> d
     for name, shape in shapes.items():
         leaf = name.split(".resblocks.")[-1].split(".", 1)[-1]  # 'attn.in_proj_weight', ...
         if name == "logit_scale":
-            value = np.array(math.log(1 / 0.07))
+            value = np.array(SIGLIP_INIT_LOGIT_SCALE if cfg.loss == "siglip" else math.log(1 / 0.07))
+        elif name == "logit_bias":
+            value = np.array(SIGLIP_INIT_LOGIT_BIAS)
         elif name == "token_embedding.weight":
             value = 0.02 * rng.standard_normal(shape)
         elif name == "positional_embedding":
@@ -191,13 +200,26 @@ class CLIP:
     """
 
     def __init__(self, cfg: CLIPConfig, seed: int = 0, dtype=np.float32):
+        self._set_config(cfg, dtype)
+        self.params = initialize_parameters(cfg, seed, self.dtype)
+
+    @classmethod
+    def from_state_dict(cls, cfg: CLIPConfig, state_dict: dict, dtype=np.float32) -> "CLIP":
+        """A model holding these weights, without drawing random ones first (for ViT-L/14 that
+        would cost seconds and 1.7 GB only to be overwritten). Strict, as load_state_dict."""
+        model = cls.__new__(cls)
+        model._set_config(cfg, dtype)
+        model.params = {k: np.empty(s, model.dtype) for k, s in parameter_shapes(cfg).items()}
+        model.load_state_dict(state_dict)
+        return model
+
+    def _set_config(self, cfg, dtype):
         if not isinstance(cfg, CLIPConfig):
             raise TypeError(f"cfg must be a CLIPConfig, got {type(cfg).__name__}")
         if np.dtype(dtype) not in [np.dtype(d) for d in DTYPES]:
             raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
         self.cfg = cfg
         self.dtype = np.dtype(dtype)
-        self.params = initialize_parameters(cfg, seed, self.dtype)
 
     # ---- input checks ----------------------------------------------------------------
 
@@ -245,15 +267,21 @@ class CLIP:
         return text_forward(self.params, self.cfg, self._check_tokens(tokens))[0]
 
     def __call__(self, images, tokens):
-        """-> logits_per_image (N_img, N_txt), logits_per_text (N_txt, N_img)."""
+        """-> logits_per_image (N_img, N_txt), logits_per_text (N_txt, N_img).
+
+        For a SigLIP model the logits include its learned bias (sigmoid(logit) is P(match))."""
         logits = clip_logits(self.encode_image(images), self.encode_text(tokens),
                              self.params["logit_scale"])
+        if "logit_bias" in self.params:
+            logits = logits + self.params["logit_bias"]
         return logits, logits.T
 
     # ---- training --------------------------------------------------------------------
 
     def loss_and_grads(self, images, tokens):
         """Contrastive loss on N matching pairs and its gradient for every parameter.
+
+        The loss is the config's: OpenAI's softmax loss, or SigLIP's sigmoid loss.
 
         -> (loss: float, grads: dict with exactly the keys of self.params)
         """
@@ -263,11 +291,11 @@ class CLIP:
                              f"{tokens.shape[0]} texts")
         img, c_vis = vision_forward(self.params, self.cfg, images)
         txt, c_txt = text_forward(self.params, self.cfg, tokens)
-        loss, c_loss = contrastive_loss_forward(img, txt, self.params["logit_scale"])
-        dimg, dtxt, dscale = contrastive_loss_backward(c_loss)
+        loss, c_loss = batch_loss_forward(self.cfg.loss, img, txt, self.params)
+        dimg, dtxt, dloss_params = batch_loss_backward(c_loss)  # dloss_params: logit_scale [, bias]
         grads = vision_backward(dimg, c_vis, self.cfg)
         grads.update(text_backward(dtxt, c_txt, self.cfg))
-        grads["logit_scale"] = dscale
+        grads.update(dloss_params)
         return loss, {k: grads[k] for k in self.params}  # same keys, same order
 
     # ---- weights ---------------------------------------------------------------------

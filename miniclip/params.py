@@ -67,6 +67,8 @@ def parameter_shapes(cfg: CLIPConfig) -> dict[str, tuple[int, ...]]:
     shapes["token_embedding.weight"] = (cfg.vocab_size, tw)
     shapes["ln_final.weight"] = (tw,)
     shapes["ln_final.bias"] = (tw,)
+    if cfg.loss == "siglip":  # SigLIP's learned bias on the logits; OpenAI's CLIP has none
+        shapes["logit_bias"] = ()
     return shapes
 
 
@@ -78,8 +80,8 @@ def count_parameters(cfg: CLIPConfig) -> dict[str, int]:
 def _component(name: str) -> tuple[str, str]:
     """Map a key to (tower, component): 'visual.transformer.resblocks.3.mlp...' -> ('vision', 'block 3')."""
     tower = "vision" if name.startswith("visual.") else "text"
-    if name == "logit_scale":
-        return "other", "logit_scale"
+    if name in ("logit_scale", "logit_bias"):
+        return "other", name
     short = name.removeprefix("visual.")
     if ".resblocks." in name:
         layer = short.split(".")[2]

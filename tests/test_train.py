@@ -1,0 +1,268 @@
+"""Training: accumulation equals one big batch, resume equals uninterrupted (bit for bit), a NaN
+stops the run and keeps the last good checkpoint, Ctrl-C saves, the CLI runs end to end."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import miniclip.train as train_module
+from miniclip.checkpoint import load_checkpoint
+from miniclip.config import CONFIGS, CLIPConfig
+from miniclip.datasets import generate_dataset
+from miniclip.gradcache import loss_and_grads, micro_batches
+from miniclip.model import CLIP
+from miniclip.optim import cosine_lr
+from miniclip.train import TrainArgs, TrainingDiverged, batch_indices, main, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    """A toy dataset small enough to train on for a few steps in a second."""
+    path = tmp_path_factory.mktemp("toy_data")
+    generate_dataset(path, n_train=96, n_val=24, n_test=48, n_heldout=16, workers=1,
+                     progress=False)
+    return path
+
+
+def tiny_args(data, out, **overrides):
+    base = dict(data=str(data), out=str(out), model="toy-tiny", steps=6, batch_size=16,
+                warmup=2, lr=2e-3, eval_every=3, eval_images=8, checkpoint_every=2, log_every=1)
+    return TrainArgs(**{**base, **overrides})
+
+
+def quiet(*_args, **_kwargs):
+    pass
+
+
+# ---- gradient accumulation --------------------------------------------------------------------
+
+@pytest.mark.parametrize("loss", ["clip", "siglip"])
+@pytest.mark.parametrize("accum", [2, 3, 7])
+def test_accumulation_gives_the_big_batch_gradient(rng, loss, accum):
+    cfg = CLIPConfig(**{**CONFIGS["tiny"].to_dict(), "loss": loss})
+    params = CLIP(cfg, seed=3, dtype=np.float64).params
+    N = 7  # 7 = 3 + 2 + 2 for accum 3: uneven micro-batches too
+    images = rng.standard_normal((N, 3, cfg.image_resolution, cfg.image_resolution))
+    tokens = rng.integers(1, cfg.vocab_size - 1, size=(N, cfg.context_length))
+    tokens[np.arange(N), rng.integers(1, cfg.context_length, N)] = cfg.vocab_size - 1
+    loss_big, g_big = loss_and_grads(params, cfg, images, tokens, accum_steps=1)
+    loss_acc, g_acc = loss_and_grads(params, cfg, images, tokens, accum_steps=accum)
+    assert loss_acc == pytest.approx(loss_big, rel=1e-12)
+    assert list(g_acc) == list(params)
+    for k in params:
+        scale = np.abs(g_big[k]).max()
+        assert np.abs(g_acc[k] - g_big[k]).max() <= 1e-12 * max(scale, 1e-300), k
+
+
+def test_summing_micro_batch_losses_would_be_wrong(rng):
+    """Why gradcache exists: the naive sum of micro-batch gradients is a different gradient."""
+    cfg = CONFIGS["tiny"]
+    params = CLIP(cfg, seed=3, dtype=np.float64).params
+    images = rng.standard_normal((6, 3, 8, 8))
+    tokens = rng.integers(1, 49, size=(6, 7))
+    tokens[:, 5] = 49
+    _, g_big = loss_and_grads(params, cfg, images, tokens)
+    _, g_a = loss_and_grads(params, cfg, images[:3], tokens[:3])
+    _, g_b = loss_and_grads(params, cfg, images[3:], tokens[3:])
+    naive = (g_a["visual.proj"] + g_b["visual.proj"]) / 2
+    assert np.abs(naive - g_big["visual.proj"]).max() > 1e-3 * np.abs(g_big["visual.proj"]).max()
+
+
+def test_micro_batches_cover_the_batch_once():
+    parts = micro_batches(10, 4)
+    covered = np.concatenate([np.arange(10)[s] for s in parts])
+    np.testing.assert_array_equal(covered, np.arange(10))
+    assert sorted(s.stop - s.start for s in parts) == [2, 2, 3, 3]
+    with pytest.raises(ValueError, match="accum_steps must be between 1 and the batch size 3"):
+        micro_batches(3, 4)
+    with pytest.raises(TypeError, match="accum_steps must be an int"):
+        micro_batches(3, 1.5)
+
+
+def test_training_with_accumulation_matches_without(tiny_data, tmp_path):
+    """The training loop passes --accum through: the same losses, step after step (float32)."""
+    losses = {}
+    for accum in (1, 4):
+        out = tmp_path / f"accum{accum}"
+        train(tiny_args(tiny_data, out, steps=3, eval_every=0, accum=accum), progress=False,
+              final_eval=False, log=quiet)
+        losses[accum] = [r["loss"] for r in train_module.read_jsonl(out / "metrics.jsonl")]
+    assert len(losses[1]) == 3
+    assert losses[4] == pytest.approx(losses[1], rel=1e-4)
+
+
+# ---- data order -------------------------------------------------------------------------------
+
+def test_batch_order_is_a_permutation_per_epoch_and_depends_only_on_seed():
+    n, B = 10, 3  # 3 batches per epoch, the 10th pair dropped
+    epoch0 = np.concatenate([batch_indices(s, n, B, seed=0) for s in range(3)])
+    assert len(set(epoch0.tolist())) == 9
+    again = np.concatenate([batch_indices(s, n, B, seed=0) for s in (2, 1, 0)][::-1])
+    np.testing.assert_array_equal(epoch0, again)  # any order of asking, same answer
+    epoch1 = np.concatenate([batch_indices(s, n, B, seed=0) for s in range(3, 6)])
+    assert not np.array_equal(epoch0, epoch1)
+    assert not np.array_equal(batch_indices(0, n, B, seed=1), batch_indices(0, n, B, seed=0))
+
+
+# ---- resume ----------------------------------------------------------------------------------
+
+def press_ctrl_c_at(stop_step):
+    def after_step(step):
+        if step == stop_step:
+            os.kill(os.getpid(), signal.SIGINT)  # the handler sets a flag; the loop saves, stops
+    return after_step
+
+
+def test_resume_equals_uninterrupted_bit_for_bit(tiny_data, tmp_path):
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("Ctrl-C (SIGINT) is handled in the main thread only")
+    full = train(tiny_args(tiny_data, tmp_path / "full"), progress=False, final_eval=False,
+                 log=quiet)
+    part = train(tiny_args(tiny_data, tmp_path / "part"), progress=False, final_eval=False,
+                 log=quiet, after_step=press_ctrl_c_at(3))
+    assert part["stopped"] and part["steps"] == 3
+    ckpt = load_checkpoint(tmp_path / "part" / "checkpoint.npz")
+    assert ckpt.step == 3 and ckpt.optimizer["t"] == 3
+    resumed = train(None, resume=tmp_path / "part" / "checkpoint.npz", progress=False,
+                    final_eval=False, log=quiet)
+    assert full["steps"] == resumed["steps"] == 6
+    a = load_checkpoint(tmp_path / "full" / "checkpoint.npz")
+    b = load_checkpoint(tmp_path / "part" / "checkpoint.npz")
+    assert a.step == b.step == 6
+    for k in a.params:
+        assert np.array_equal(a.params[k], b.params[k]), k
+        assert np.array_equal(a.optimizer["m"][k], b.optimizer["m"][k]), k
+        assert np.array_equal(a.optimizer["v"][k], b.optimizer["v"][k]), k
+    assert a.rng_state == b.rng_state
+    # the log holds each step once, and the same losses
+    la = [r for r in train_module.read_jsonl(tmp_path / "full" / "metrics.jsonl") if "loss" in r]
+    lb = [r for r in train_module.read_jsonl(tmp_path / "part" / "metrics.jsonl") if "loss" in r]
+    assert [r["step"] for r in lb] == [1, 2, 3, 4, 5, 6]
+    assert [r["loss"] for r in la] == [r["loss"] for r in lb]
+
+
+def test_resume_refuses_a_weights_only_file(tiny_data, tmp_path):
+    train(tiny_args(tiny_data, tmp_path / "run", steps=2, eval_every=0), progress=False,
+          final_eval=False, log=quiet)
+    with pytest.raises(ValueError, match="weights only"):
+        train(None, resume=tmp_path / "run" / "model.npz", progress=False, log=quiet)
+
+
+def test_fresh_run_refuses_to_overwrite_a_run(tiny_data, tmp_path):
+    args = tiny_args(tiny_data, tmp_path / "run", steps=1, eval_every=0)
+    train(args, progress=False, final_eval=False, log=quiet)
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(args, progress=False, final_eval=False, log=quiet)
+
+
+# ---- NaN -------------------------------------------------------------------------------------
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real = train_module.loss_and_grads
+
+    def poisoned(*args, **kwargs):
+        calls["n"] += 1
+        loss, grads = real(*args, **kwargs)
+        return (float("nan") if calls["n"] == 5 else loss), grads  # step 5 goes wrong
+
+    monkeypatch.setattr(train_module, "loss_and_grads", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"step 5: the loss became nan.*\(step 4\)"):
+        train(tiny_args(tiny_data, tmp_path / "run"), progress=False, log=quiet)
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoint.npz")
+    assert ckpt.step == 4  # checkpoints every 2 steps: 2, 4; step 5 never saved
+    assert all(np.isfinite(v).all() for v in ckpt.params.values())
+    assert not (tmp_path / "run" / "model.npz").exists()
+
+
+def test_nan_in_gradient_also_stops(tiny_data, tmp_path, monkeypatch):
+    real = train_module.loss_and_grads
+
+    def poisoned(*args, **kwargs):
+        loss, grads = real(*args, **kwargs)
+        grads["visual.proj"][0, 0] = np.inf
+        return loss, grads
+
+    monkeypatch.setattr(train_module, "loss_and_grads", poisoned)
+    with pytest.raises(TrainingDiverged, match="no checkpoint was written yet"):
+        train(tiny_args(tiny_data, tmp_path / "run"), progress=False, log=quiet)
+
+
+def test_cli_reports_divergence_with_exit_code_1(tiny_data, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(train_module, "loss_and_grads",
+                        lambda *a, **k: (float("inf"), {}))
+    code = main(["--data", str(tiny_data), "--out", str(tmp_path / "r"), "--model", "toy-tiny",
+                 "--steps", "3", "--batch-size", "8", "--no-progress"])
+    assert code == 1
+    assert "step 1: the loss became inf" in capsys.readouterr().err
+
+
+# ---- the schedule and the clamp ----------------------------------------------------------------
+
+def test_logit_scale_is_clamped_and_lr_follows_the_schedule(tiny_data, tmp_path):
+    args = tiny_args(tiny_data, tmp_path / "run", lr=0.5, warmup=2, eval_every=0)
+    train(args, progress=False, final_eval=False, log=quiet)  # a huge lr pushes logit_scale
+    scale = float(load_checkpoint(tmp_path / "run" / "model.npz").params["logit_scale"])
+    assert 0.0 <= scale <= np.log(100) + 1e-6
+    records = train_module.read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    lrs = [r["lr"] for r in records if "lr" in r]
+    assert lrs == pytest.approx([cosine_lr(s, 6, 0.5, 2) for s in range(6)])
+
+
+# ---- command line ------------------------------------------------------------------------------
+
+def test_cli_smoke_run(tiny_data, tmp_path):
+    """`python -m miniclip.train` as a user runs it: outputs, metrics, the summary line."""
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "miniclip.train", "--data", str(tiny_data), "--out", str(out),
+         "--model", "toy-tiny", "--steps", "4", "--batch-size", "16", "--eval-every", "2",
+         "--eval-images", "8", "--no-progress"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    for name in ("checkpoint.npz", "model.npz", "metrics.jsonl", "metrics.json", "curves.png",
+                 "confusion.png", "similarity.png"):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("zeroshot_top1_seen", "zeroshot_top1_heldout", "retrieval_i2t_r1",
+                "retrieval_t2i_r1", "steps", "train_seconds"):
+        assert key in metrics, key
+    assert metrics["steps"] == 4 and 0 <= metrics["zeroshot_top1_heldout"] <= 1
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("done: 4 steps in") and "held-out" in last
+    assert str(out / "model.npz") in proc.stdout
+
+
+def test_cli_rejects_settings_with_resume(capsys):
+    with pytest.raises(SystemExit):
+        main(["--resume", "x.npz", "--lr", "0.1"])
+    assert "--resume continues a run with the settings saved" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("model", "nope", "model must be one of"),
+    ("batch_size", 0, "batch_size must be a positive int"),
+    ("accum", 32, r"accum \(32\) cannot exceed batch_size \(16\)"),
+    ("lr", -1.0, "need lr > 0"),
+    ("grad_clip", 0.0, "grad_clip must be > 0"),
+])
+def test_bad_arguments_are_named(tiny_data, tmp_path, field, value, message):
+    with pytest.raises(ValueError, match=message):
+        train(tiny_args(tiny_data, tmp_path / "r", **{field: value}), progress=False, log=quiet)
+
+
+def test_caption_too_long_for_context_is_an_error(tiny_data, tmp_path, monkeypatch):
+    short = CLIPConfig(**{**CONFIGS["toy-tiny"].to_dict(), "context_length": 6})
+    monkeypatch.setitem(CONFIGS, "toy-short", short)
+    with pytest.raises(ValueError, match="does not fit the model's context_length 6"):
+        train(tiny_args(tiny_data, tmp_path / "r", model="toy-short"), progress=False, log=quiet)
