@@ -64,8 +64,8 @@ from ._cuda_common import DEFAULT_TILES, FLOAT_DTYPES, SIMULATOR, SIMULATOR_TILE
 __all__ = [
     "attention_backward", "attention_forward", "configure", "gelu_backward", "gelu_forward",
     "layernorm_backward", "layernorm_forward", "linear_backward", "linear_forward",
-    "quick_gelu_backward", "quick_gelu_forward", "reset_transfer_stats", "transfer_stats",
-    "weights_updated",
+    "quick_gelu_backward", "quick_gelu_forward", "reset_transfer_stats", "tiles",
+    "transfer_stats", "weights_updated",
 ]
 
 if not SIMULATOR and not cuda.is_available():

@@ -164,6 +164,10 @@ def test_configure_through_use_backend_and_restore():
         cuda_backend.configure(tile=3)
     with pytest.raises(ValueError, match="multiple of matmul_micro"):
         cuda_backend.configure(matmul_block=5)
+    with pytest.raises(ValueError, match="power of 2"):
+        cuda_backend.configure(threads=12)
+    with pytest.raises(TypeError, match="device_twins must be a bool"):
+        cuda_backend.configure(device_twins=1)
     assert cuda_backend.tiles() == before
 
 
