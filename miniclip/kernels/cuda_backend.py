@@ -1,0 +1,380 @@
+"""The "cuda" backend: every op of ``kernels.OPS`` computed by the numba-cuda kernels.
+
+    >>> import numpy as np
+    >>> from miniclip import kernels
+    >>> x, w = np.ones((2, 3)), np.ones((4, 3))
+    >>> with kernels.use_backend("cuda"):        # on a GPU, or in the simulator
+    ...     out, cache = kernels.ops.linear_forward(x, w)
+    >>> out
+    array([[3., 3., 3., 3.],
+           [3., 3., 3., 3.]])
+
+Ops take and return NumPy arrays, with the signatures of the NumPy reference, because the
+composite layers (self-attention, MLP, block, the model) do their reshapes, slices and residual
+sums in NumPy between the ops. So every op downloads its results, and uploads its inputs unless
+the device already has them. The copies, per op:
+
+    op                    host -> device                          device -> host
+    linear_forward        x (*), w, b (**)                        out
+    linear_backward       dout (*)                                dx, dw, db
+    layernorm_forward     x (*), w, b (**)                        out
+    layernorm_backward    dout (*)                                dx, dw, db
+    *gelu_forward         x (*)                                   out
+    *gelu_backward        dout (*)                                dx
+    attention_forward     q, k, v (host copies first: see below)  out
+    attention_backward    dout (host copy first)                  dq, dk, dv
+
+What is never copied:
+* Backward uploads nothing its forward uploaded: the caches are backend-private and hold *device*
+  arrays (x, w, LayerNorm's mean and 1/std, q, k, v, out and attention's log-sum-exp).
+* (*) Device twins. Each activation an op returns (every forward's ``out``, every backward's
+  ``dx``/``dq``/``dk``/``dv``) keeps its device copy alive beside it and is returned read-only.
+  When that very array object comes back as the next op's input, unchanged (read-only
+  guarantees that), the device copy is used and nothing is uploaded. In a residual block this
+  covers ln_1 -> in_proj, ln_2 -> c_fc -> GELU -> c_proj, and the same chain backwards: about
+  60% of the block's uploads. Arrays the composites build in NumPy (``x + a``, the head split,
+  the concatenated dqkv) are new objects and are uploaded. The twin lives as long as the host
+  array. Parameter gradients (dw, db) are ordinary writeable arrays. Turn twins off with
+  ``configure(device_twins=False)``.
+* (**) With ``configure(resident_weights=True)``, weights and biases are uploaded once and reused
+  while the same array object is passed and ``weights_updated()`` has not been called. NumPy
+  cannot tell us that an array changed in place, so this is for inference loops; a training loop
+  that turns it on must call ``weights_updated()`` after every optimizer step. Off by default.
+* The head split of attention hands over transposed views; they are made contiguous on the host
+  (``np.ascontiguousarray``) before the upload: counted as ``host_copies``.
+
+Keeping activations on the device *across* the NumPy code between ops would need the composite
+layers to be written against an array library with device arrays (CuPy, or numba device arrays
+with the reshapes done on the device); that is not done. ``transfer_stats()`` counts every copy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import weakref
+from typing import NamedTuple
+
+import numpy as np
+from numba import cuda
+
+from ..nn.layernorm import EPS
+from . import cuda_attention, cuda_elementwise, cuda_matmul
+from ._cuda_common import DEFAULT_TILES, FLOAT_DTYPES, SIMULATOR, SIMULATOR_TILES, Tiles
+
+__all__ = [
+    "attention_backward", "attention_forward", "configure", "gelu_backward", "gelu_forward",
+    "layernorm_backward", "layernorm_forward", "linear_backward", "linear_forward",
+    "quick_gelu_backward", "quick_gelu_forward", "reset_transfer_stats", "tiles",
+    "transfer_stats", "weights_updated",
+]
+
+if not SIMULATOR and not cuda.is_available():
+    raise RuntimeError(
+        "the cuda backend needs an NVIDIA GPU with its driver, and numba.cuda finds none. "
+        "To run the kernels without a GPU, in numba's CUDA simulator (slow: a Python thread per "
+        "CUDA thread), set NUMBA_ENABLE_CUDASIM=1 before numba is first imported.")
+
+# ----- settings -----
+
+_tiles: Tiles = SIMULATOR_TILES if SIMULATOR else DEFAULT_TILES
+_flags = {"resident_weights": False, "device_twins": True}
+_OPTIONS = tuple(f.name for f in dataclasses.fields(Tiles)) + tuple(_flags)
+
+
+def configure(**options) -> dict:
+    """Set launch sizes (the fields of ``Tiles``: matmul_block, matmul_depth, matmul_micro,
+    attention_block, threads) and the flags ``resident_weights``, ``device_twins``. Returns the
+    previous values of the options given, so ``configure(**old)`` undoes the call
+    (``use_backend("cuda", **options)`` does that on exit).
+    """
+    global _tiles
+    unknown = sorted(set(options) - set(_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown cuda backend options {unknown}; options are {_OPTIONS}")
+    for name in set(options) & set(_flags):
+        if not isinstance(options[name], bool):
+            raise TypeError(f"{name} must be a bool, got {options[name]!r}")
+    old = {name: _flags[name] if name in _flags else getattr(_tiles, name) for name in options}
+    new_tiles = dataclasses.replace(
+        _tiles, **{k: v for k, v in options.items() if k not in _flags})  # validates the sizes
+    for name in set(options) & set(_flags):
+        _flags[name] = options[name]
+    _resident.clear()
+    _tiles = new_tiles
+    return old
+
+
+def tiles() -> Tiles:
+    """The launch sizes in use."""
+    return _tiles
+
+
+# ----- host <-> device, counted -----
+
+_TRANSFER_KEYS = ("host_to_device", "host_to_device_bytes", "device_to_host",
+                  "device_to_host_bytes", "host_copies", "host_copies_bytes",
+                  "uploads_saved", "uploads_saved_bytes")
+_transfers = dict.fromkeys(_TRANSFER_KEYS, 0)
+
+
+def transfer_stats() -> dict:
+    """Copies since the last reset: count and bytes host->device and device->host, host-side
+    copies made to get a contiguous array to upload, and uploads saved by device twins."""
+    return dict(_transfers)
+
+
+def reset_transfer_stats() -> None:
+    _transfers.update(dict.fromkeys(_TRANSFER_KEYS, 0))
+
+
+_twins: dict[int, tuple] = {}  # id(host array) -> (weakref to it, its device copy)
+
+
+def _forget(table, key):
+    return lambda _: table.pop(key, None)  # weakref callback: the host array is gone
+
+
+def _upload(array, shape=None):
+    """NumPy array -> device array, C-contiguous, reshaped to ``shape`` if given. An array this
+    backend returned, passed back unchanged, is not uploaded: its device twin is used."""
+    twin = _twins.get(id(array))
+    if twin is not None and twin[0]() is array and not array.flags.writeable:
+        _transfers["uploads_saved"] += 1
+        _transfers["uploads_saved_bytes"] += array.nbytes
+        return twin[1].reshape(array.shape if shape is None else shape)
+    if not array.flags.c_contiguous:  # a transposed view, say: copy it on the host first
+        array = np.ascontiguousarray(array)
+        _transfers["host_copies"] += 1
+        _transfers["host_copies_bytes"] += array.nbytes
+    if shape is not None:
+        array = array.reshape(shape)  # a view: the array is contiguous
+    _transfers["host_to_device"] += 1
+    _transfers["host_to_device_bytes"] += array.nbytes
+    return cuda.to_device(array)
+
+
+def _download(device_array, shape):
+    """Device array -> new NumPy array of ``shape`` (a parameter gradient: plain, writeable)."""
+    _transfers["device_to_host"] += 1
+    _transfers["device_to_host_bytes"] += device_array.nbytes
+    return device_array.copy_to_host().reshape(shape)
+
+
+def _download_activation(device_array, shape):
+    """Like _download, for an array the next op may take as input: with device twins on, it is
+    returned read-only and its device copy is remembered while it lives."""
+    host = _download(device_array, shape)
+    if _flags["device_twins"]:
+        if host.base is not None:  # reshape gave a view: lock the owner of the data too
+            host.base.flags.writeable = False
+        host.flags.writeable = False
+        _twins[id(host)] = (weakref.ref(host, _forget(_twins, id(host))), device_array)
+    return host
+
+
+_resident: dict[int, tuple] = {}  # id(weight array) -> (weakref to it, its device copy)
+
+
+def weights_updated() -> None:
+    """Forget the resident device copies of weights (call after changing weights in place)."""
+    _resident.clear()
+
+
+def _upload_weight(array):
+    """Like _upload, but with resident_weights on, reuse the device copy of this same array."""
+    if not _flags["resident_weights"]:
+        return _upload(array)
+    entry = _resident.get(id(array))
+    if entry is not None and entry[0]() is array:
+        return entry[1]
+    device_array = _upload(array)
+    _resident[id(array)] = (weakref.ref(array, _forget(_resident, id(array))), device_array)
+    return device_array
+
+
+# ----- argument checks -----
+
+def _check_float(name, array):
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(array).__name__}")
+    if array.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64, got {array.dtype}")
+    return array.dtype
+
+
+def _check_same_dtype(dtype, **arrays):
+    for name, array in arrays.items():
+        if _check_float(name, array) != dtype:
+            raise TypeError(f"{name} must have the input's dtype {dtype}, got {array.dtype} "
+                            "(nothing is cast silently)")
+
+
+def _check_dout(dout, shape, dtype):
+    _check_float("dout", dout)
+    if dout.shape != tuple(shape) or dout.dtype != dtype:
+        raise ValueError(f"dout must be {tuple(shape)} {dtype} like the forward's output, "
+                         f"got {dout.shape} {dout.dtype}")
+
+
+def _check_cache(cache, kind, op):
+    if not isinstance(cache, kind):
+        raise TypeError(f"cache must come from the cuda backend's {op}, "
+                        f"got {type(cache).__name__}")
+
+
+# ----- linear -----
+
+class _LinearCache(NamedTuple):
+    x: object  # (M, C_in) device
+    w: object  # (C_out, C_in) device
+    has_bias: bool
+    x_shape: tuple  # (..., C_in)
+
+
+def linear_forward(x, w, b=None):
+    """x: (..., C_in), w: (C_out, C_in), b: (C_out,) or None -> out: (..., C_out)."""
+    dtype = _check_float("x", x)
+    _check_same_dtype(dtype, w=w)
+    if x.ndim < 1:
+        raise ValueError(f"x must have at least one axis (..., C_in), got shape {x.shape}")
+    if w.ndim != 2 or x.shape[-1] != w.shape[1]:
+        raise ValueError(f"w must be (C_out, {x.shape[-1]}) for x of shape {x.shape}, "
+                         f"got {w.shape}")
+    if b is not None:
+        _check_same_dtype(dtype, b=b)
+        if b.shape != (w.shape[0],):
+            raise ValueError(f"b must have shape ({w.shape[0]},), got {b.shape}")
+    x_dev, w_dev = _upload(x, (-1, w.shape[1])), _upload_weight(w)  # x as (M, C_in)
+    b_dev = None if b is None else _upload_weight(b)
+    out_dev = cuda_matmul.matmul(x_dev, w_dev, b_dev, transpose_b=True, tiles=_tiles)
+    out = _download_activation(out_dev, (*x.shape[:-1], w.shape[0]))
+    return out, _LinearCache(x_dev, w_dev, b is not None, x.shape)
+
+
+def linear_backward(dout, cache):
+    """dout: (..., C_out) -> dx (..., C_in), dw (C_out, C_in), db (C_out,) or None."""
+    _check_cache(cache, _LinearCache, "linear_forward")
+    C_out, C_in = cache.w.shape
+    _check_dout(dout, (*cache.x_shape[:-1], C_out), cache.x.dtype)
+    dout_dev = _upload(dout, (-1, C_out))  # (M, C_out)
+    dx = cuda_matmul.matmul(dout_dev, cache.w, tiles=_tiles)  # dy @ W
+    dw = cuda_matmul.matmul(dout_dev, cache.x, transpose_a=True, tiles=_tiles)  # dy^T @ x
+    db = _download(cuda_elementwise.column_sum(dout_dev, _tiles), C_out) if cache.has_bias else None
+    return _download_activation(dx, cache.x_shape), _download(dw, (C_out, C_in)), db
+
+
+# ----- LayerNorm -----
+
+class _LayerNormCache(NamedTuple):
+    x: object  # (R, C) device
+    w: object  # (C,) device
+    mean: object  # (R,) device
+    rstd: object  # (R,) device
+    x_shape: tuple
+
+
+def layernorm_forward(x, w, b, eps=EPS):
+    """x: (..., C), w, b: (C,) -> out: (..., C). LayerNorm over the last axis."""
+    dtype = _check_float("x", x)
+    _check_same_dtype(dtype, w=w, b=b)
+    if x.ndim < 1 or w.shape != x.shape[-1:] or b.shape != x.shape[-1:]:  # (C,) each
+        raise ValueError(f"w and b must be {x.shape[-1:]} for x of shape {x.shape}, "
+                         f"got {w.shape} and {b.shape}")
+    x_dev = _upload(x, (-1, x.shape[-1]))  # (R, C)
+    w_dev = _upload_weight(w)
+    out_dev, mean, rstd = cuda_elementwise.layernorm_forward(x_dev, w_dev, _upload_weight(b), eps,
+                                                             _tiles)
+    out = _download_activation(out_dev, x.shape)
+    return out, _LayerNormCache(x_dev, w_dev, mean, rstd, x.shape)
+
+
+def layernorm_backward(dout, cache):
+    """dout: (..., C) -> dx (..., C), dw (C,), db (C,)."""
+    _check_cache(cache, _LayerNormCache, "layernorm_forward")
+    _check_dout(dout, cache.x_shape, cache.x.dtype)
+    dout_dev = _upload(dout, cache.x.shape)
+    dx, dw, db = cuda_elementwise.layernorm_backward(dout_dev, cache.x, cache.w, cache.mean,
+                                                     cache.rstd, _tiles)
+    C = cache.x_shape[-1]
+    return _download_activation(dx, cache.x_shape), _download(dw, C), _download(db, C)
+
+
+# ----- activations -----
+
+class _ActivationCache(NamedTuple):
+    name: str
+    x: object  # (n,) device, the flattened input
+    x_shape: tuple
+
+
+def _activation_forward(name, x):
+    _check_float("x", x)
+    x_dev = _upload(x, -1)
+    out = cuda_elementwise.activation_forward(name, x_dev, _tiles)
+    return _download_activation(out, x.shape), _ActivationCache(name, x_dev, x.shape)
+
+
+def _activation_backward(name, dout, cache):
+    _check_cache(cache, _ActivationCache, f"{name}_forward")
+    if cache.name != name:
+        raise TypeError(f"cache must come from {name}_forward, got one from {cache.name}_forward")
+    _check_dout(dout, cache.x_shape, cache.x.dtype)
+    dx = cuda_elementwise.activation_backward(name, _upload(dout, -1), cache.x, _tiles)
+    return _download_activation(dx, cache.x_shape)
+
+
+def quick_gelu_forward(x):
+    """out = x * sigmoid(1.702 x), any shape."""
+    return _activation_forward("quick_gelu", x)
+
+
+def quick_gelu_backward(dout, cache):
+    return _activation_backward("quick_gelu", dout, cache)
+
+
+def gelu_forward(x):
+    """Exact GELU: out = x * Phi(x), any shape."""
+    return _activation_forward("gelu", x)
+
+
+def gelu_backward(dout, cache):
+    return _activation_backward("gelu", dout, cache)
+
+
+# ----- attention -----
+
+class _AttentionCache(NamedTuple):
+    q: object  # (BH, T, D) device, as are k, v, out
+    k: object
+    v: object
+    out: object
+    lse: object  # (BH, T) device: the row log-sum-exp, all backward keeps of the softmax
+    causal: bool
+    shape: tuple  # (B, H, T, D)
+
+
+def attention_forward(q, k, v, causal=False):
+    """q, k, v: (B, H, T, D) -> out: (B, H, T, D); softmax(q k^T / sqrt(D) [+ causal mask]) v."""
+    dtype = _check_float("q", q)
+    _check_same_dtype(dtype, k=k, v=v)
+    if q.ndim != 4 or k.shape != q.shape or v.shape != q.shape:
+        raise ValueError(f"q, k, v must be one (B, H, T, D) shape, got {q.shape}, {k.shape}, "
+                         f"{v.shape}")
+    if q.shape[-1] == 0:
+        raise ValueError(f"the head size D must be at least 1, got q of shape {q.shape}")
+    B, H, T, D = q.shape
+    q_dev, k_dev, v_dev = (_upload(a, (B * H, T, D)) for a in (q, k, v))
+    out_dev, lse = cuda_attention.flash_attention_forward(q_dev, k_dev, v_dev, bool(causal),
+                                                          _tiles)
+    cache = _AttentionCache(q_dev, k_dev, v_dev, out_dev, lse, bool(causal), q.shape)
+    return _download_activation(out_dev, q.shape), cache
+
+
+def attention_backward(dout, cache):
+    """dout: (B, H, T, D) -> dq, dk, dv, each (B, H, T, D)."""
+    _check_cache(cache, _AttentionCache, "attention_forward")
+    _check_dout(dout, cache.shape, cache.q.dtype)
+    dout_dev = _upload(dout, cache.q.shape)
+    grads = cuda_attention.flash_attention_backward(dout_dev, cache.q, cache.k, cache.v,
+                                                    cache.out, cache.lse, cache.causal, _tiles)
+    return tuple(_download_activation(g, cache.shape) for g in grads)

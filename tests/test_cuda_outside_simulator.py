@@ -1,0 +1,93 @@
+"""The CUDA kernels outside the simulator, in the main test process.
+
+The simulator (tests/cudasim) checks what the kernels compute, but it runs them as Python: it
+never type-checks them for a GPU. Here every kernel variant is compiled to PTX for sm_90 by
+numba-cuda's real compiler, which needs NVIDIA's NVVM library (installed with the CUDA toolkit,
+or pip's nvidia-nvvm and nvidia-cuda-nvrtc wheels) but no GPU; the test skips where NVVM is
+missing. It also checks that the float32 kernels contain no float64 arithmetic (a bare Python
+float constant silently promotes a float32 expression to float64, which is slow on most GPUs).
+"""
+
+import os
+import re
+from unittest import mock
+
+import numpy as np
+import pytest
+
+if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+    pytest.skip("the simulator is on in this process", allow_module_level=True)
+
+from numba import cuda, types  # noqa: E402
+
+CC = (9, 0)
+
+
+class _Device:  # what numba asks of the current device when it compiles a device function
+    compute_capability = CC
+
+
+def _nvvm_available():
+    try:
+        cuda.compile_ptx(lambda a: None, (types.float32[::1],), cc=CC)
+        return True
+    except Exception:  # NVVM or NVRTC not found, in one of several exception types
+        return False
+
+
+def _kernels(dtype):
+    """(name, kernel, argument types) for every kernel variant the backend launches."""
+    from miniclip.kernels import cuda_attention as at
+    from miniclip.kernels import cuda_elementwise as ew
+    from miniclip.kernels import cuda_matmul as mm
+    from miniclip.kernels._cuda_common import DEFAULT_TILES as T
+
+    d = np.dtype(dtype)
+    real = types.float32 if d == np.float32 else types.float64
+    a1, a2, a3 = (types.Array(real, n, "C") for n in (1, 2, 3))
+    yield from (
+        (f"matmul ta={ta} tb={tb} bias={bias}",
+         mm.matmul_kernel(d, ta, tb, bias, T.matmul_block, T.matmul_depth, T.matmul_micro),
+         (a2, a2, a1 if bias else a2, a2))
+        for ta, tb, bias in [(False, True, True), (False, True, False), (False, False, False),
+                             (True, False, False)])
+    D = 64
+    for causal in (False, True):
+        fwd_block, bwd_block = at._block_for(D, d, T, 2), at._block_for(D, d, T, 4)
+        yield (f"attention forward causal={causal}",
+               at.attention_forward_kernel(d, D, fwd_block, causal), (a3, a3, a3, a3, a2, real))
+        yield (f"attention dk dv causal={causal}", at.attention_dkdv_kernel(d, D, bwd_block, causal),
+               (a3, a3, a3, a3, a2, a2, a3, a3, real))
+        yield (f"attention dq causal={causal}", at.attention_dq_kernel(d, D, bwd_block, causal),
+               (a3, a3, a3, a3, a2, a2, a3, real))
+    yield "attention delta", at.attention_delta_kernel(d, D), (a3, a3, a2)
+    yield ("layernorm forward", ew.layernorm_forward_kernel(d, T.threads),
+           (a2, a1, a1, a2, a1, a1, real))
+    yield ("layernorm backward", ew.layernorm_backward_kernel(d, T.threads),
+           (a2, a2, a1, a1, a1, a2, a2))
+    yield "column sum", ew.column_sum_kernel(d), (a2, a2, types.int64)
+    for name in ("quick_gelu", "gelu"):
+        forward, backward = ew.activation_kernels(d, name)
+        yield f"{name} forward", forward, (a1, a1)
+        yield f"{name} backward", backward, (a1, a1, a1)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _nvvm_available(), reason="NVVM (CUDA toolkit) not found: cannot compile")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_kernel_compiles_for_a_gpu(dtype):
+    with mock.patch("numba.cuda.dispatcher.get_current_device", return_value=_Device()):
+        for name, kernel, signature in _kernels(dtype):
+            ptx, _ = cuda.compile_ptx(kernel.py_func, signature, cc=CC)
+            assert ".entry" in ptx, name
+            if dtype == np.float32:
+                assert not re.search(r"\.f64\b", ptx), f"{name}: float64 arithmetic in float32"
+
+
+@pytest.mark.skipif(cuda.is_available(), reason="a GPU is present")
+def test_backend_without_gpu_says_how_to_use_the_simulator():
+    from miniclip import kernels
+
+    with pytest.raises(RuntimeError, match="NUMBA_ENABLE_CUDASIM=1"):
+        kernels.use_backend("cuda")
+    assert kernels.get_backend() == "numpy"
