@@ -258,3 +258,20 @@ def test_model_loss_and_grads_agree_across_backends(rng, dtype, tol):
         assert g.dtype == np.dtype(dtype), name
         err = np.max(np.abs(g - g_ref)) / max(np.max(np.abs(g_ref)), 1e-30)
         assert err <= tol, f"{name}: relative error {err:.1e} > {tol:.0e}"
+
+
+def test_default_backend_is_numba_and_falls_back_to_numpy(monkeypatch):
+    import importlib
+
+    fresh = importlib.reload(kernels)  # a new module state: the default, nothing loaded yet
+    try:
+        assert fresh.get_backend() == "numba"
+        monkeypatch.setitem(fresh._MODULES, "numba", "miniclip.kernels.no_such_module")
+        with pytest.warns(RuntimeWarning, match="default backend 'numba' could not be loaded"):
+            assert fresh.ops.linear_forward is ref.linear_forward
+        assert fresh.get_backend() == "numpy"
+        with pytest.raises(ImportError):  # an explicit choice fails loudly
+            fresh.use_backend("numba")
+    finally:
+        monkeypatch.undo()
+        importlib.reload(kernels)

@@ -19,8 +19,8 @@ holds. FlashAttention makes the same trade on GPUs. On this CPU at T = 65 the re
 costs about 15% of the backward time (the benchmark README has the measurement).
 
 The causal mask is never materialised: a row block of queries i0..i0+3 only computes the
-scores, and only sums over the keys, it may see (j <= i), which halves the work of the text
-tower. Masked probabilities are exact zeros, as in the reference.
+scores of the keys it may see (j <= i + 3), and the softmax only reads j <= i. Masked
+probabilities are exact zeros, as in the reference.
 
 The products call ``block_nt`` from numba_matmul (the same 4 x 4 register tiles), so the
 operands are laid out with the summed axis contiguous: v, k, q, dout and P are transposed into
@@ -37,62 +37,73 @@ from numba import njit, prange
 from .numba_exp import fast_exp
 from .numba_matmul import FASTMATH, block_nt, transpose
 
-# which part of a (T x T)-shaped product a causal head needs; see _head_product
-ALL, KEYS_UP_TO_ROW, SUM_UP_TO_ROW, SUM_FROM_ROW = 0, 1, 2, 3
-
 
 @njit(fastmath=FASTMATH, cache=True)
-def _head_product(a, b, c, causal, part):
-    """c = a @ b^T for one head, skipping what the causal mask makes zero.
+def _head_product(a, b, c, causal_scores):
+    """c = a @ b^T for one head (block_nt over the whole matrix).
 
-    part (only used when causal; rows are queries i, and keys j <= i are visible):
-      KEYS_UP_TO_ROW: c is (T, T) scores; row block i0..i0+3 needs columns j < i0 + 4
-      SUM_UP_TO_ROW:  c[i] sums over keys j <= i          (out = P v, dq = dS k)
-      SUM_FROM_ROW:   c[j] sums over queries i >= j       (dv = P^T dout, dk = dS^T q)
-    Entries outside these ranges are left untouched (KEYS_UP_TO_ROW) or are exact sums of
-    zeros that are skipped (the two SUM modes), so the result equals the full product.
+    causal_scores: c is a (T, T) matrix of scores (or of their gradients) under a causal mask;
+    row block i0..i0+3 then only computes the columns j < i0 + 4 that it may see, which halves
+    the work. The other entries of c are left as they were: the softmax never reads them.
+    (Products that *sum* over a masked axis, P v and the like, are done in full: the masked
+    probabilities are exact zeros, and skipping them measured no faster, because the short
+    sums it leaves do not fill the SIMD lanes.)
     """
     M, K = a.shape
     N = b.shape[0]
-    if not causal or part == ALL:
+    if not causal_scores:
         block_nt(a, b, c, 0, M, 0, N, 0, K, False)
         return
     for i0 in range(0, M, 4):
         i1 = min(M, i0 + 4)
-        if part == KEYS_UP_TO_ROW:
-            block_nt(a, b, c, i0, i1, 0, min(N, i1), 0, K, False)
-        elif part == SUM_UP_TO_ROW:
-            block_nt(a, b, c, i0, i1, 0, N, 0, min(K, i1), False)
-        else:  # SUM_FROM_ROW: row j of a = P^T sums over i >= j, so from i0 on
-            block_nt(a, b, c, i0, i1, 0, N, i0, K, False)
+        block_nt(a, b, c, i0, i1, 0, min(N, i1), 0, K, False)
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _row_max(row, n):
+    """max(row[:n]) with four independent running maxima: a single one would wait on the
+    previous comparison at every step (LLVM does not vectorise a float max on its own)."""
+    m0 = m1 = m2 = m3 = row[0]
+    n4 = n // 4 * 4
+    for j in range(0, n4, 4):
+        m0 = max(m0, row[j])
+        m1 = max(m1, row[j + 1])
+        m2 = max(m2, row[j + 2])
+        m3 = max(m3, row[j + 3])
+    for j in range(n4, n):
+        m0 = max(m0, row[j])
+    return max(max(m0, m1), max(m2, m3))
 
 
 @njit(fastmath=FASTMATH, cache=True)
 def _probs_from_scores(scores, scale, causal, lse, recompute):
     """In place: scores (T, T) -> softmax probabilities of scale * scores, row by row.
 
-    Forward (recompute=False): finds each row's max m and sum l, writes lse[i] = m + log l.
+    Forward (recompute=False): P = exp(scale S - m) / l with m the row's max and l the row's
+    sum of exponentials; saves lse[i] = m + log l, so that P = exp(scale S - lse).
     Backward (recompute=True): reads lse and sets P = exp(scale S - lse) directly.
     Masked entries (j > i when causal) become exact zeros.
     """
     T = scores.shape[0]
-    zero = scores.dtype.type(0)
+    zero, one = scores.dtype.type(0), scores.dtype.type(1)
     for i in range(T):
         visible = i + 1 if causal else T
         row = scores[i]
         if recompute:
             row_lse = lse[i]
+            for j in range(visible):
+                row[j] = fast_exp(scale * row[j] - row_lse)
         else:
-            row_max = scale * row[0]
-            for j in range(1, visible):
-                row_max = max(row_max, scale * row[j])
+            row_max = scale * _row_max(row, visible)  # scale > 0: max(scale s) = scale max(s)
             total = zero
             for j in range(visible):
-                total += fast_exp(scale * row[j] - row_max)
-            row_lse = row_max + math.log(total)
-            lse[i] = row_lse
-        for j in range(visible):
-            row[j] = fast_exp(scale * row[j] - row_lse)
+                p = fast_exp(scale * row[j] - row_max)  # <= 1: no overflow
+                row[j] = p
+                total += p
+            inv_total = one / total
+            for j in range(visible):
+                row[j] *= inv_total
+            lse[i] = row_max + math.log(total)
         for j in range(visible, T):
             row[j] = zero
 
@@ -104,12 +115,12 @@ def attention_forward_kernel(q, k, v, causal, out, lse):
     scale = q.dtype.type(1.0 / math.sqrt(D))
     for bh in prange(B * H):
         b, h = bh // H, bh % H
-        probs = np.empty((T, T), q.dtype)
+        probs = np.empty((T, T), q.dtype)  # this head's scores, then probabilities
         v_t = np.empty((D, T), q.dtype)
-        _head_product(q[b, h], k[b, h], probs, causal, KEYS_UP_TO_ROW)  # S = q k^T
+        _head_product(q[b, h], k[b, h], probs, causal)  # S = q k^T
         _probs_from_scores(probs, scale, causal, lse[b, h], False)
         transpose(v[b, h], v_t)
-        _head_product(probs, v_t, out[b, h], causal, SUM_UP_TO_ROW)  # out = P v
+        _head_product(probs, v_t, out[b, h], False)  # out = P v
 
 
 @njit(fastmath=FASTMATH, parallel=True, cache=True)
@@ -124,9 +135,9 @@ def attention_backward_kernel(dout, q, k, v, lse, causal, dq, dk, dv):
         dscores = np.empty((T, T), q.dtype)
         square_t = np.empty((T, T), q.dtype)  # P^T, then dS^T
         thin_t = np.empty((D, T), q.dtype)  # dout^T, then k^T, then q^T
-        _head_product(q[b, h], k[b, h], probs, causal, KEYS_UP_TO_ROW)  # S again
+        _head_product(q[b, h], k[b, h], probs, causal)  # S again
         _probs_from_scores(probs, scale, causal, lse[b, h], True)  # P again, from lse
-        _head_product(dout[b, h], v[b, h], dscores, causal, KEYS_UP_TO_ROW)  # dP = dout v^T
+        _head_product(dout[b, h], v[b, h], dscores, causal)  # dP = dout v^T
         # undo the softmax: dS = P * (dP - sum_j P_j dP_j); then undo "* scale"
         for i in range(T):
             visible = i + 1 if causal else T
@@ -139,9 +150,9 @@ def attention_backward_kernel(dout, q, k, v, lse, causal, dq, dk, dv):
                 dscores[i, j] = zero
         transpose(probs, square_t)
         transpose(dout[b, h], thin_t)
-        _head_product(square_t, thin_t, dv[b, h], causal, SUM_FROM_ROW)  # dv = P^T dout
+        _head_product(square_t, thin_t, dv[b, h], False)  # dv = P^T dout
         transpose(k[b, h], thin_t)
-        _head_product(dscores, thin_t, dq[b, h], causal, SUM_UP_TO_ROW)  # dq = dS k
+        _head_product(dscores, thin_t, dq[b, h], False)  # dq = dS k
         transpose(dscores, square_t)
         transpose(q[b, h], thin_t)
-        _head_product(square_t, thin_t, dk[b, h], causal, SUM_FROM_ROW)  # dk = dS^T q
+        _head_product(square_t, thin_t, dk[b, h], False)  # dk = dS^T q

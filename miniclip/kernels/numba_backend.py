@@ -16,11 +16,21 @@ everywhere:
 
 from __future__ import annotations
 
-import numba
-import numpy as np
+import os
 
-from ..nn.layernorm import EPS
-from . import numba_attention, numba_elementwise, numba_matmul
+# Numba's parallel loops run on OpenMP threads, which by default keep spinning for a while after
+# each loop, waiting for the next one. Between two kernels the model runs NumPy code on the main
+# thread; the spinning threads take the cores from it (and from other processes). Measured on
+# the 2-core machine of benchmarks/README.md, one toy training step took 1.9 s with spinning
+# threads and 0.73 s with sleeping ones. So, unless the user chose otherwise, idle threads sleep.
+# (This must happen before Numba starts its thread pool, i.e. before the first kernel runs.)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ..nn.layernorm import EPS  # noqa: E402
+from . import numba_attention, numba_elementwise, numba_matmul  # noqa: E402
 
 _options = {"handwritten_matmul": False}
 

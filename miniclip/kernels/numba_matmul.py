@@ -46,9 +46,14 @@ def _tile_4x4(a, b, c, i, j, k0, k1, accumulate):
     zero = a.dtype.type(0)
     c00 = c01 = c02 = c03 = c10 = c11 = c12 = c13 = zero
     c20 = c21 = c22 = c23 = c30 = c31 = c32 = c33 = zero
-    for p in range(k0, k1):
-        a0, a1, a2, a3 = a[i, p], a[i + 1, p], a[i + 2, p], a[i + 3, p]
-        b0, b1, b2, b3 = b[j, p], b[j + 1, p], b[j + 2, p], b[j + 3, p]
+    # Row views, indexed from 0: Numba then knows no index is negative and drops its
+    # wrap-around check (a[-1] is the last row), which would otherwise keep LLVM from
+    # vectorising the loop (6x slower).
+    ar0, ar1, ar2, ar3 = a[i, k0:k1], a[i + 1, k0:k1], a[i + 2, k0:k1], a[i + 3, k0:k1]
+    br0, br1, br2, br3 = b[j, k0:k1], b[j + 1, k0:k1], b[j + 2, k0:k1], b[j + 3, k0:k1]
+    for p in range(k1 - k0):
+        a0, a1, a2, a3 = ar0[p], ar1[p], ar2[p], ar3[p]
+        b0, b1, b2, b3 = br0[p], br1[p], br2[p], br3[p]
         c00 += a0 * b0; c01 += a0 * b1; c02 += a0 * b2; c03 += a0 * b3  # noqa: E702
         c10 += a1 * b0; c11 += a1 * b1; c12 += a1 * b2; c13 += a1 * b3  # noqa: E702
         c20 += a2 * b0; c21 += a2 * b1; c22 += a2 * b2; c23 += a2 * b3  # noqa: E702
@@ -68,8 +73,9 @@ def _tile_4x4(a, b, c, i, j, k0, k1, accumulate):
 def _dot(a, b, c, i, j, k0, k1, accumulate):
     """c[i, j] (+)= a[i, k0:k1] . b[j, k0:k1]: the edge case, one entry at a time."""
     total = c[i, j] if accumulate else a.dtype.type(0)
-    for p in range(k0, k1):
-        total += a[i, p] * b[j, p]
+    a_row, b_row = a[i, k0:k1], b[j, k0:k1]
+    for p in range(k1 - k0):
+        total += a_row[p] * b_row[p]
     c[i, j] = total
 
 
