@@ -15,8 +15,9 @@ are NOT kept; backward recomputes them (one extra T x T x D product per head and
 score). Why: P grows with T^2 while everything else grows with T. At the toy config's 65 tokens
 and head size 32, P would be twice the size of q; at ViT-L/14@336px (577 tokens, D = 64) it
 would be 9x the size of q, for every head of every layer, the largest thing a training step
-holds. FlashAttention makes the same trade on GPUs. On this CPU at T = 65 the recomputation
-costs about 15% of the backward time (the benchmark README has the measurement).
+holds. FlashAttention makes the same trade on GPUs. The price, measured on one core at the toy
+config's vision shapes (batch 128, 4 heads, 65 tokens, D = 32, float32): recomputing S and P
+takes 3.0 ms of the backward's 12.5 ms (forward: 6.5 ms), i.e. 16% of forward + backward.
 
 The causal mask is never materialised: a row block of queries i0..i0+3 only computes the
 scores of the keys it may see (j <= i + 3), and the softmax only reads j <= i. Masked
