@@ -12,6 +12,10 @@ everywhere:
     >>> from miniclip import kernels
     >>> with kernels.use_backend("numba", handwritten_matmul=True):
     ...     pass
+
+Editing a kernel? Numba's on-disk cache (``cache=True``; NUMBA_CACHE_DIR, or ``__pycache__``)
+notices a change only in the file of the function it cached, not in the helpers it calls from
+other files (``fast_exp``, ``block_nt``): after editing one of those, delete the cache.
 """
 
 from __future__ import annotations
