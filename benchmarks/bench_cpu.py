@@ -14,15 +14,26 @@ Prints markdown tables:
 Every time is the best of several repetitions, and the variants of one row are run in turn
 (A B C A B C ...), so a burst of load from other processes hits all of them alike. Timings on a
 shared machine are still noisy: compare ratios within one run, not across runs.
+
+PyTorch runs in a child process (before and after the miniclip variants; the better of the two
+counts): in one process, two OpenMP runtimes (PyTorch's and Numba's) and OpenBLAS's threads
+compete for the cores and slow each other down by up to 100x on small products, which would
+measure the interference, not the code. Threads: NumPy's OpenBLAS, Numba and PyTorch each use
+every core by default; for a one-core comparison run with
+OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1.
 """
 
 from __future__ import annotations
 
 import argparse
 import glob
+import importlib.metadata
+import json
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,18 +41,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-try:  # import torch first, so its thread pool keeps its own defaults (see numba_backend)
-    import torch
-except ImportError:
-    torch = None
-
-import numba  # noqa: E402
-
-from miniclip import CONFIGS, kernels  # noqa: E402
-from miniclip.kernels import numba_backend, numba_matmul  # noqa: E402
-from miniclip.kernels import numpy_backend as reference  # noqa: E402
-from miniclip.model import CLIP  # noqa: E402
-from miniclip.optim import AdamW, decays  # noqa: E402
+from miniclip import CONFIGS  # noqa: E402
+from miniclip.optim import decays  # noqa: E402
 
 BATCH = 128
 
@@ -84,18 +85,28 @@ def cpu_name():
 
 
 def machine_header():
+    import llvmlite.binding
+    import numba
+
+    from miniclip.kernels import numba_elementwise
+
+    one = np.ones(1, np.float32)
+    numba_elementwise.quick_gelu_forward_kernel(one, one.copy())  # starts the thread pool
     blas = np.__config__.CONFIG.get("Build Dependencies", {}).get("blas", {})
-    if torch is not None:
-        torch_version = f"{torch.__version__} ({torch.get_num_threads()} threads)"
-    else:
+    try:
+        torch_version = importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
         torch_version = "not installed"
-    numba_threads = numba.get_num_threads()
     lines = [
-        f"- machine: {cpu_name()}, {os.cpu_count()} cores, LLVM target "
-        f"{numba.core.config.CPU_NAME or __import__('llvmlite.binding').binding.get_host_cpu_name()}",
+        f"- machine: {cpu_name()}, {os.cpu_count()} cores (`os.cpu_count()`), LLVM target "
+        f"{llvmlite.binding.get_host_cpu_name()}",
         f"- python {platform.python_version()}, numpy {np.__version__} "
         f"(BLAS: {blas.get('name', '?')} {blas.get('version', '')}, kernel family {blas_core()}), "
-        f"numba {numba.__version__} ({numba_threads} threads), torch {torch_version}",
+        f"numba {numba.__version__} ({numba.get_num_threads()} threads, threading layer "
+        f"{numba.threading_layer()}), torch {torch_version}",
+        f"- OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, "
+        f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}",
     ]
     return "\n".join(lines)
 
@@ -129,6 +140,10 @@ def matmul_cases(cfg):
 
 def matmul_pair(kind, M, N, K, dtype, rng):
     """(hand-written, BLAS) functions computing the same product into preallocated outputs."""
+    import numba
+
+    from miniclip.kernels import numba_matmul
+
     if kind == "forward":  # out = a @ b^T
         a, b = rng.standard_normal((M, K), dtype), rng.standard_normal((N, K), dtype)
         out, zeros = np.empty((M, N), dtype), np.zeros(N, dtype)
@@ -177,6 +192,9 @@ def bench_matmul(reps, dtype=np.float32):
 
 def attention_fns(q, k, v, dout, causal):
     """[NumPy fwd+bwd, Numba fwd+bwd, NumPy fwd, Numba fwd]"""
+    from miniclip.kernels import numba_backend
+    from miniclip.kernels import numpy_backend as reference
+
     def fwd_bwd(backend):
         out, cache = backend.attention_forward(q, k, v, causal)
         backend.attention_backward(dout, cache)
@@ -225,6 +243,7 @@ def random_batch(cfg, rng, dtype=np.float32):
 def torch_step_fn(cfg, params, images, tokens):
     """The same CLIP in PyTorch (QuickGELU, causal text mask, pooling at the end-of-text
     token), with miniclip's weights copied in; returns (step function, first loss)."""
+    import torch
     import torch.nn.functional as F
 
     P = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
@@ -283,38 +302,72 @@ def torch_step_fn(cfg, params, images, tokens):
     return step, first_loss
 
 
+def torch_worker(data_path, reps):
+    """Child process: time the PyTorch step on the saved weights and batch; print JSON."""
+    data = np.load(data_path)
+    cfg = CONFIGS["toy"]
+    params = {k[2:]: data[k] for k in data.files if k.startswith("p:")}
+    step, first_loss = torch_step_fn(cfg, params, data["images"], data["tokens"])
+    step()  # warm up
+    import torch
+
+    print(json.dumps({"time": best_times([step], reps)[0], "first_loss": first_loss,
+                      "threads": torch.get_num_threads()}))
+
+
+def run_torch_worker(data_path, reps):
+    """The PyTorch step timed in a child process, or None without torch."""
+    try:
+        importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    child = subprocess.run([sys.executable, __file__, "--torch-worker", data_path, str(reps)],
+                           capture_output=True, text=True, check=True)
+    return json.loads(child.stdout.strip().splitlines()[-1])
+
+
 def bench_training_step(reps):
+    from miniclip import kernels
+    from miniclip.model import CLIP
+    from miniclip.optim import AdamW
+
     cfg = CONFIGS["toy"]
     images, tokens = random_batch(cfg, np.random.default_rng(0))
-    variants = [("numpy backend", "numpy", {}), ("numba backend", "numba", {}),
-                ("numba, hand-written matmul forced", "numba", {"handwritten_matmul": True})]
-    steps, losses = {}, {}
-    for label, backend, options in variants:
-        model = CLIP(cfg, seed=0, dtype=np.float32)
-        opt = AdamW(model.params)
+    torch_label = "PyTorch (same model, same weights; own process)"
+    with tempfile.TemporaryDirectory() as tmp:
+        data_path = os.path.join(tmp, "batch.npz")
+        params = CLIP(cfg, seed=0, dtype=np.float32).params
+        np.savez(data_path, images=images, tokens=tokens, **{f"p:{k}": v for k, v in params.items()})
+        torch_runs = [run_torch_worker(data_path, reps)]
+        variants = [("numpy backend", "numpy", {}), ("numba backend", "numba", {}),
+                    ("numba, hand-written matmul forced", "numba", {"handwritten_matmul": True})]
+        steps, losses = {}, {}
+        for label, backend, options in variants:
+            model = CLIP(cfg, seed=0, dtype=np.float32)
+            opt = AdamW(model.params)
 
-        def step(model=model, opt=opt, backend=backend, options=options):
+            def step(model=model, opt=opt, backend=backend, options=options):
+                with kernels.use_backend(backend, **options):
+                    loss, grads = model.loss_and_grads(images, tokens)
+                    opt.step(grads)
+                return loss
+
             with kernels.use_backend(backend, **options):
-                loss, grads = model.loss_and_grads(images, tokens)
-                opt.step(grads)
-            return loss
-
-        with kernels.use_backend(backend, **options):
-            losses[label] = model.loss_and_grads(images, tokens)[0]  # also compiles
-        steps[label] = step
-    if torch is not None:
-        torch_step, losses["PyTorch (same model, same weights)"] = torch_step_fn(
-            cfg, CLIP(cfg, seed=0, dtype=np.float32).params, images, tokens)
-        steps["PyTorch (same model, same weights)"] = torch_step
-    for s in steps.values():
-        s()  # warm up
-    times = dict(zip(steps, best_times(list(steps.values()), reps), strict=True))
+                losses[label] = model.loss_and_grads(images, tokens)[0]  # also compiles
+            steps[label] = step
+        for s in steps.values():
+            s()  # warm up
+        times = dict(zip(steps, best_times(list(steps.values()), reps), strict=True))
+        torch_runs.append(run_torch_worker(data_path, reps))
+    if torch_runs[0] is not None:
+        times[torch_label] = min(run["time"] for run in torch_runs)
+        losses[torch_label] = torch_runs[0]["first_loss"]
     base = times["numpy backend"]
     lines = [f"One step of CONFIGS['toy'] (vision {cfg.vision_layers} x {cfg.vision_width}, "
              f"{cfg.vision_tokens} tokens; text {cfg.transformer_layers} x "
              f"{cfg.transformer_width}, {cfg.context_length} tokens) at batch {BATCH}, float32, "
-             "loss_and_grads + AdamW:\n",
-             "| variant | step ms | speed-up vs NumPy | first loss |",
+             "loss_and_grads + AdamW (the first loss, before any update, shows it is one model):\n",
+             "| variant | step ms | speed-up vs NumPy backend | first loss |",
              "|---|---:|---:|---:|"]
     lines += [f"| {k} | {t * 1e3:.0f} | {base / t:.2f}x | {losses[k]:.6f} |"
               for k, t in times.items()]
@@ -322,11 +375,16 @@ def bench_training_step(reps):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--torch-worker"]:
+        return torch_worker(argv[1], int(argv[2]))
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     parser.add_argument("--only", choices=["matmul", "attention", "step"], default=None)
     args = parser.parse_args(argv)
     reps = 3 if args.quick else 9
+    from miniclip.kernels import numba_backend  # noqa: F401  (sets its thread policy first)
+
     print(machine_header(), flush=True)
     if args.only in (None, "matmul"):
         print("\n### Matmul, float32\n", flush=True)
