@@ -39,11 +39,15 @@ from . import numba_attention, numba_elementwise, numba_matmul  # noqa: E402
 _options = {"handwritten_matmul": False}
 
 # When to hand a product to BLAS (np.matmul) instead of the hand-written kernel, per product
-# kind, as a minimum number of multiply-adds (M * N * K); None: never. Measured with
-# `python benchmarks/bench_cpu.py` (benchmarks/README.md): on the 2-core AMD EPYC (Zen 5, AVX-512)
-# of that table the hand-written kernel is at least as fast as OpenBLAS for every training shape,
-# so no product goes to BLAS there. On a machine where BLAS wins (e.g. MKL on Intel), set the
-# threshold from that machine's table.
+# kind, as a minimum number of multiply-adds (M * N * K); None: never. The rule comes from
+# `python benchmarks/bench_cpu.py` (table in benchmarks/README.md). On the machine measured there
+# (AMD EPYC Zen 5, AVX-512, where NumPy's OpenBLAS runs its AVX2 "Haswell" kernels) the
+# hand-written kernel is as fast as BLAS or faster for every product of a training step: 0.99x
+# to 1.50x on one core, where the comparison is kernel against kernel. With two threads on that
+# shared machine the ratio swings from 0.5x to 1.7x from one shape to the next with the load of
+# other processes, in both directions, so it gives no reason to prefer BLAS either. Hence no
+# product goes to BLAS. On a machine whose BLAS wins (MKL on Intel, OpenBLAS with AVX-512
+# kernels), measure there and set the thresholds, e.g. {"forward": 2**24, ...}.
 MATMUL_ROUTE = {"forward": None, "dx": None, "dw": None}
 
 
