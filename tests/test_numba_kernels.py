@@ -1,0 +1,277 @@
+"""The numba backend against the NumPy reference, kernel by kernel and for the whole model.
+
+Shapes are chosen to be awkward for the kernels: sizes that are not multiples of the 4 x 4
+register tile, single rows and columns, more rows than one thread's block (64) and than one
+dW chunk (256), a single head and several, one token, causal and not. Every array passes
+through the same few compiled signatures (C-contiguous float32 / float64), so the whole file
+compiles each kernel once per dtype.
+
+Tolerances: float64 results must agree to ~1e-12 of the largest entry (the kernels only sum in
+a different order); float32 to ~1e-5 relative.
+"""
+
+import numpy as np
+import pytest
+
+from miniclip import kernels
+from miniclip.kernels import numba_backend as nb
+from miniclip.kernels import numba_matmul
+from miniclip.kernels import numpy_backend as ref
+from miniclip.nn.attention import split_heads
+from miniclip.nn.block import block_backward, block_forward
+
+from .gradcheck_helpers import assert_grads_close, block_params
+
+DTYPES = [np.float64, np.float32]
+TOL = {np.float64: 1e-12, np.float32: 1e-5}
+
+
+def assert_close(actual, expected, dtype, what="", scale=None):
+    """max |a - e| <= tol * scale, scale = max |e| by default: relative to the tensor's size
+    (single entries can be ~0). Pass ``scale`` where the exact answer is 0 but the terms that
+    cancel to give it are not."""
+    assert actual.dtype == np.dtype(dtype), f"{what}: dtype {actual.dtype}, expected {dtype}"
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} vs {expected.shape}"
+    if scale is None:
+        scale = max(float(np.max(np.abs(expected))), 1e-30) if expected.size else 1.0
+    err = float(np.max(np.abs(actual.astype(np.float64) - expected))) / scale if actual.size else 0
+    assert err <= TOL[dtype], f"{what}: relative error {err:.2e} > {TOL[dtype]:.0e}"
+
+
+def randn(rng, shape, dtype):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+# ---- linear: forward, dx, dW, db -----------------------------------------------------------
+
+LINEAR_SHAPES = [  # x shape, C_out
+    ((1, 1), 1),  # 1 x 1
+    ((5, 3), 7),  # everything smaller than a tile, or an odd number over it
+    ((2, 33, 17), 9),  # 3-D input, 66 rows: one full 64-row block plus 2
+    ((600, 5), 6),  # 600 rows: three dW chunks of 256, split between threads
+    ((70, 1500), 45),  # long rows: the B cache block (32768 // 1500 -> 20 rows) splits C_out
+]
+
+
+@pytest.fixture(params=[False, True], ids=["auto", "handwritten"])
+def matmul_mode(request, monkeypatch):
+    """Both routes: 'auto' sends every product to BLAS (threshold 0) unless the option forces
+    the hand-written kernel; 'handwritten' forces it. Asserts the right route was taken."""
+    monkeypatch.setattr(nb, "MATMUL_ROUTE", {"forward": 0, "dx": 0, "dw": 0})
+    calls = []
+    for name in ("matmul_nt", "weight_grad"):
+        kernel = getattr(numba_matmul, name)
+        monkeypatch.setattr(numba_matmul, name,
+                            lambda *a, _k=kernel, _n=name: (calls.append(_n), _k(*a))[1])
+    with kernels.use_backend("numba", handwritten_matmul=request.param):
+        yield request.param
+    assert bool(calls) == request.param, f"hand-written kernel calls: {calls}"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("x_shape,n_out", LINEAR_SHAPES)
+def test_linear_matches_reference(rng, matmul_mode, dtype, x_shape, n_out):
+    x = randn(rng, x_shape, dtype)
+    w, b = randn(rng, (n_out, x_shape[-1]), dtype), randn(rng, n_out, dtype)
+    out, cache = nb.linear_forward(x, w, b)
+    out_ref, cache_ref = ref.linear_forward(x, w, b)
+    assert_close(out, out_ref, dtype, "out")
+    dout = randn(rng, out.shape, dtype)
+    for got, want, name in zip(nb.linear_backward(dout, cache),
+                               ref.linear_backward(dout, cache_ref), ("dx", "dw", "db"), strict=True):
+        assert_close(got, want, dtype, name)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_linear_without_bias_and_with_a_transposed_weight(rng, dtype):
+    """The model passes proj.T (a strided view) and no bias."""
+    x, proj = randn(rng, (6, 10), dtype), randn(rng, (10, 3), dtype)
+    out, cache = nb.linear_forward(x, proj.T, None)
+    assert_close(out, x @ proj, dtype, "out")
+    dx, dw, db = nb.linear_backward(np.ones_like(out), cache)
+    assert db is None
+    assert_close(dw, (np.ones_like(out).T @ x), dtype, "dw")
+    assert_close(dx, np.ones_like(out) @ proj.T, dtype, "dx")
+
+
+def test_linear_rejects_mixed_dtypes_and_bad_shapes(rng):
+    x, w = rng.standard_normal((4, 3)), rng.standard_normal((2, 3))
+    with pytest.raises(TypeError, match="w must have the input's dtype float64, got float32"):
+        nb.linear_forward(x, w.astype(np.float32))
+    with pytest.raises(TypeError, match="x must be float32 or float64, got int64"):
+        nb.linear_forward(np.ones((4, 3), np.int64), w)
+    with pytest.raises(ValueError, match=r"C_in = x.shape\[-1\] = 3, got w \(3, 2\)"):
+        nb.linear_forward(x, w.T.copy())
+    with pytest.raises(ValueError, match=r"b must have shape \(2,\), got \(3,\)"):
+        nb.linear_forward(x, w, np.zeros(3))
+    _, cache = nb.linear_forward(x, w)
+    with pytest.raises(ValueError, match=r"dout must have shape \(4, 2\), got \(2, 4\)"):
+        nb.linear_backward(np.zeros((2, 4)), cache)
+
+
+# ---- LayerNorm and the activations ---------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1), (3, 7, 13), (600, 5)])
+def test_layernorm_matches_reference(rng, dtype, shape):
+    x = (randn(rng, shape, dtype) * 3 + 1).astype(dtype)
+    w, b = randn(rng, shape[-1], dtype), randn(rng, shape[-1], dtype)
+    out, cache = nb.layernorm_forward(x, w, b)
+    out_ref, cache_ref = ref.layernorm_forward(x, w, b)
+    assert_close(out, out_ref, dtype, "out")
+    dout = randn(rng, shape, dtype)
+    # with C = 1, dx = rstd * (g - mean(g) - ...) is exactly 0: compare with the terms' size
+    rstd = cache_ref[1]
+    scales = {"dx": float(np.max(np.abs(rstd * dout * w))), "dw": None, "db": None}
+    for got, want, name in zip(nb.layernorm_backward(dout, cache),
+                               ref.layernorm_backward(dout, cache_ref), ("dx", "dw", "db"), strict=True):
+        assert_close(got, want, dtype, name, scales[name])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["quick_gelu", "gelu"])
+def test_activation_matches_reference(rng, dtype, name):
+    # the tails too: exp overflows at -1.702 x > 88.7 (float32), 709.8 (float64)
+    x = np.concatenate([rng.standard_normal((5, 41)).ravel() * 4,
+                        [0.0, -30.0, 30.0, -60.0, 60.0, -500.0, 500.0, -1e4, 1e4]]).astype(dtype)
+    x = x.reshape(2, -1)
+    out, cache = getattr(nb, f"{name}_forward")(x)
+    out_ref, cache_ref = getattr(ref, f"{name}_forward")(x)
+    assert np.isfinite(out).all()
+    assert_close(out, out_ref, dtype, "out")
+    dout = randn(rng, x.shape, dtype)
+    dx = getattr(nb, f"{name}_backward")(dout, cache)
+    assert np.isfinite(dx).all()
+    assert_close(dx, getattr(ref, f"{name}_backward")(dout, cache_ref), dtype, "dx")
+
+
+# ---- attention -----------------------------------------------------------------------------
+
+ATTENTION_SHAPES = [  # B, H, T, D
+    (1, 1, 1, 1),  # one token, one head
+    (2, 1, 9, 5),  # one head, T and D not multiples of 4
+    (1, 3, 17, 6),  # several heads
+    (3, 2, 24, 8),  # the text tower's 24 tokens
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize("B,H,T,D", ATTENTION_SHAPES)
+def test_attention_matches_reference(rng, dtype, causal, B, H, T, D):
+    # strided views, as the layer passes them (split_heads of a packed (B, T, 3C) array)
+    qkv = (randn(rng, (B, T, 3 * H * D), dtype) * 2).astype(dtype)
+    q, k, v = (split_heads(qkv[..., i * H * D:(i + 1) * H * D], H) for i in range(3))
+    out, cache = nb.attention_forward(q, k, v, causal)
+    out_ref, cache_ref = ref.attention_forward(q, k, v, causal)
+    assert_close(out, out_ref, dtype, "out")
+    dout = randn(rng, out.shape, dtype)
+    for got, want, name in zip(nb.attention_backward(dout, cache),
+                               ref.attention_backward(dout, cache_ref), ("dq", "dk", "dv"), strict=True):
+        assert_close(got, want, dtype, name)
+
+
+def test_attention_keeps_statistics_not_probabilities(rng):
+    """The cache holds one log-sum-exp per query, never the (B, H, T, T) probabilities."""
+    q, k, v = (rng.standard_normal((2, 3, 7, 4)) for _ in range(3))
+    _, cache = nb.attention_forward(q, k, v, True)
+    sizes = [a.shape for a in cache if isinstance(a, np.ndarray)]
+    assert (2, 3, 7, 7) not in sizes and (2, 3, 7) in sizes
+    lse = next(a for a in cache if isinstance(a, np.ndarray) and a.shape == (2, 3, 7))
+    scores = q @ k.swapaxes(-1, -2) / 2.0 + np.triu(np.full((7, 7), -np.inf), 1)
+    np.testing.assert_allclose(lse, np.log(np.exp(scores).sum(-1)), rtol=1e-13)
+
+
+def test_residual_block_gradients_on_the_numba_backend(rng):
+    """Finite differences through every numba kernel at once (float64, DESIGN: 1e-7)."""
+    x, p = rng.standard_normal((2, 5, 8)), block_params(rng, 8)
+    with kernels.use_backend("numba"):
+        out, cache = block_forward(x, p, 2, causal=True)
+        dout = rng.standard_normal(out.shape)
+        dx, grads = block_backward(dout, cache)
+        f = lambda _: block_forward(x, p, 2, causal=True)[0]  # noqa: E731
+        some = {k: (p[k], grads[k]) for k in ("attn.out_proj.weight", "ln_1.weight", "mlp.c_fc.bias")}
+        assert_grads_close("numba block", f, dout, {"x": (x, dx)} | some)
+
+
+# ---- the switch ----------------------------------------------------------------------------
+
+def test_switch_routes_ops_and_restores_backend_and_options():
+    start = kernels.get_backend()
+    with kernels.use_backend("numpy"):
+        assert kernels.ops.linear_forward is ref.linear_forward
+        with kernels.use_backend("numba", handwritten_matmul=True):
+            assert kernels.get_backend() == "numba"
+            assert kernels.ops.attention_forward is nb.attention_forward
+            assert nb.options() == {"handwritten_matmul": True}
+        assert kernels.get_backend() == "numpy"
+        assert nb.options() == {"handwritten_matmul": False}
+    assert kernels.get_backend() == start
+
+
+def test_configure_returns_the_old_options_and_checks_them():
+    old = nb.configure(handwritten_matmul=True)
+    try:
+        assert old == {"handwritten_matmul": False}
+        assert nb.configure(handwritten_matmul=False) == {"handwritten_matmul": True}
+    finally:
+        nb.configure(**old)
+    with pytest.raises(TypeError, match="handwritten_matmul must be a bool, got int"):
+        nb.configure(handwritten_matmul=1)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        kernels.use_backend("numba", blas=True)
+
+
+def test_bad_backend_name_raises():
+    with pytest.raises(ValueError, match=r"backend must be one of .* got 'numbaa'"):
+        kernels.use_backend("numbaa")
+
+
+def test_backend_provides_every_op_with_the_reference_signature():
+    import inspect
+
+    for op in kernels.OPS:
+        assert (inspect.signature(getattr(nb, op)).parameters.keys()
+                == inspect.signature(getattr(ref, op)).parameters.keys()), op
+
+
+# ---- the whole model -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-10), (np.float32, 1e-4)])
+def test_model_loss_and_grads_agree_across_backends(rng, dtype, tol):
+    from miniclip import CONFIGS
+    from miniclip.model import CLIP
+
+    from .test_model import random_batch
+
+    cfg = CONFIGS["tiny"]
+    model = CLIP(cfg, seed=0, dtype=dtype)
+    images, tokens = random_batch(cfg, 3, rng, dtype)
+    with kernels.use_backend("numpy"):
+        loss_ref, grads_ref = model.loss_and_grads(images, tokens)
+    with kernels.use_backend("numba"):
+        loss, grads = model.loss_and_grads(images, tokens)
+    assert abs(loss - loss_ref) <= tol * abs(loss_ref)
+    assert list(grads) == list(grads_ref)
+    for name in grads:
+        g, g_ref = np.asarray(grads[name]), np.asarray(grads_ref[name])
+        assert g.dtype == np.dtype(dtype), name
+        err = np.max(np.abs(g - g_ref)) / max(np.max(np.abs(g_ref)), 1e-30)
+        assert err <= tol, f"{name}: relative error {err:.1e} > {tol:.0e}"
+
+
+def test_default_backend_is_numba_and_falls_back_to_numpy(monkeypatch):
+    import importlib
+
+    fresh = importlib.reload(kernels)  # a new module state: the default, nothing loaded yet
+    try:
+        assert fresh.get_backend() == "numba"
+        monkeypatch.setitem(fresh._MODULES, "numba", "miniclip.kernels.no_such_module")
+        with pytest.warns(RuntimeWarning, match="default backend 'numba' could not be loaded"):
+            assert fresh.ops.linear_forward is ref.linear_forward
+        assert fresh.get_backend() == "numpy"
+        with pytest.raises(ImportError):  # an explicit choice fails loudly
+            fresh.use_backend("numba")
+    finally:
+        monkeypatch.undo()
+        importlib.reload(kernels)
