@@ -107,12 +107,13 @@ def test_clip_loss_and_grads_match_numpy_backend(dtype):
     images = rng.standard_normal((3, 3, cfg.image_resolution, cfg.image_resolution)).astype(dtype)
     tokens = rng.integers(1, cfg.vocab_size - 1, size=(3, cfg.context_length))
     tokens[:, 4] = cfg.vocab_size - 1  # the end-of-text token, where the text tower pools
+    before = kernels.get_backend()
     with kernels.use_backend("numpy"):
         loss_ref, grads_ref = model.loss_and_grads(images, tokens)
     with kernels.use_backend("cuda", matmul_block=12, matmul_depth=8, matmul_micro=3,
                              attention_block=3, threads=16):
         loss, grads = model.loss_and_grads(images, tokens)
-    assert kernels.get_backend() == "numpy"
+    assert kernels.get_backend() == before  # the context manager restored it
     assert abs(loss - loss_ref) <= (1e-5 if dtype == np.float32 else 1e-12) * max(1, abs(loss_ref))
     assert list(grads) == list(grads_ref)
     for key, want in grads_ref.items():
