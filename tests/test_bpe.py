@@ -29,6 +29,8 @@ from miniclip.bpe import (
     word_to_symbols,
 )
 
+from .text_strategies import UNICODE_TEXT
+
 
 def make_captions(n, seed=0):
     """n toy captions like "a small red circle in the top left" (varied, seeded)."""
@@ -210,15 +212,6 @@ def spaced(text):
     return "".join(w if w in (SOT, EOT) else w + " " for w in pre_tokenize(clean_text(text)))
 
 
-UNICODE_TEXT = st.one_of(
-    st.text(st.characters(codec="utf-8"), max_size=40),                           # anything
-    st.text(st.sampled_from("😀👍🏽❤️🇫🇷\u200d🙂 "), max_size=20),                   # emoji
-    st.text(st.characters(min_codepoint=0x4E00, max_codepoint=0x9FFF) | st.just(" "),
-            max_size=20),                                                          # CJK
-    st.text(st.characters(categories=["Mn", "Ll"]) | st.just(" "), max_size=20),  # combining
-    st.text(st.characters(categories=["Cc", "Cf", "Zs"]) | st.sampled_from("ab"), max_size=20),
-    st.just(""),
-)
 
 
 @settings(max_examples=200, deadline=None)

@@ -20,7 +20,6 @@ import zipfile
 import numpy as np
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from miniclip import tokenizer as tk
 from miniclip.bpe import EOT, SOT, clean_text, pre_tokenize
@@ -34,6 +33,8 @@ from miniclip.tokenizer import (
     resolve_bpe_path,
     tokenize,
 )
+
+from .text_strategies import UNICODE_TEXT
 
 try:
     VOCAB_PATH, MISSING = resolve_bpe_path(), ""
@@ -197,15 +198,6 @@ def test_openai_ids_and_decodes_on_2000_random_texts(openai):
             == "6974d34a4e6347383931bfc1df9a05652a27973c9d7b74ae551225650b39929c")
 
 
-UNICODE_TEXT = st.one_of(
-    st.text(st.characters(codec="utf-8"), max_size=40),                           # anything
-    st.text(st.sampled_from("😀👍🏽❤️🇫🇷\u200d🙂 "), max_size=20),                  # emoji
-    st.text(st.characters(min_codepoint=0x4E00, max_codepoint=0x9FFF) | st.just(" "),
-            max_size=20),                                                          # CJK
-    st.text(st.characters(categories=["Mn", "Ll"]) | st.just(" "), max_size=20),  # combining
-    st.text(st.characters(categories=["Cc", "Cf", "Zs"]) | st.sampled_from("ab"), max_size=20),
-    st.just(""),
-)
 
 
 @needs_vocab

@@ -59,7 +59,8 @@ from numba import cuda
 
 from ..nn.layernorm import EPS
 from . import cuda_attention, cuda_elementwise, cuda_matmul
-from ._cuda_common import DEFAULT_TILES, FLOAT_DTYPES, SIMULATOR, SIMULATOR_TILES, Tiles
+from ._checks import float_dtype, same_dtype
+from ._cuda_common import DEFAULT_TILES, SIMULATOR, SIMULATOR_TILES, Tiles
 
 __all__ = [
     "attention_backward", "attention_forward", "configure", "gelu_backward", "gelu_forward",
@@ -194,23 +195,8 @@ def _upload_weight(array):
 
 # ----- argument checks -----
 
-def _check_float(name, array):
-    if not isinstance(array, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray, got {type(array).__name__}")
-    if array.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name} must be float32 or float64, got {array.dtype}")
-    return array.dtype
-
-
-def _check_same_dtype(dtype, **arrays):
-    for name, array in arrays.items():
-        if _check_float(name, array) != dtype:
-            raise TypeError(f"{name} must have the input's dtype {dtype}, got {array.dtype} "
-                            "(nothing is cast silently)")
-
-
 def _check_dout(dout, shape, dtype):
-    _check_float("dout", dout)
+    float_dtype("dout", dout)
     if dout.shape != tuple(shape) or dout.dtype != dtype:
         raise ValueError(f"dout must be {tuple(shape)} {dtype} like the forward's output, "
                          f"got {dout.shape} {dout.dtype}")
@@ -233,15 +219,15 @@ class _LinearCache(NamedTuple):
 
 def linear_forward(x, w, b=None):
     """x: (..., C_in), w: (C_out, C_in), b: (C_out,) or None -> out: (..., C_out)."""
-    dtype = _check_float("x", x)
-    _check_same_dtype(dtype, w=w)
+    dtype = float_dtype("x", x)
+    same_dtype(dtype, w=w)
     if x.ndim < 1:
         raise ValueError(f"x must have at least one axis (..., C_in), got shape {x.shape}")
     if w.ndim != 2 or x.shape[-1] != w.shape[1]:
         raise ValueError(f"w must be (C_out, {x.shape[-1]}) for x of shape {x.shape}, "
                          f"got {w.shape}")
     if b is not None:
-        _check_same_dtype(dtype, b=b)
+        same_dtype(dtype, b=b)
         if b.shape != (w.shape[0],):
             raise ValueError(f"b must have shape ({w.shape[0]},), got {b.shape}")
     x_dev, w_dev = _upload(x, (-1, w.shape[1])), _upload_weight(w)  # x as (M, C_in)
@@ -275,8 +261,8 @@ class _LayerNormCache(NamedTuple):
 
 def layernorm_forward(x, w, b, eps=EPS):
     """x: (..., C), w, b: (C,) -> out: (..., C). LayerNorm over the last axis."""
-    dtype = _check_float("x", x)
-    _check_same_dtype(dtype, w=w, b=b)
+    dtype = float_dtype("x", x)
+    same_dtype(dtype, w=w, b=b)
     if x.ndim < 1 or w.shape != x.shape[-1:] or b.shape != x.shape[-1:]:  # (C,) each
         raise ValueError(f"w and b must be {x.shape[-1:]} for x of shape {x.shape}, "
                          f"got {w.shape} and {b.shape}")
@@ -308,7 +294,7 @@ class _ActivationCache(NamedTuple):
 
 
 def _activation_forward(name, x):
-    _check_float("x", x)
+    float_dtype("x", x)
     x_dev = _upload(x, -1)
     out = cuda_elementwise.activation_forward(name, x_dev, _tiles)
     return _download_activation(out, x.shape), _ActivationCache(name, x_dev, x.shape)
@@ -355,8 +341,8 @@ class _AttentionCache(NamedTuple):
 
 def attention_forward(q, k, v, causal=False):
     """q, k, v: (B, H, T, D) -> out: (B, H, T, D); softmax(q k^T / sqrt(D) [+ causal mask]) v."""
-    dtype = _check_float("q", q)
-    _check_same_dtype(dtype, k=k, v=v)
+    dtype = float_dtype("q", q)
+    same_dtype(dtype, k=k, v=v)
     if q.ndim != 4 or k.shape != q.shape or v.shape != q.shape:
         raise ValueError(f"q, k, v must be one (B, H, T, D) shape, got {q.shape}, {k.shape}, "
                          f"{v.shape}")

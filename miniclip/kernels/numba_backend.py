@@ -35,6 +35,7 @@ import numpy as np  # noqa: E402
 
 from ..nn.layernorm import EPS  # noqa: E402
 from . import numba_attention, numba_elementwise, numba_matmul  # noqa: E402
+from ._checks import float_dtype, same_dtype  # noqa: E402
 
 _options = {"handwritten_matmul": False}
 
@@ -73,21 +74,6 @@ def _use_blas(kind, m, n, k):
 
 # ---- argument checks ---------------------------------------------------------------------
 
-def _float_dtype(name, a):
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name} must be a numpy array, got {type(a).__name__}")
-    if a.dtype not in (np.float32, np.float64):
-        raise TypeError(f"{name} must be float32 or float64, got {a.dtype}")
-    return a.dtype
-
-
-def _same_dtype(dtype, **arrays):
-    for name, a in arrays.items():
-        if _float_dtype(name, a) != dtype:
-            raise TypeError(f"{name} must have the input's dtype {dtype}, got {a.dtype} "
-                            "(the numba backend never casts silently)")
-
-
 def _contiguous(a):
     return np.ascontiguousarray(a)
 
@@ -103,13 +89,13 @@ def linear_forward(x, w, b=None):
 
     cache = (x2d, w, has_bias, x.shape): x flattened to (M, C_in), as the reference keeps x.
     """
-    dtype = _float_dtype("x", x)
-    _same_dtype(dtype, w=w)
+    dtype = float_dtype("x", x)
+    same_dtype(dtype, w=w)
     if w.ndim != 2 or x.ndim < 1 or x.shape[-1] != w.shape[1]:
         raise ValueError(f"w must be (C_out, C_in) with C_in = x.shape[-1] = "
                          f"{x.shape[-1] if x.ndim else None}, got w {w.shape}, x {x.shape}")
     if b is not None:
-        _same_dtype(dtype, b=b)
+        same_dtype(dtype, b=b)
         if b.shape != (w.shape[0],):
             raise ValueError(f"b must have shape ({w.shape[0]},), got {b.shape}")
     x2d = _contiguous(x.reshape(-1, x.shape[-1]))  # (M, C_in)
@@ -130,7 +116,7 @@ def linear_forward(x, w, b=None):
 def linear_backward(dout, cache):
     """dout: (..., C_out) -> dx (..., C_in), dw (C_out, C_in), db (C_out,) or None."""
     x2d, w, has_bias, x_shape = cache
-    _same_dtype(x2d.dtype, dout=dout)
+    same_dtype(x2d.dtype, dout=dout)
     N, K = w.shape
     if dout.shape != (*x_shape[:-1], N):
         raise ValueError(f"dout must have shape {(*x_shape[:-1], N)}, got {dout.shape}")
@@ -160,8 +146,8 @@ def linear_backward(dout, cache):
 
 def layernorm_forward(x, w, b, eps=EPS):
     """x: (..., C), w: (C,), b: (C,) -> out (..., C). cache = (xhat (M, C), rstd (M,), w, shape)."""
-    dtype = _float_dtype("x", x)
-    _same_dtype(dtype, w=w, b=b)
+    dtype = float_dtype("x", x)
+    same_dtype(dtype, w=w, b=b)
     C = x.shape[-1]
     if w.shape != (C,) or b.shape != (C,):
         raise ValueError(f"w and b must have shape ({C},), got {w.shape} and {b.shape}")
@@ -176,7 +162,7 @@ def layernorm_forward(x, w, b, eps=EPS):
 def layernorm_backward(dout, cache):
     """dout: (..., C) -> dx (..., C), dw (C,), db (C,)."""
     xhat, rstd, w, x_shape = cache
-    _same_dtype(xhat.dtype, dout=dout)
+    same_dtype(xhat.dtype, dout=dout)
     if dout.shape != x_shape:
         raise ValueError(f"dout must have shape {x_shape}, got {dout.shape}")
     dout2d = _contiguous(dout.reshape(xhat.shape))
@@ -191,7 +177,7 @@ def layernorm_backward(dout, cache):
 # ---- activations -------------------------------------------------------------------------
 
 def _elementwise_forward(kernel, x):
-    _float_dtype("x", x)
+    float_dtype("x", x)
     flat = _contiguous(x).reshape(-1)
     out = np.empty_like(flat)
     kernel(flat, out)
@@ -200,7 +186,7 @@ def _elementwise_forward(kernel, x):
 
 def _elementwise_backward(kernel, dout, cache):
     flat, shape = cache
-    _same_dtype(flat.dtype, dout=dout)
+    same_dtype(flat.dtype, dout=dout)
     if dout.shape != shape:
         raise ValueError(f"dout must have shape {shape}, got {dout.shape}")
     dx = np.empty_like(flat)
@@ -234,8 +220,8 @@ def attention_forward(q, k, v, causal=False):
     cache = (q, k, v as contiguous copies, lse (B, H, T), causal): the probabilities are
     recomputed in backward from the log-sum-exp (see numba_attention for why).
     """
-    dtype = _float_dtype("q", q)
-    _same_dtype(dtype, k=k, v=v)
+    dtype = float_dtype("q", q)
+    same_dtype(dtype, k=k, v=v)
     if q.ndim != 4 or k.shape != q.shape or v.shape != q.shape:
         raise ValueError(f"q, k, v must all be (B, H, T, D), got {q.shape}, {k.shape}, {v.shape}")
     if not isinstance(causal, (bool, np.bool_)):
@@ -250,7 +236,7 @@ def attention_forward(q, k, v, causal=False):
 def attention_backward(dout, cache):
     """dout: (B, H, T, D) -> dq, dk, dv, each (B, H, T, D)."""
     q, k, v, lse, causal = cache
-    _same_dtype(q.dtype, dout=dout)
+    same_dtype(q.dtype, dout=dout)
     if dout.shape != q.shape:
         raise ValueError(f"dout must have shape {q.shape}, got {dout.shape}")
     dq, dk, dv = np.empty_like(q), np.empty_like(q), np.empty_like(q)
