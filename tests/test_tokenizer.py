@@ -205,9 +205,12 @@ def test_openai_ids_and_decodes_on_2000_random_texts(openai):
 @given(UNICODE_TEXT)
 def test_openai_round_trip_on_any_unicode(openai, text):
     ids = openai.encode(text)
-    assert all(0 <= i < 49406 for i in ids)
-    decoded = openai.decode(ids)
     words = pre_tokenize(clean_text(text))
+    # Only a special token written in the text itself ("<|ENDOFTEXT|>": the text is lowercased
+    # first, as OpenAI's is) may encode to a special id; every other id is an ordinary one.
+    n_specials = sum(w in (SOT, EOT) for w in words)
+    assert all(0 <= i < 49408 for i in ids) and sum(i >= 49406 for i in ids) == n_specials
+    decoded = openai.decode(ids)
     assert decoded == "".join(w if w in (SOT, EOT) else w + " " for w in words)
     assert decoded.replace(" ", "") == clean_text(text).replace(" ", "")
 
@@ -381,3 +384,10 @@ def test_docstring_examples_are_right():
 
     result = doctest.testmod(tk)
     assert result.attempted == 3 and result.failed == 0
+
+
+def test_special_token_strings_in_text_encode_as_specials(openai):
+    """As in OpenAI's tokenizer: the text is lowercased, so any casing of '<|endoftext|>' in a
+    text becomes the end-of-text id (found by hypothesis)."""
+    assert openai.encode("<|ENDOFTEXT|>") == [49407]
+    assert openai.encode("a <|EndOfText|> b") == [320, 49407, 321]
