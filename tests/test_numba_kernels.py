@@ -100,7 +100,7 @@ def test_linear_rejects_mixed_dtypes_and_bad_shapes(rng):
         nb.linear_forward(x, w.astype(np.float32))
     with pytest.raises(TypeError, match="x must be float32 or float64, got int64"):
         nb.linear_forward(np.ones((4, 3), np.int64), w)
-    with pytest.raises(ValueError, match=r"C_in = x.shape\[-1\] = 3, got w \(3, 2\)"):
+    with pytest.raises(ValueError, match=r"w must be \(C_out, 3\) for x of shape \(4, 3\), got \(3, 2\)"):
         nb.linear_forward(x, w.T.copy())
     with pytest.raises(ValueError, match=r"b must have shape \(2,\), got \(3,\)"):
         nb.linear_forward(x, w, np.zeros(3))

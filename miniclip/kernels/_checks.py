@@ -22,3 +22,19 @@ def same_dtype(dtype, **arrays):
         if float_dtype(name, array) != dtype:
             raise TypeError(f"{name} must have the input's dtype {dtype}, got {array.dtype} "
                             "(nothing is cast silently)")
+
+
+def check_linear_args(x, w, b):
+    """x (..., C_in), w (C_out, C_in), b (C_out,) or None, all of one float dtype -> dtype."""
+    dtype = float_dtype("x", x)
+    same_dtype(dtype, w=w)
+    if x.ndim < 1:
+        raise ValueError(f"x must have at least one axis (..., C_in), got shape {x.shape}")
+    if w.ndim != 2 or x.shape[-1] != w.shape[1]:
+        raise ValueError(f"w must be (C_out, {x.shape[-1]}) for x of shape {x.shape}, "
+                         f"got {w.shape}")
+    if b is not None:
+        same_dtype(dtype, b=b)
+        if b.shape != (w.shape[0],):
+            raise ValueError(f"b must have shape ({w.shape[0]},), got {b.shape}")
+    return dtype

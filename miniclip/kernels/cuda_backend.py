@@ -59,7 +59,7 @@ from numba import cuda
 
 from ..nn.layernorm import EPS
 from . import cuda_attention, cuda_elementwise, cuda_matmul
-from ._checks import float_dtype, same_dtype
+from ._checks import check_linear_args, float_dtype, same_dtype
 from ._cuda_common import DEFAULT_TILES, SIMULATOR, SIMULATOR_TILES, Tiles
 
 __all__ = [
@@ -219,17 +219,7 @@ class _LinearCache(NamedTuple):
 
 def linear_forward(x, w, b=None):
     """x: (..., C_in), w: (C_out, C_in), b: (C_out,) or None -> out: (..., C_out)."""
-    dtype = float_dtype("x", x)
-    same_dtype(dtype, w=w)
-    if x.ndim < 1:
-        raise ValueError(f"x must have at least one axis (..., C_in), got shape {x.shape}")
-    if w.ndim != 2 or x.shape[-1] != w.shape[1]:
-        raise ValueError(f"w must be (C_out, {x.shape[-1]}) for x of shape {x.shape}, "
-                         f"got {w.shape}")
-    if b is not None:
-        same_dtype(dtype, b=b)
-        if b.shape != (w.shape[0],):
-            raise ValueError(f"b must have shape ({w.shape[0]},), got {b.shape}")
+    check_linear_args(x, w, b)
     x_dev, w_dev = _upload(x, (-1, w.shape[1])), _upload_weight(w)  # x as (M, C_in)
     b_dev = None if b is None else _upload_weight(b)
     out_dev = cuda_matmul.matmul(x_dev, w_dev, b_dev, transpose_b=True, tiles=_tiles)

@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 
 from ..nn.layernorm import EPS  # noqa: E402
 from . import numba_attention, numba_elementwise, numba_matmul  # noqa: E402
-from ._checks import float_dtype, same_dtype  # noqa: E402
+from ._checks import check_linear_args, float_dtype, same_dtype  # noqa: E402
 
 _options = {"handwritten_matmul": False}
 
@@ -89,15 +89,7 @@ def linear_forward(x, w, b=None):
 
     cache = (x2d, w, has_bias, x.shape): x flattened to (M, C_in), as the reference keeps x.
     """
-    dtype = float_dtype("x", x)
-    same_dtype(dtype, w=w)
-    if w.ndim != 2 or x.ndim < 1 or x.shape[-1] != w.shape[1]:
-        raise ValueError(f"w must be (C_out, C_in) with C_in = x.shape[-1] = "
-                         f"{x.shape[-1] if x.ndim else None}, got w {w.shape}, x {x.shape}")
-    if b is not None:
-        same_dtype(dtype, b=b)
-        if b.shape != (w.shape[0],):
-            raise ValueError(f"b must have shape ({w.shape[0]},), got {b.shape}")
+    dtype = check_linear_args(x, w, b)
     x2d = _contiguous(x.reshape(-1, x.shape[-1]))  # (M, C_in)
     w = _contiguous(w)
     M, K = x2d.shape
