@@ -15,6 +15,7 @@ import hashlib
 import json
 import random
 import subprocess
+import unicodedata
 import zipfile
 
 import numpy as np
@@ -177,25 +178,29 @@ def random_text(rng):
         r = rng.random()
         if r < 0.75:
             parts.append(PIECES[int(rng.random() * len(PIECES))])
-        else:  # a random code point below U+30000, surrogates skipped
+        else:  # a random code point below U+30000: surrogates, and code points Unicode 3.2 leaves
+            # unassigned, become "?". Newer Unicode versions assign some of those as letters, and
+            # the regex module's tables (so OpenAI's tokenizer too) follow its own version.
             cp = int(rng.random() * 0x30000)
-            parts.append(chr(cp) if not 0xD800 <= cp < 0xE000 else "?")
+            assigned = not 0xD800 <= cp < 0xE000 and unicodedata.ucd_3_2_0.category(chr(cp)) != "Cn"
+            parts.append(chr(cp) if assigned else "?")
         parts.append(" " if rng.random() < 0.6 else "")
     return "".join(parts)
 
 
 @needs_vocab
 def test_openai_ids_and_decodes_on_2000_random_texts(openai):
-    # OpenAI's tokenizer on the same 2000 texts gives these digests (29,349 ids in all)
+    # OpenAI's tokenizer (clip/simple_tokenizer.py of openai-clip 1.0.1, loaded by path) on the
+    # same 2000 texts gives these digests (25,627 ids in all), with regex 2026.5.9 and 2026.11.15
     rng = random.Random(2024)
     texts = [random_text(rng) for _ in range(2000)]
     ids = [openai.encode(text) for text in texts]
     decoded = [openai.decode(i) for i in ids]
-    assert sum(map(len, ids)) == 29_349
+    assert sum(map(len, ids)) == 25_627
     assert (hashlib.sha256(json.dumps(ids).encode()).hexdigest()
-            == "26bbc0e779263293c0901da7d32f83c546aa9884ae6f591ba02d4991036b5272")
+            == "02367d878fe70f120854ff93d2816723893bc97f34f6f37679fa8d4afcd44bf5")
     assert (hashlib.sha256(json.dumps(decoded).encode()).hexdigest()
-            == "6974d34a4e6347383931bfc1df9a05652a27973c9d7b74ae551225650b39929c")
+            == "064a8c2c967ea23214aa383b4bea5119b344b76bafb67d54bd17d3b6117b20f8")
 
 
 
