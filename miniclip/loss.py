@@ -22,6 +22,7 @@ import warnings
 
 import numpy as np
 
+from .config import LOSSES
 from .nn.normalize import l2_normalize_backward, l2_normalize_forward
 
 
@@ -149,7 +150,6 @@ def siglip_loss_backward(cache, dloss=1.0):
 # one entry point for the training code: which loss, and the gradients of its own parameters
 # ------------------------------------------------------------------------------------------
 
-LOSSES = ("clip", "siglip")
 
 
 def batch_loss_forward(kind, image_features, text_features, params):
