@@ -27,7 +27,7 @@ from .loss import (
     batch_loss_forward,
     clip_logits,
 )
-from .nn.block import block_backward, block_forward
+from .nn.block import block_backward, block_forward, sub_params
 from .nn.embedding import token_embedding_backward, token_embedding_forward
 from .nn.patch_embed import patch_embed_backward, patch_embed_forward
 from .nn.pooling import eot_pool_backward, eot_pool_forward
@@ -103,11 +103,6 @@ def initialize_parameters(cfg: CLIPConfig, seed: int = 0, dtype=np.float32) -> d
     return params
 
 
-def _sub(params, prefix):
-    n = len(prefix)
-    return {k[n:]: v for k, v in params.items() if k.startswith(prefix)}
-
-
 # ------------------------------------------------------------------------------------------
 # the two towers
 # ------------------------------------------------------------------------------------------
@@ -121,7 +116,7 @@ def vision_forward(params, cfg, images):
     x, c_pre = ops.layernorm_forward(x, params["visual.ln_pre.weight"], params["visual.ln_pre.bias"])
     c_blocks = []
     for i in range(cfg.vision_layers):
-        p = _sub(params, f"visual.transformer.resblocks.{i}.")
+        p = sub_params(params, f"visual.transformer.resblocks.{i}")
         x, c = block_forward(x, p, cfg.vision_heads, causal=False, activation=cfg.activation)
         c_blocks.append(c)
     cls = np.ascontiguousarray(x[:, 0])  # (N, W) the class token sums up the image
@@ -157,7 +152,7 @@ def text_forward(params, cfg, tokens):
                                        params["positional_embedding"])  # (N, T, W)
     c_blocks = []
     for i in range(cfg.transformer_layers):
-        p = _sub(params, f"transformer.resblocks.{i}.")
+        p = sub_params(params, f"transformer.resblocks.{i}")
         x, c = block_forward(x, p, cfg.transformer_heads, causal=True, activation=cfg.activation)
         c_blocks.append(c)
     # OpenAI applies ln_final to every position and then pools. LayerNorm acts on each position

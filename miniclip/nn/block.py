@@ -9,8 +9,12 @@ from .attention import self_attention_backward, self_attention_forward
 from .mlp import mlp_backward, mlp_forward
 
 
-def _sub(p, prefix):
-    """The entries of p under 'prefix.', with the prefix removed."""
+def sub_params(p, prefix):
+    """The entries of p under 'prefix.', with 'prefix.' removed.
+
+    >>> sub_params({"attn.in_proj_bias": 1, "ln_1.bias": 2}, "attn")
+    {'in_proj_bias': 1}
+    """
     n = len(prefix) + 1
     return {k[n:]: v for k, v in p.items() if k.startswith(prefix + ".")}
 
@@ -20,10 +24,10 @@ def block_forward(x, p, n_heads, causal=False, activation="quick_gelu"):
     'resblocks.{i}.' (ln_1.weight, attn.in_proj_weight, mlp.c_fc.weight, ...) -> (B, T, C)."""
     ops = kernels.ops
     h, c_ln1 = ops.layernorm_forward(x, p["ln_1.weight"], p["ln_1.bias"])
-    a, c_attn = self_attention_forward(h, _sub(p, "attn"), n_heads, causal)
+    a, c_attn = self_attention_forward(h, sub_params(p, "attn"), n_heads, causal)
     x = x + a  # first residual
     h, c_ln2 = ops.layernorm_forward(x, p["ln_2.weight"], p["ln_2.bias"])
-    m, c_mlp = mlp_forward(h, _sub(p, "mlp"), activation)
+    m, c_mlp = mlp_forward(h, sub_params(p, "mlp"), activation)
     return x + m, (c_ln1, c_attn, c_ln2, c_mlp)  # second residual
 
 
