@@ -240,14 +240,15 @@ def random_batch(cfg, rng, dtype=np.float32):
     return images, tokens
 
 
-def torch_step_fn(cfg, params, images, tokens):
+def torch_step_fn(cfg, params, images, tokens, device="cpu"):
     """The same CLIP in PyTorch (QuickGELU, causal text mask, pooling at the end-of-text
-    token), with miniclip's weights copied in; returns (step function, first loss)."""
+    token), with miniclip's weights copied in, on ``device`` ("cpu" or "cuda"); returns
+    (step function, first loss). The step reads its loss back, as miniclip's does."""
     import torch
     import torch.nn.functional as F
 
-    P = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
-    imgs, toks = torch.from_numpy(images), torch.from_numpy(tokens)
+    P = {k: torch.tensor(v, requires_grad=True, device=device) for k, v in params.items()}
+    imgs, toks = torch.from_numpy(images).to(device), torch.from_numpy(tokens).to(device)
 
     def block(x, prefix, heads, causal):
         g = lambda name: P[prefix + name]  # noqa: E731
@@ -278,11 +279,11 @@ def torch_step_fn(cfg, params, images, tokens):
         y = P["token_embedding.weight"][toks] + P["positional_embedding"]
         for i in range(cfg.transformer_layers):
             y = block(y, f"transformer.resblocks.{i}.", cfg.transformer_heads, True)
-        y = y[torch.arange(y.shape[0]), toks.argmax(-1)]
+        y = y[torch.arange(y.shape[0], device=device), toks.argmax(-1)]
         y = F.layer_norm(y, (y.shape[-1],), P["ln_final.weight"], P["ln_final.bias"], 1e-5)
         txt = y @ P["text_projection"]
         logits = P["logit_scale"].exp() * F.normalize(img, dim=-1) @ F.normalize(txt, dim=-1).T
-        labels = torch.arange(logits.shape[0])
+        labels = torch.arange(logits.shape[0], device=device)
         return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
 
     groups = [{"params": [p for k, p in P.items() if decays(k, params[k])], "weight_decay": 0.2},

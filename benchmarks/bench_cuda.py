@@ -9,15 +9,18 @@ Three tables, all float32:
      batch 128 (forward y = x W^T and both backward products) and on square sizes;
   2. attention forward + backward: the flash-style kernels vs
      torch.nn.functional.scaled_dot_product_attention (which picks its own fused kernel);
-  3. a full training step of CONFIGS["toy"] at batch 128 (loss_and_grads + AdamW) with the cuda
-     backend vs the numpy backend (and the numba CPU backend, if present), with the bytes the
-     cuda backend copied between host and device per step.
+  3. a full training step of CONFIGS["toy"] at batch 128 (loss_and_grads + AdamW): the cuda
+     backend with the weights on the GPU (what `python -m miniclip.train --backend cuda` runs),
+     the cuda backend with NumPy weights (every op copies its inputs up and its results down),
+     the numpy and numba CPU backends, and the same model in PyTorch on the GPU; with the bytes
+     each cuda row copied between host and device per step.
 Times are medians over --repeat runs after one warm-up run (which also compiles the kernels).
 Data are uploaded before timing, so tables 1 and 2 time the kernels alone; table 3 times
 everything a step does, copies included.
 
 It refuses to run in numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1), where kernels run as Python
-threads and timings mean nothing, and exits with a message when no GPU is present.
+threads and timings mean nothing, and exits with a message when no GPU is present. (Its functions
+do run in the simulator, on tiny shapes: tests/cudasim/test_bench_cuda.py checks that they work.)
 """
 
 from __future__ import annotations
@@ -33,10 +36,6 @@ from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
-
-if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
-    sys.exit("bench_cuda.py: NUMBA_ENABLE_CUDASIM=1 is set. The simulator runs each CUDA thread "
-             "as a Python thread, so its timings mean nothing; unset it and run on a GPU.")
 
 import numpy as np  # noqa: E402
 from numba import cuda  # noqa: E402
@@ -165,8 +164,17 @@ def bench_attention(shapes, repeat, device="cuda"):
 
 # ----- 3. training step -----
 
-def bench_training_step(cfg, batch, repeat, backends=("numpy", "numba", "cuda")):
-    """Rows (backend, ms per step, numpy / this, MB host->device, MB device->host per step)."""
+STEP_ROWS = {  # label -> (backend, weights on the GPU?)
+    "cuda, weights on the GPU": ("cuda", True),
+    "cuda, NumPy weights (copies per op)": ("cuda", False),
+    "numba (CPU)": ("numba", False),
+    "numpy (CPU)": ("numpy", False),
+}
+
+
+def bench_training_step(cfg, batch, repeat, rows=tuple(STEP_ROWS), with_torch=True):
+    """Rows (label, ms per step, numpy ms / this, MB host->device, MB device->host per step,
+    first loss). Every row starts from the same weights, so the first losses must agree."""
     from miniclip import kernels
     from miniclip.kernels import cuda_backend
     from miniclip.model import CLIP
@@ -178,33 +186,45 @@ def bench_training_step(cfg, batch, repeat, backends=("numpy", "numba", "cuda"))
     tokens = rng.integers(1, V - 1, size=(batch, T))
     tokens[np.arange(batch), rng.integers(1, T, size=batch)] = V - 1  # end-of-text, pooled
     results = {}
-    for backend in backends:
+    for label in rows:
+        backend, on_gpu = STEP_ROWS[label]
         try:
             switch = kernels.use_backend(backend)
         except (ImportError, NotImplementedError, RuntimeError) as err:
-            print(f"(backend {backend!r} skipped: {err})")
+            print(f"({label!r} skipped: {err})")
             continue
         with switch:
             model = CLIP(cfg, seed=0, dtype=np.float32)
+            if on_gpu:
+                model.params = kernels.to_device(model.params)
             opt = AdamW(model.params, lr=1e-4)
+            first_loss = model.loss_and_grads(images, tokens)[0]
 
             def step(model=model, opt=opt):
-                _, grads = model.loss_and_grads(images, tokens)
+                loss, grads = model.loss_and_grads(images, tokens)  # reads the loss back
                 opt.step(grads)
 
-            ms = median_ms(step, cuda.synchronize if backend == "cuda" else (lambda: None),
-                           repeat)
+            sync = cuda.synchronize if backend == "cuda" else (lambda: None)
+            ms = median_ms(step, sync, repeat)
             moved = (None, None)
             if backend == "cuda":
                 cuda_backend.reset_transfer_stats()
                 step()
+                sync()
                 stats = cuda_backend.transfer_stats()
                 moved = (stats["host_to_device_bytes"] / 1e6, stats["device_to_host_bytes"] / 1e6)
-            results[backend] = (ms, moved)
-    base = results.get("numpy", (None,))[0]
-    return [(name, fmt(ms, ".1f"), fmt(None if base is None else base / ms, ".2f"),
-             fmt(moved[0], ".1f"), fmt(moved[1], ".1f"))
-            for name, (ms, moved) in results.items()]
+            results[label] = (ms, moved, first_loss)
+    if with_torch and torch_on_gpu():
+        from bench_cpu import torch_step_fn  # the same model in PyTorch, weights copied in
+
+        params = CLIP(cfg, seed=0, dtype=np.float32).params
+        step, first_loss = torch_step_fn(cfg, params, images, tokens, device="cuda")
+        results["PyTorch on the GPU (same model)"] = (
+            median_ms(step, torch_sync, repeat), (None, None), first_loss)
+    base = results.get("numpy (CPU)", (None,))[0]
+    return [(label, fmt(ms, ".2f"), fmt(None if base is None else base / ms, ".1f"),
+             fmt(moved[0], ".2f"), fmt(moved[1], ".6f"), f"{loss:.5f}")
+            for label, (ms, moved, loss) in results.items()]
 
 
 # ----- main -----
@@ -216,6 +236,10 @@ def main(argv=None):
     parser.add_argument("--skip-step", action="store_true", help="skip the training-step table")
     args = parser.parse_args(argv)
 
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        sys.exit("bench_cuda.py: NUMBA_ENABLE_CUDASIM=1 is set. The simulator runs each CUDA "
+                 "thread as a Python thread, so its timings mean nothing; unset it and run on a "
+                 "GPU.")
     if not cuda.is_available():
         sys.exit("bench_cuda.py: no CUDA GPU found (numba.cuda.is_available() is False). This "
                  "benchmark needs an NVIDIA GPU and driver; the kernels' correctness tests run "
@@ -269,7 +293,7 @@ def main(argv=None):
     if not args.skip_step:
         print_table(f"training step of CONFIGS['toy'] at batch {args.batch} (loss_and_grads + "
                     "AdamW), ms", ["backend", "ms / step", "speed-up vs numpy",
-                                   "MB host->device", "MB device->host"],
+                                   "MB host->device", "MB device->host", "first loss"],
                     bench_training_step(cfg, args.batch, max(3, math.ceil(args.repeat / 3))))
 
 

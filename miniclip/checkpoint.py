@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import kernels
 from .bpe import BPETokenizer
 from .config import CLIPConfig
 from .params import parameter_shapes
@@ -108,7 +109,8 @@ def save_checkpoint(path, config: CLIPConfig, params: dict, *, step: int = 0,
                     optimizer: dict | None = None, rng_state: dict | None = None,
                     tokenizer: dict | None = None, data: dict | None = None,
                     train_args: dict | None = None, extra: dict | None = None) -> None:
-    """Write a checkpoint atomically. ``optimizer`` is ``AdamW.state_dict()`` or None."""
+    """Write a checkpoint atomically. ``optimizer`` is ``AdamW.state_dict()`` or None. Arrays
+    on the GPU (a run on the cuda backend) are copied to the host here."""
     if not isinstance(config, CLIPConfig):
         raise TypeError(f"config must be a CLIPConfig, got {type(config).__name__}")
     meta = {
@@ -119,11 +121,11 @@ def save_checkpoint(path, config: CLIPConfig, params: dict, *, step: int = 0,
     }
     arrays = {META_KEY: np.array(json.dumps(meta))}  # a 0-d unicode array: no pickle needed
     for name, value in params.items():
-        arrays[PREFIXES["params"] + name] = np.asarray(value)
+        arrays[PREFIXES["params"] + name] = np.asarray(kernels.to_host(value))
     if optimizer is not None:
         for moment in ("m", "v"):
             for name, value in optimizer[moment].items():
-                arrays[PREFIXES[moment] + name] = np.asarray(value)
+                arrays[PREFIXES[moment] + name] = np.asarray(kernels.to_host(value))
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
 

@@ -26,6 +26,16 @@ from .config import LOSSES
 from .nn.normalize import l2_normalize_backward, l2_normalize_forward
 
 
+def sum_0d(x):
+    """The sum of every entry as a 0-d array of x's dtype, not a NumPy scalar: a gradient must be
+    an array that the optimizer can update in place, like the 0-d parameter it belongs to.
+
+    >>> sum_0d(np.ones((2, 2), np.float32))
+    array(4., dtype=float32)
+    """
+    return x.sum(keepdims=True).reshape(())
+
+
 def log_softmax(z):
     """Row-wise log-softmax, stable for large logits: subtract the row max before exp."""
     z = z - z.max(axis=-1, keepdims=True)
@@ -72,7 +82,7 @@ def contrastive_loss_backward(cache, dloss=1.0):
     eye = np.eye(N, dtype=logits.dtype)
     # undoes the two cross-entropies (each a mean over N, then halved)
     dlogits = ((np.exp(logp_i2t) - eye) + (np.exp(logp_t2i) - eye).T) * (dloss / (2 * N))
-    dlogit_scale = np.asarray((dlogits * logits).sum(), dtype=logits.dtype)  # undoes exp(.) * S
+    dlogit_scale = sum_0d(dlogits * logits)  # undoes exp(.) * S
     dS = scale * dlogits  # (N, N)
     dxhat = dS @ yhat  # undoes S = xhat @ yhat^T
     dyhat = dS.T @ xhat
@@ -137,8 +147,8 @@ def siglip_loss_backward(cache, dloss=1.0):
     z_logits = signs * logits
     # sigmoid(-z l), written stably: exp(log_sigmoid(-z l))
     dlogits = -signs * np.exp(log_sigmoid(-z_logits)) * (dloss / N)  # (N, N)
-    dlogit_bias = np.asarray(dlogits.sum(), dtype=logits.dtype)  # undoes "+ logit_bias"
-    dlogit_scale = np.asarray((dlogits * scaled).sum(), dtype=logits.dtype)  # undoes exp(.) * S
+    dlogit_bias = sum_0d(dlogits)  # undoes "+ logit_bias"
+    dlogit_scale = sum_0d(dlogits * scaled)  # undoes exp(.) * S
     dS = scale * dlogits
     dxhat = dS @ yhat  # undoes S = xhat @ yhat^T
     dyhat = dS.T @ xhat

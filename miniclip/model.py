@@ -119,7 +119,7 @@ def vision_forward(params, cfg, images):
         p = sub_params(params, f"visual.transformer.resblocks.{i}")
         x, c = block_forward(x, p, cfg.vision_heads, causal=False, activation=cfg.activation)
         c_blocks.append(c)
-    cls = np.ascontiguousarray(x[:, 0])  # (N, W) the class token sums up the image
+    cls = x[:, 0].copy()  # (N, W), contiguous: the class token sums up the image
     h, c_post = ops.layernorm_forward(cls, params["visual.ln_post.weight"],
                                       params["visual.ln_post.bias"])
     feats, c_proj = ops.linear_forward(h, params["visual.proj"].T, None)  # h @ proj: (N, E)
@@ -134,7 +134,8 @@ def vision_backward(dfeats, cache, cfg):
     dh, dproj_t, _ = ops.linear_backward(dfeats, c_proj)
     g["visual.proj"] = dproj_t.T
     dcls, g["visual.ln_post.weight"], g["visual.ln_post.bias"] = ops.layernorm_backward(dh, c_post)
-    dx = np.zeros(x_shape, dtype=dfeats.dtype)  # only the class token was used
+    dx = np.zeros_like(dfeats, shape=x_shape)  # only the class token was used; (zeros_like:
+    # the zeros are made where dfeats lives, so on the GPU for a model on the GPU)
     dx[:, 0] = dcls
     for i in reversed(range(cfg.vision_layers)):
         dx, gb = block_backward(dx, c_blocks[i])
@@ -254,21 +255,24 @@ class CLIP:
     # ---- inference -------------------------------------------------------------------
 
     def encode_image(self, images):
-        """images (N, 3, R, R) float, already normalised -> (N, embed_dim), not normalised."""
-        return vision_forward(self.params, self.cfg, self._check_images(images))[0]
+        """images (N, 3, R, R) float, already normalised -> (N, embed_dim), not normalised.
+        A NumPy array, also for a model whose params are on the GPU (the features are copied)."""
+        feats, _ = vision_forward(self.params, self.cfg, self._check_images(images))
+        return kernels.to_host(feats)
 
     def encode_text(self, tokens):
-        """tokens (N, context_length) int -> (N, embed_dim), not normalised."""
-        return text_forward(self.params, self.cfg, self._check_tokens(tokens))[0]
+        """tokens (N, context_length) int -> (N, embed_dim), not normalised. A NumPy array."""
+        feats, _ = text_forward(self.params, self.cfg, self._check_tokens(tokens))
+        return kernels.to_host(feats)
 
     def __call__(self, images, tokens):
         """-> logits_per_image (N_img, N_txt), logits_per_text (N_txt, N_img).
 
         For a SigLIP model the logits include its learned bias (sigmoid(logit) is P(match))."""
         logits = clip_logits(self.encode_image(images), self.encode_text(tokens),
-                             self.params["logit_scale"])
+                             kernels.to_host(self.params["logit_scale"]))
         if "logit_bias" in self.params:
-            logits = logits + self.params["logit_bias"]
+            logits = logits + kernels.to_host(self.params["logit_bias"])
         return logits, logits.T
 
     # ---- training --------------------------------------------------------------------
@@ -278,7 +282,8 @@ class CLIP:
 
         The loss is the config's: OpenAI's softmax loss, or SigLIP's sigmoid loss.
 
-        -> (loss: float, grads: dict with exactly the keys of self.params)
+        -> (loss: float, grads: dict with exactly the keys of self.params). The grads live where
+        the params live: DeviceArrays for a model on the GPU.
         """
         images, tokens = self._check_images(images), self._check_tokens(tokens)
         if images.shape[0] != tokens.shape[0]:
@@ -296,8 +301,9 @@ class CLIP:
     # ---- weights ---------------------------------------------------------------------
 
     def state_dict(self) -> dict:
-        """A copy of the weights, keyed by OpenAI's names."""
-        return {k: v.copy() for k, v in self.params.items()}
+        """A copy of the weights as NumPy arrays, keyed by OpenAI's names (copied to the host for
+        a model whose params are on the GPU)."""
+        return {k: kernels.to_host(v).copy() for k, v in self.params.items()}
 
     def load_state_dict(self, state_dict: dict):
         """Load weights, strictly: every key present, none extra, every shape equal.

@@ -109,7 +109,8 @@ def cosine_lr(step: int, total_steps: int, base_lr: float, warmup_steps: int = 0
 def clip_grad_norm(grads: dict, max_norm: float) -> float:
     """Scale all gradients together, in place, so their global L2 norm is at most max_norm.
     Returns the norm before clipping."""
-    total = math.sqrt(sum(float((g.astype(np.float64) ** 2).sum()) for g in grads.values()))
+    # the squares summed in float64 where the gradients live (host or GPU); one number comes back
+    total = math.sqrt(float(sum((g.astype(np.float64) ** 2).sum() for g in grads.values())))
     if total > max_norm:
         scale = max_norm / (total + 1e-12)
         for g in grads.values():

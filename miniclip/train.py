@@ -346,6 +346,10 @@ def train(args: TrainArgs, resume: str | None = None, progress: bool = True,
         optimizer.load_state_dict(ckpt.optimizer)
         aug_rng.bit_generator.state = ckpt.rng_state
         step, seconds_before = ckpt.step, float(ckpt.extra.get("train_seconds", 0.0))
+    if kernels.get_backend() == "cuda":  # weights and Adam's moments move to the GPU, for good
+        model.params = kernels.to_device(model.params)
+        optimizer.params = model.params
+        optimizer.m, optimizer.v = kernels.to_device(optimizer.m), kernels.to_device(optimizer.v)
     preprocess = ToyPreprocess(cfg.image_resolution, meta["mean"], meta["std"])
     total_steps = _total_steps(args, n_pairs)
     probe = CurveProbe(args.data, args.eval_images) if args.eval_every else None

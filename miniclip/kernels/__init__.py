@@ -115,3 +115,38 @@ class _Ops:
 
 
 ops = _Ops()
+
+
+# ----- moving arrays between host and GPU ---------------------------------------------------
+
+def to_device(tree):
+    """NumPy arrays -> DeviceArrays on the GPU (the cuda backend's arrays), in a dict (such as
+    ``model.params``), list or tuple, or alone. A model whose params are on the device keeps its
+    training step there: ``model.params = kernels.to_device(model.params)``."""
+    device = _load("cuda")
+    if isinstance(tree, dict):
+        return {k: to_device(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(to_device(v) for v in tree)
+    return device.to_device(tree)
+
+
+def to_host(tree):
+    """DeviceArrays -> NumPy arrays (copies), through dicts, lists and tuples; anything else is
+    returned as it is. Safe to call without a GPU: with nothing on the device it changes nothing.
+
+    >>> to_host({"w": [1.0, 2.0]})
+    {'w': [1.0, 2.0]}
+    """
+    if isinstance(tree, dict):
+        return {k: to_host(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(to_host(v) for v in tree)
+    if "cuda" in _loaded and isinstance(tree, _loaded["cuda"].DeviceArray):
+        return tree.get()
+    return tree
+
+
+def on_device(array) -> bool:
+    """True for a DeviceArray (an array in GPU memory), False for anything else."""
+    return "cuda" in _loaded and isinstance(array, _loaded["cuda"].DeviceArray)

@@ -60,3 +60,25 @@ def numba_float(dtype):
     if dtype == np.float64:
         return float64
     raise TypeError(f"kernels take float32 or float64, got {dtype}")
+
+
+# ----- host <-> device copies, counted (cuda_backend.transfer_stats() reports them) -----
+
+TRANSFER_KEYS = ("host_to_device", "host_to_device_bytes", "device_to_host",
+                 "device_to_host_bytes", "host_copies", "host_copies_bytes",
+                 "uploads_saved", "uploads_saved_bytes")
+TRANSFERS = dict.fromkeys(TRANSFER_KEYS, 0)
+
+
+def count_transfer(kind: str, nbytes: int) -> None:
+    """Add one copy of ``nbytes`` to the counters of ``kind`` ("host_to_device", ...)."""
+    TRANSFERS[kind] += 1
+    TRANSFERS[kind + "_bytes"] += int(nbytes)
+
+
+def launch_size(n: int, threads: int) -> tuple[int, int]:
+    """(blocks, threads) for a grid-stride loop over n items: enough blocks to give each
+    thread about one item, at most 1024 blocks on a GPU and 2 in the simulator (where every
+    thread is a Python thread, so fewer threads that loop longer run faster)."""
+    most = 2 if SIMULATOR else 1024
+    return max(1, min(most, -(-n // threads))), threads

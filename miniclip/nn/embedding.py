@@ -20,6 +20,6 @@ def token_embedding_backward(dout, cache):
     """
     tokens, vocab_size = cache
     C = dout.shape[-1]
-    dweight = np.zeros((vocab_size, C), dtype=dout.dtype)
+    dweight = np.zeros_like(dout, shape=(vocab_size, C))  # where dout lives (host or GPU)
     np.add.at(dweight, tokens.reshape(-1), dout.reshape(-1, C))
     return dweight, dout.sum(axis=0)

@@ -60,6 +60,6 @@ def patch_embed_backward(dout, cache, need_dimages=False):
     c_lin, w_shape = cache
     dpos = dout.sum(axis=0)  # positions were added to every image
     dcls = dout[:, 0].sum(axis=0)  # the class token was copied to every image
-    dpatches, dw, _ = kernels.ops.linear_backward(np.ascontiguousarray(dout[:, 1:]), c_lin)
+    dpatches, dw, _ = kernels.ops.linear_backward(dout[:, 1:].copy(), c_lin)  # contiguous
     dimages = unpatchify(dpatches, w_shape[-1]) if need_dimages else None
     return dimages, dw.reshape(w_shape), dcls, dpos

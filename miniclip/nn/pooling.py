@@ -23,6 +23,6 @@ def eot_pool_forward(x, tokens):
 def eot_pool_backward(dout, cache):
     """dout (N, C) -> dx (N, T, C): the gradient goes back to the pooled position only."""
     rows, cols, shape = cache
-    dx = np.zeros(shape, dtype=dout.dtype)
+    dx = np.zeros_like(dout, shape=shape)  # where dout lives (host or GPU)
     dx[rows, cols] = dout
     return dx

@@ -18,6 +18,13 @@ same semantics (no thread passes until all have arrived), about 15x faster, and 
 barrier that some threads of a block never reach (undefined behaviour on a real GPU, tolerated by
 the stock simulator) fails the test after a timeout instead of passing. Set
 ``MINICLIP_STOCK_CUDASIM=1`` to run on the unmodified simulator.
+
+A kernel that never waits at a barrier (element-wise maps, reductions with one thread per output,
+gathers, scatters: most of the DeviceArray kernels) gives the same result whatever order its
+threads run in, so for those the block's threads run one after the other on a single Python
+thread, which saves starting a thread per CUDA thread. Whether a kernel has a barrier is read from
+its code and the device functions it calls; if one is called anyway, the test fails with a
+message (it cannot deadlock).
 """
 
 import os
@@ -43,6 +50,8 @@ def _use_barrier_block_manager():
     class BarrierBlockManager(base):
         def run(self, grid_point, *args):
             points = list(np.ndindex(*self._block_dim))
+            if not uses_barrier(self._f):
+                return self._run_in_turn(grid_point, points, args)
             barrier = threading.Barrier(len(points), timeout=BARRIER_TIMEOUT_S)
 
             def target():
@@ -66,8 +75,69 @@ def _use_barrier_block_manager():
                 exc, tb = errors[0]
                 raise exc.with_traceback(tb)
 
+        def _run_in_turn(self, grid_point, points, args):
+            """Every thread of the block, one after the other, on one Python thread."""
+            block_dim = sim.Dim3(*self._block_dim)
+
+            def target():
+                me = threading.current_thread()
+                for point in points:
+                    me.threadIdx = sim.Dim3(*point)
+                    me.thread_id = point[0] + block_dim.x * (
+                        (point[1] if len(point) > 1 else 0)
+                        + block_dim.y * (point[2] if len(point) > 2 else 0))
+                    self._f(*args)
+
+            thread = thread_class(target, self, grid_point, points[0], self._debug)
+            thread.syncthreads = _unexpected_barrier
+            thread.start()
+            thread.join()
+            if thread.exception:
+                exc, tb = thread.exception
+                raise exc.with_traceback(tb)
+
     sim.BlockManager = BarrierBlockManager
     return True
+
+
+BARRIER_NAMES = {"syncthreads", "syncthreads_count", "syncthreads_and", "syncthreads_or",
+                 "syncwarp", "shfl_sync", "shfl_down_sync", "shfl_up_sync", "shfl_xor_sync"}
+_barrier_cache = {}
+
+
+def uses_barrier(fn, _seen=None):
+    """Whether the kernel function fn, or a device function it calls, names a barrier or a warp
+    intrinsic: a scan of its code (nested code objects included), its globals and its closure."""
+    if fn in _barrier_cache:
+        return _barrier_cache[fn]
+    seen = set() if _seen is None else _seen
+    seen.add(fn)
+    codes, found = [fn.__code__], False
+    referenced = [cell.cell_contents for cell in (fn.__closure__ or ()) if _cell_full(cell)]
+    while codes:
+        code = codes.pop()
+        codes += [c for c in code.co_consts if hasattr(c, "co_names")]
+        found |= bool(BARRIER_NAMES & set(code.co_names))
+        referenced += [fn.__globals__.get(name) for name in code.co_names]
+    for obj in referenced:
+        inner = getattr(obj, "fn", None)  # a simulator device function wraps its Python function
+        if not found and callable(inner) and hasattr(inner, "__code__") and inner not in seen:
+            found = uses_barrier(inner, seen)
+    _barrier_cache[fn] = found
+    return found
+
+
+def _cell_full(cell):
+    try:
+        _ = cell.cell_contents
+    except ValueError:  # a closure variable not assigned yet
+        return False
+    return True
+
+
+def _unexpected_barrier(*_args):
+    raise RuntimeError("this kernel was run without barriers (its code names none), yet it "
+                       "called one: see uses_barrier in tests/cudasim/conftest.py")
 
 
 if SIMULATOR and os.environ.get("MINICLIP_STOCK_CUDASIM") != "1":

@@ -19,3 +19,17 @@ def assert_close(actual, expected, name=""):
 
 def randn(rng, shape, dtype):
     return rng.standard_normal(shape).astype(dtype)
+
+
+# For the tests of whole models: matmul tiles large enough that most products of the tiny
+# configs are one or two tiles. The simulator starts a Python thread per CUDA thread and waits at
+# every barrier, so fewer blocks is what makes a training step take seconds, not tens of seconds.
+# The kernels' own tests use tiny tiles (SIMULATOR_TILES), so that ragged tile edges are covered.
+MODEL_TILES = dict(matmul_block=32, matmul_depth=32, matmul_micro=8)
+
+
+def use_model_tiles():
+    """Set MODEL_TILES for the cuda backend; returns the settings to restore."""
+    from miniclip.kernels import cuda_backend
+
+    return cuda_backend.configure(**MODEL_TILES)

@@ -7,7 +7,8 @@ import importlib
 import pytest
 
 MODULES = ["miniclip.kernels.cuda_matmul", "miniclip.kernels.cuda_attention",
-           "miniclip.kernels.cuda_elementwise", "miniclip.kernels.cuda_backend"]
+           "miniclip.kernels.cuda_elementwise", "miniclip.kernels.cuda_backend",
+           "miniclip.kernels.cuda_array"]
 
 
 @pytest.mark.parametrize("name", MODULES)
