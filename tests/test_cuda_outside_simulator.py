@@ -70,6 +70,31 @@ def _kernels(dtype):
         forward, backward = ew.activation_kernels(d, name)
         yield f"{name} forward", forward, (a1, a1)
         yield f"{name} backward", backward, (a1, a1, a1)
+    yield from _device_array_kernels(d, real, a1)
+
+
+def _device_array_kernels(d, real, a1):
+    """The DeviceArray kernels (cuda_array_kernels.py), for 1, 2 and 4 axes."""
+    from miniclip.kernels import cuda_array_kernels as ak
+
+    i64 = types.int64
+    for n in (1, 2, 4):
+        tup = types.UniTuple(i64, n)  # a shape or strides
+        strided = (a1, tup, i64)  # buffer, strides, offset
+        for name in ak.UNARY:
+            yield (f"DeviceArray {name} ({n} axes)", ak.unary_kernel(name),
+                   (*strided, tup, *strided))
+        for name in ak.BINARY:
+            yield (f"DeviceArray {name} ({n} axes)", ak.binary_kernel(name),
+                   (*strided, tup, *strided, *strided))
+            yield (f"DeviceArray {name} with a number ({n} axes)", ak.scalar_kernel(name),
+                   (*strided, tup, *strided, real, types.boolean))
+    for name in ("sum", "max"):
+        yield f"DeviceArray {name}", ak.reduce_kernel(name, d), (a1, i64, i64, i64, i64, a1)
+    rows = types.Array(i64, 1, "C")
+    yield "DeviceArray gather rows", ak.gather_rows_kernel, (a1, a1, i64, i64, rows)
+    yield ("DeviceArray scatter rows", ak.scatter_rows_kernel,
+           (a1, i64, i64, rows, a1, types.boolean))
 
 
 @pytest.mark.slow
