@@ -17,6 +17,8 @@ import math
 
 import numpy as np
 
+from . import kernels
+
 NO_DECAY_KEYS = ("positional_embedding", "class_embedding", "logit_scale")
 
 
@@ -67,6 +69,11 @@ class AdamW:
         bc1, bc2 = 1 - b1**self.t, 1 - b2**self.t
         for k, p in self.params.items():
             g, m, v = grads[k], self.m[k], self.v[k]
+            if kernels.on_device(p):  # on the GPU: these lines as one kernel (cuda_adamw.py)
+                kernels.cuda_adamw_step(p, g, m, v, lr=lr, betas=self.betas, t=self.t,
+                                        eps=self.eps,
+                                        weight_decay=self.weight_decay if self.decay[k] else 0.0)
+                continue
             m *= b1
             m += (1 - b1) * g
             v *= b2

@@ -95,6 +95,9 @@ def _device_array_kernels(d, real, a1):
     yield "DeviceArray gather rows", ak.gather_rows_kernel, (a1, a1, i64, i64, rows)
     yield ("DeviceArray scatter rows", ak.scatter_rows_kernel,
            (a1, i64, i64, rows, a1, types.boolean))
+    from miniclip.kernels.cuda_adamw import adamw_kernel
+
+    yield "AdamW", adamw_kernel, (a1, a1, a1, a1, *[real] * 9)
 
 
 @pytest.mark.slow

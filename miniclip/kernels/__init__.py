@@ -147,6 +147,13 @@ def to_host(tree):
     return tree
 
 
+def cuda_adamw_step(p, g, m, v, **hyper):
+    """AdamW's update of one tensor on the GPU, in one kernel (see cuda_adamw.py)."""
+    from .cuda_adamw import adamw_step
+
+    return adamw_step(p, g, m, v, threads=_load("cuda").tiles().threads, **hyper)
+
+
 def on_device(array) -> bool:
     """True for a DeviceArray (an array in GPU memory), False for anything else."""
     return "cuda" in _loaded and isinstance(array, _loaded["cuda"].DeviceArray)
