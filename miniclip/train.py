@@ -307,7 +307,10 @@ def train(args: TrainArgs, resume: str | None = None, progress: bool = True,
                                   f"miniclip ({e})") from e
     _check_args(args)
     if args.backend is not None:
-        kernels.use_backend(args.backend)
+        try:
+            kernels.use_backend(args.backend)
+        except (ImportError, RuntimeError) as e:  # no GPU for "cuda", no Numba for "numba"
+            raise ValueError(f"backend {args.backend!r} cannot be used here: {e}") from e
     out_dir = Path(ckpt.path.parent if ckpt else (args.out or default_out_dir(args)))
     if ckpt is None and (out_dir / CHECKPOINT_FILE).exists():
         raise FileExistsError(f"{out_dir} already holds a run; continue it with --resume "

@@ -120,3 +120,13 @@ def test_backend_without_gpu_says_how_to_use_the_simulator():
     with pytest.raises(RuntimeError, match="NUMBA_ENABLE_CUDASIM=1"):
         kernels.use_backend("cuda")
     assert kernels.get_backend() == before  # a failed switch leaves the backend as it was
+
+
+@pytest.mark.skipif(cuda.is_available(), reason="a GPU is present")
+def test_train_cli_without_gpu_is_a_clear_error(tmp_path, capsys):
+    from miniclip.train import main
+
+    assert main(["--backend", "cuda", "--out", str(tmp_path / "run"),
+                 "--data", str(tmp_path / "data"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "backend 'cuda' cannot be used here" in err and "NUMBA_ENABLE_CUDASIM=1" in err
