@@ -308,7 +308,9 @@ class CLIP:
     def load_state_dict(self, state_dict: dict):
         """Load weights, strictly: every key present, none extra, every shape equal.
 
-        Values are converted to the model's dtype (chosen at construction).
+        Values are converted to the model's dtype (chosen at construction). NumPy arrays or
+        DeviceArrays; the weights stay where the model's were (on the GPU after
+        ``kernels.to_device(model.params)``).
         """
         if not isinstance(state_dict, dict):
             raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
@@ -319,7 +321,7 @@ class CLIP:
                            f"unexpected keys {unexpected}")
         new = {}
         for k, ref in self.params.items():
-            v = state_dict[k]
+            v = kernels.to_host(state_dict[k])
             if not isinstance(v, np.ndarray) and not np.isscalar(v):
                 raise TypeError(f"state_dict[{k!r}] must be a numpy array, got {type(v).__name__}")
             v = np.asarray(v)
@@ -329,4 +331,6 @@ class CLIP:
                 raise ValueError(f"state_dict[{k!r}] has shape {v.shape}, the model expects "
                                  f"{ref.shape}")
             new[k] = np.array(v, dtype=self.dtype, order="C")  # a copy, C-contiguous, 0-d stays 0-d
+        if any(kernels.on_device(p) for p in self.params.values()):
+            new = kernels.to_device(new)
         self.params = new

@@ -121,6 +121,10 @@ def test_the_model_api_hands_back_numpy_arrays():
     assert_close(image, want_image)
     assert_close(logits, want_logits)
     assert all(isinstance(v, np.ndarray) for v in state.values())
+    with kernels.use_backend("cuda"):
+        model.load_state_dict(kernels.to_device(state))  # DeviceArrays are accepted ...
+    assert all(kernels.on_device(v) for v in model.params.values())  # ... and it stays on the GPU
+    assert_close(model.params["visual.proj"].get(), state["visual.proj"])
 
 
 # The smallest model the toy data fits (16 px images in 8 px patches, captions up to 32 tokens):
