@@ -46,6 +46,9 @@ from numba import cuda
 from ._cuda_common import DEFAULT_TILES, Tiles, numba_float
 
 
+MAX_GRID_Y = 65_535  # CUDA's limit on the number of blocks along y
+
+
 @functools.lru_cache(maxsize=None)
 def matmul_kernel(dtype, transpose_a, transpose_b, with_bias, block, depth, micro):
     """Compile (once per argument tuple) the kernel computing C = op(A) @ op(B) (+ bias).
@@ -149,6 +152,10 @@ def matmul(a, b, bias=None, *, transpose_a=False, transpose_b=False, out=None,
     if M == 0 or N == 0:
         return out
     grid = (math.ceil(N / block), math.ceil(M / block))
+    if grid[1] > MAX_GRID_Y:  # rows of C map to the grid's y axis, which CUDA caps at 65,535
+        raise ValueError(f"matmul: {M} rows of output need {grid[1]} blocks along the grid's y "
+                         f"axis, more than CUDA's {MAX_GRID_Y:,}; at most {MAX_GRID_Y * block:,} "
+                         "rows per call with these tiles (split the batch)")
     # a kernel argument cannot be None: without a bias, pass C itself (the kernel never reads it)
     kernel[grid, (block // micro) ** 2](a, b, out if bias is None else bias, out)
     return out

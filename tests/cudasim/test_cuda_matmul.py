@@ -58,3 +58,10 @@ def test_rejects_bad_arguments():
         matmul(a, cuda.to_device(np.zeros((3, 2), np.float32)))
     with pytest.raises(ValueError, match="bias must have shape"):
         matmul(a, cuda.to_device(np.zeros((3, 5))), cuda.to_device(np.zeros(3)))  # needs (5,)
+
+
+def test_too_many_rows_for_the_grid_is_a_clear_error():
+    a = cuda.device_array((65_536 * 2 + 1, 1), np.float32)  # never launched: checked first
+    with pytest.raises(ValueError, match="65,535"):
+        matmul(a, cuda.device_array((1, 1), np.float32), tiles=Tiles(matmul_block=2,
+                                                                      matmul_micro=1))
