@@ -45,7 +45,6 @@ from numba import cuda
 
 from ._cuda_common import DEFAULT_TILES, Tiles, numba_float
 
-
 MAX_GRID_Y = 65_535  # CUDA's limit on the number of blocks along y
 
 
