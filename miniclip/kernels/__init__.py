@@ -142,9 +142,7 @@ def to_host(tree):
         return {k: to_host(v) for k, v in tree.items()}
     if isinstance(tree, (list, tuple)):
         return type(tree)(to_host(v) for v in tree)
-    if "cuda" in _loaded and isinstance(tree, _loaded["cuda"].DeviceArray):
-        return tree.get()
-    return tree
+    return tree.get() if on_device(tree) else tree
 
 
 def cuda_adamw_step(p, g, m, v, **hyper):

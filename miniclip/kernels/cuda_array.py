@@ -79,9 +79,13 @@ def _check_dtype(dtype, name="dtype"):
     return dtype
 
 
-class DeviceArray:
+class DeviceArray(np.lib.mixins.NDArrayOperatorsMixin):
     """A float32 or float64 array in GPU memory: a flat device buffer seen through a shape,
-    strides (in elements) and an offset, like a NumPy array over its memory."""
+    strides (in elements) and an offset, like a NumPy array over its memory.
+
+    The operators (+, -, *, /, **, @, unary minus, abs, and += ... in place) come from NumPy's
+    NDArrayOperatorsMixin, which turns each into its ufunc (x + y -> np.add(x, y), x *= y ->
+    np.multiply(x, y, out=(x,))), so they all reach __array_ufunc__ below: one code path."""
 
     __slots__ = ("_buffer", "shape", "strides", "offset", "dtype", "__weakref__")
 
@@ -346,27 +350,6 @@ class DeviceArray:
         count = math.prod(self.shape[a] for a in axes)
         return _reduce("sum", self, axis, keepdims) / count
 
-    # ----- operators: all through NumPy's ufuncs, so one code path --------------------------
-
-    def __add__(self, other): return np.add(self, other)
-    def __radd__(self, other): return np.add(other, self)
-    def __iadd__(self, other): return np.add(self, other, out=(self,))
-    def __sub__(self, other): return np.subtract(self, other)
-    def __rsub__(self, other): return np.subtract(other, self)
-    def __isub__(self, other): return np.subtract(self, other, out=(self,))
-    def __mul__(self, other): return np.multiply(self, other)
-    def __rmul__(self, other): return np.multiply(other, self)
-    def __imul__(self, other): return np.multiply(self, other, out=(self,))
-    def __truediv__(self, other): return np.true_divide(self, other)
-    def __rtruediv__(self, other): return np.true_divide(other, self)
-    def __itruediv__(self, other): return np.true_divide(self, other, out=(self,))
-    def __pow__(self, other): return np.power(self, other)
-    def __rpow__(self, other): return np.power(other, self)
-    def __neg__(self): return np.negative(self)
-    def __abs__(self): return np.absolute(self)
-    def __matmul__(self, other): return np.matmul(self, other)
-    def __rmatmul__(self, other): return np.matmul(other, self)
-
     # ----- NumPy's hooks ------------------------------------------------------------------------
 
     def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
@@ -409,8 +392,8 @@ class DeviceArray:
 
 def to_device_raw(array: np.ndarray):
     """Upload any NumPy array as a plain numba device array (used for index arrays), counted."""
-    array = array if array.flags.c_contiguous else array.copy()
-    count_transfer("host_to_device", array.nbytes)
+    array = array if array.flags.c_contiguous else array.copy()  # (not ascontiguousarray:
+    count_transfer("host_to_device", array.nbytes)                 # it makes a 0-d array 1-d)
     return cuda.to_device(array)
 
 
@@ -421,8 +404,7 @@ def to_device(array) -> DeviceArray:
     if not isinstance(array, np.ndarray):
         raise TypeError(f"array must be a numpy.ndarray, got {type(array).__name__}")
     _check_dtype(array.dtype, "array's dtype")
-    host = array if array.flags.c_contiguous else array.copy()  # (ascontiguousarray: 0-d -> 1-d)
-    return DeviceArray(to_device_raw(host.reshape(-1)), host.shape)
+    return DeviceArray(to_device_raw(array.reshape(-1)), array.shape)  # reshape: contiguous
 
 
 def empty(shape, dtype) -> DeviceArray:
@@ -452,7 +434,7 @@ def _launch(kernel, n, *args):
 def _strided_args(array, shape):
     """Buffer, strides and offset of ``array`` broadcast to ``shape`` (at least one axis)."""
     view = array.broadcast_to(shape)
-    layout_shape, strides, offset = view._layout()
+    _, strides, offset = view._layout()
     return view._buffer, strides, offset
 
 
@@ -637,13 +619,9 @@ def _concatenate(arrays, axis=0, out=None, dtype=None, **kwargs):
     return result
 
 
-def _like(prototype, dtype=None, order="K", subok=True, shape=None, fill=0):
-    shape = prototype.shape if shape is None else shape
-    return full(shape, fill, prototype.dtype if dtype is None else dtype)
-
-
 def _zeros_like(prototype, dtype=None, order="K", subok=True, shape=None, **kwargs):
-    return _like(prototype, dtype, order, subok, shape, fill=0)
+    shape = prototype.shape if shape is None else shape
+    return zeros(shape, prototype.dtype if dtype is None else dtype)
 
 
 def _empty_like(prototype, dtype=None, order="K", subok=True, shape=None, **kwargs):
@@ -655,8 +633,9 @@ def _clip(a, a_min, a_max, out=None, **kwargs):
     if kwargs:
         raise TypeError(f"np.clip of a DeviceArray takes no options {sorted(kwargs)}")
     low = a if a_min is None else _binary("maximum", a, a_min)
-    return _binary("minimum", low, a_max, out) if a_max is not None else (
-        low if out is None else _map("copy", out, low))
+    if a_max is None:
+        return low if out is None else _map("copy", out, low)
+    return _binary("minimum", low, a_max, out)
 
 
 def _reduction(name):
