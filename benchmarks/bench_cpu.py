@@ -42,7 +42,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 from miniclip import CONFIGS  # noqa: E402
-from miniclip.optim import decays  # noqa: E402
+from miniclip.train.optim import decays  # noqa: E402
 
 BATCH = 128
 
@@ -88,7 +88,7 @@ def machine_header():
     import llvmlite.binding
     import numba
 
-    from miniclip.kernels import numba_elementwise
+    from miniclip.kernels.numba import elementwise as numba_elementwise
 
     one = np.ones(1, np.float32)
     numba_elementwise.quick_gelu_forward_kernel(one, one.copy())  # starts the thread pool
@@ -142,7 +142,7 @@ def matmul_pair(kind, M, N, K, dtype, rng):
     """(hand-written, BLAS) functions computing the same product into preallocated outputs."""
     import numba
 
-    from miniclip.kernels import numba_matmul
+    from miniclip.kernels.numba import matmul as numba_matmul
 
     if kind == "forward":  # out = a @ b^T
         a, b = rng.standard_normal((M, K), dtype), rng.standard_normal((N, K), dtype)
@@ -192,8 +192,8 @@ def bench_matmul(reps, dtype=np.float32):
 
 def attention_fns(q, k, v, dout, causal):
     """[NumPy fwd+bwd, Numba fwd+bwd, NumPy fwd, Numba fwd]"""
-    from miniclip.kernels import numba_backend
-    from miniclip.kernels import numpy_backend as reference
+    from miniclip.kernels.numba import ops as numba_backend
+    from miniclip.nn import ops as reference
 
     def fwd_bwd(backend):
         out, cache = backend.attention_forward(q, k, v, causal)
@@ -328,9 +328,9 @@ def run_torch_worker(data_path, reps):
 
 
 def bench_training_step(reps):
-    from miniclip import kernels
-    from miniclip.model import CLIP
-    from miniclip.optim import AdamW
+    from miniclip import backend
+    from miniclip.model.clip import CLIP
+    from miniclip.train.optim import AdamW
 
     cfg = CONFIGS["toy"]
     images, tokens = random_batch(cfg, np.random.default_rng(0))
@@ -348,12 +348,12 @@ def bench_training_step(reps):
             opt = AdamW(model.params)
 
             def step(model=model, opt=opt, backend=backend, options=options):
-                with kernels.use_backend(backend, **options):
+                with backend.use_backend(backend, **options):
                     loss, grads = model.loss_and_grads(images, tokens)
                     opt.step(grads)
                 return loss
 
-            with kernels.use_backend(backend, **options):
+            with backend.use_backend(backend, **options):
                 losses[label] = model.loss_and_grads(images, tokens)[0]  # also compiles
             steps[label] = step
         for s in steps.values():
@@ -384,7 +384,7 @@ def main(argv=None):
     parser.add_argument("--only", choices=["matmul", "attention", "step"], default=None)
     args = parser.parse_args(argv)
     reps = 3 if args.quick else 9
-    from miniclip.kernels import numba_backend  # noqa: F401  (sets its thread policy first)
+    from miniclip.kernels.numba import ops as numba_backend  # noqa: F401  (sets its thread policy first)
 
     print(machine_header(), flush=True)
     if args.only in (None, "matmul"):

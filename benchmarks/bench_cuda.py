@@ -96,7 +96,7 @@ def model_matmul_shapes(cfg, batch):
 
 def bench_matmul(shapes, repeat, device="cuda"):
     """Rows (label, product, M, K, N, ours GFLOP/s, torch GFLOP/s, ours / torch)."""
-    from miniclip.kernels.cuda_matmul import matmul
+    from miniclip.kernels.cuda.matmul import matmul
 
     rng = np.random.default_rng(0)
     rows = []
@@ -131,7 +131,7 @@ def bench_matmul(shapes, repeat, device="cuda"):
 
 def miniclip_attention(q, k, v, dout, causal):
     """Forward and backward on (BH, T, D) device arrays."""
-    from miniclip.kernels.cuda_attention import flash_attention_backward, flash_attention_forward
+    from miniclip.kernels.cuda.attention import flash_attention_backward, flash_attention_forward
 
     out, lse = flash_attention_forward(q, k, v, causal)
     flash_attention_backward(dout, q, k, v, out, lse, causal)
@@ -175,10 +175,10 @@ STEP_ROWS = {  # label -> (backend, weights on the GPU?)
 def bench_training_step(cfg, batch, repeat, rows=tuple(STEP_ROWS), with_torch=True):
     """Rows (label, ms per step, numpy ms / this, MB host->device, MB device->host per step,
     first loss). Every row starts from the same weights, so the first losses must agree."""
-    from miniclip import kernels
-    from miniclip.kernels import cuda_backend
-    from miniclip.model import CLIP
-    from miniclip.optim import AdamW
+    from miniclip import backend
+    from miniclip.kernels.cuda import ops as cuda_backend
+    from miniclip.model.clip import CLIP
+    from miniclip.train.optim import AdamW
 
     rng = np.random.default_rng(0)
     R, T, V = cfg.image_resolution, cfg.context_length, cfg.vocab_size
@@ -187,16 +187,16 @@ def bench_training_step(cfg, batch, repeat, rows=tuple(STEP_ROWS), with_torch=Tr
     tokens[np.arange(batch), rng.integers(1, T, size=batch)] = V - 1  # end-of-text, pooled
     results = {}
     for label in rows:
-        backend, on_gpu = STEP_ROWS[label]
+        backend_name, on_gpu = STEP_ROWS[label]
         try:
-            switch = kernels.use_backend(backend)
+            switch = backend.use_backend(backend_name)
         except (ImportError, NotImplementedError, RuntimeError) as err:
             print(f"({label!r} skipped: {err})")
             continue
         with switch:
             model = CLIP(cfg, seed=0, dtype=np.float32)
             if on_gpu:
-                model.params = kernels.to_device(model.params)
+                model.params = backend.to_device(model.params)
             opt = AdamW(model.params, lr=1e-4)
             first_loss = model.loss_and_grads(images, tokens)[0]
 
@@ -204,10 +204,10 @@ def bench_training_step(cfg, batch, repeat, rows=tuple(STEP_ROWS), with_torch=Tr
                 loss, grads = model.loss_and_grads(images, tokens)  # reads the loss back
                 opt.step(grads)
 
-            sync = cuda.synchronize if backend == "cuda" else (lambda: None)
+            sync = cuda.synchronize if backend_name == "cuda" else (lambda: None)
             ms = median_ms(step, sync, repeat)
             moved = (None, None)
-            if backend == "cuda":
+            if backend_name == "cuda":
                 cuda_backend.reset_transfer_stats()
                 step()
                 sync()

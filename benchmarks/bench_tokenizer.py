@@ -6,8 +6,8 @@ Two corpora, both made here without any download:
   captions   5,000 toy captions ("a small red circle in the top left"), a small vocabulary
   docs       2,612 English sentences from Python's own documentation (pydoc_data.topics)
 
-Encoding uses OpenAI's vocabulary (found as `miniclip.tokenizer.SimpleTokenizer()` finds it:
-MINICLIP_BPE_PATH or data/; rows for it are left out if it is missing). "cold" is a first pass with
+Encoding uses OpenAI's vocabulary (the copy in the package, or MINICLIP_BPE_PATH; rows for it
+are left out if it cannot be read). "cold" is a first pass with
 an empty word cache, "warm" the same texts again. "clean only" is ftfy + HTML unescape +
 whitespace + lowercase alone, the part of encoding that the cache cannot save.
 """
@@ -25,7 +25,7 @@ import ftfy  # noqa: E402
 import numpy as np  # noqa: E402
 import regex  # noqa: E402
 
-from miniclip.bpe import (  # noqa: E402
+from miniclip.text.bpe import (  # noqa: E402
     BPETokenizer,
     bpe_word,
     clean_text,
@@ -34,7 +34,7 @@ from miniclip.bpe import (  # noqa: E402
     train_merges_naive,
     word_to_symbols,
 )
-from miniclip.tokenizer import SimpleTokenizer  # noqa: E402
+from miniclip.text.tokenizer import SimpleTokenizer  # noqa: E402
 
 
 def make_captions(n, seed=0):

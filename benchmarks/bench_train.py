@@ -23,10 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from miniclip import kernels  # noqa: E402
-from miniclip.config import CONFIGS  # noqa: E402
-from miniclip.gradcache import loss_and_grads  # noqa: E402
-from miniclip.model import CLIP  # noqa: E402
+from miniclip import backend  # noqa: E402
+from miniclip.model.clip import CLIP  # noqa: E402
+from miniclip.model.config import CONFIGS  # noqa: E402
+from miniclip.model.gradcache import loss_and_grads  # noqa: E402
 
 BATCH = 256
 
@@ -57,21 +57,21 @@ def main():
     print(f"toy model, batch {BATCH}\n")
     print(f"{'backend':<10}{'accum':>6}{'s/step':>10}{'images/s':>11}{'vs numpy':>10}")
     reference = None
-    for backend in kernels.available_backends():
-        if backend == "cuda":
+    for name in backend.available_backends():
+        if name == "cuda":
             continue  # benchmarks/ for the GPU live elsewhere
         try:
-            kernels.use_backend(backend)
+            backend.use_backend(name)
         except (ImportError, NotImplementedError) as e:
-            print(f"{backend:<10}  not available ({type(e).__name__}: {e})")
+            print(f"{name:<10}  not available ({type(e).__name__}: {e})")
             continue
         for accum in (1, 4):
             seconds = best_step_seconds(params, cfg, images, tokens, accum)
             if reference is None:
                 reference = seconds
-            print(f"{backend:<10}{accum:>6}{seconds:>10.3f}{BATCH / seconds:>11.0f}"
+            print(f"{name:<10}{accum:>6}{seconds:>10.3f}{BATCH / seconds:>11.0f}"
                   f"{reference / seconds:>9.2f}x")
-    kernels.use_backend("numpy")
+    backend.use_backend("numpy")
 
 
 if __name__ == "__main__":

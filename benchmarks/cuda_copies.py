@@ -4,7 +4,7 @@
     python benchmarks/cuda_copies.py                # toy shapes at batch 128, several minutes
     python benchmarks/cuda_copies.py --batch 8      # seconds
 
-The weights are put on the device with kernels.to_device, as `python -m miniclip.train --backend
+The weights are put on the device with backend.to_device, as `python -m miniclip.train --backend
 cuda` does; then one loss_and_grads, gradient clipping and an AdamW step run, and the copies of
 each part are printed. What crosses the bus depends on the batch, the image size and the context
 length, not on the widths, so the model has the toy config's shapes with width 8 (the simulator
@@ -24,9 +24,9 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 import tests.cudasim.conftest  # noqa: E402,F401  (the faster simulator barrier)
-from miniclip import CLIP, CONFIGS, kernels  # noqa: E402
-from miniclip.kernels import cuda_backend  # noqa: E402
-from miniclip.optim import AdamW, clip_grad_norm  # noqa: E402
+from miniclip import CLIP, CONFIGS, backend  # noqa: E402
+from miniclip.kernels.cuda import ops as cuda_backend  # noqa: E402
+from miniclip.train.optim import AdamW, clip_grad_norm  # noqa: E402
 
 
 def main(argv=None):
@@ -52,9 +52,9 @@ def main(argv=None):
                      s["device_to_host_bytes"]))
         return result
 
-    with kernels.use_backend("cuda", matmul_block=32, matmul_depth=32, matmul_micro=8):
+    with backend.use_backend("cuda", matmul_block=32, matmul_depth=32, matmul_micro=8):
         model = CLIP(cfg, seed=0)
-        model.params = kernels.to_device(model.params)
+        model.params = backend.to_device(model.params)
         optimizer = AdamW(model.params)
         _, grads = counted("loss_and_grads", model.loss_and_grads, images, tokens)
         counted("clip_grad_norm", clip_grad_norm, grads, 1.0)

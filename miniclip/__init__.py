@@ -1,7 +1,7 @@
 """miniclip: CLIP from scratch in NumPy, every forward and backward pass written by hand.
 
-The public API (see DESIGN.md) is re-exported here. Exports are resolved lazily, on first use,
-so ``python -m miniclip.params`` or ``python -m miniclip.train`` run their module once, cleanly,
+The public API (docs/architecture.md) is re-exported here. Exports are resolved lazily, on first use,
+so ``python -m miniclip.model.params`` or ``python -m miniclip.train`` run their module once, cleanly,
 and ``import miniclip`` stays quick.
 """
 
@@ -11,23 +11,25 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _EXPORTS = {
-    "CLIP": "model",
-    "SimpleTokenizer": "tokenizer",
-    "BPETokenizer": "tokenizer",
-    "tokenize": "tokenizer",
-    "load": "loading",
-    "load_model": "loading",
-    "save_weights": "loading",
-    "infer_config": "loading",
-    "Preprocess": "preprocess",
-    "save_hf": "hf",
+    "CLIP": "model.clip",
+    "SimpleTokenizer": "text.tokenizer",
+    "BPETokenizer": "text.bpe",
+    "tokenize": "text.tokenizer",
+    "load": "pretrained.loading",
+    "load_model": "pretrained.loading",
+    "save_weights": "pretrained.loading",
+    "infer_config": "pretrained.loading",
+    "Preprocess": "pretrained.preprocess",
+    "save_hf": "pretrained.hf",
     "generate_dataset": "datasets",
     "load_split": "datasets",
-    "CLIPConfig": "config",
-    "CONFIGS": "config",
-    "count_parameters": "params",
-    "parameter_breakdown": "params",
-    "parameter_shapes": "params",
+    "use_backend": "backend",
+    "get_backend": "backend",
+    "CLIPConfig": "model.config",
+    "CONFIGS": "model.config",
+    "count_parameters": "model.params",
+    "parameter_breakdown": "model.params",
+    "parameter_shapes": "model.params",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -13,11 +13,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".numba_cache"))
-# Where the OpenAI vocabulary lives for tests: the copy beside the checkout (CI has it),
-# unless the user points elsewhere.
-_SHARED_VOCAB = ROOT.parent / "shared" / "clip" / "bpe_simple_vocab_16e6.txt.gz"
-if "MINICLIP_BPE_PATH" not in os.environ and _SHARED_VOCAB.exists():
-    os.environ["MINICLIP_BPE_PATH"] = str(_SHARED_VOCAB)
 
 
 @pytest.fixture

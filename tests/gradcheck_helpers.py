@@ -1,7 +1,7 @@
 """Helpers shared by the gradient-check tests."""
 
 
-from miniclip.gradcheck import check_gradient
+from miniclip.nn.gradcheck import check_gradient
 
 TOL = 1e-7
 # worst relative error seen per layer in this test run (printed by conftest at the end)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from miniclip.bpe import (
+from miniclip.text.bpe import (
     BYTE_DECODER,
     BYTE_ENCODER,
     EOT,
@@ -361,7 +361,7 @@ def test_load_rejects_malformed_files(tmp_path):
 def test_docstring_examples_are_right():
     import doctest
 
-    import miniclip.bpe
+    import miniclip.text.bpe
 
-    result = doctest.testmod(miniclip.bpe)
+    result = doctest.testmod(miniclip.text.bpe)
     assert result.attempted >= 15 and result.failed == 0

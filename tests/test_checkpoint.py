@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from miniclip.bpe import BPETokenizer
-from miniclip.checkpoint import (
+from miniclip.model.clip import CLIP
+from miniclip.model.config import CONFIGS, CLIPConfig
+from miniclip.pretrained.checkpoint import (
     CheckpointError,
     ModelTokenizer,
     ToyPreprocess,
@@ -18,9 +19,8 @@ from miniclip.checkpoint import (
     load_trained,
     save_checkpoint,
 )
-from miniclip.config import CONFIGS, CLIPConfig
-from miniclip.model import CLIP
-from miniclip.optim import AdamW
+from miniclip.text.bpe import BPETokenizer
+from miniclip.train.optim import AdamW
 
 CFG = CONFIGS["tiny"]
 MEAN, STD = [0.1, 0.2, 0.3], [0.25, 0.25, 0.5]

@@ -10,10 +10,10 @@ import pytest
 torch = pytest.importorskip("torch", reason="converting .pt files needs PyTorch (optional: "
                             "pip install torch); the rest of miniclip does not")
 
-from miniclip.config import CLIPConfig  # noqa: E402
-from miniclip.convert import convert, main, read_torch_state_dict  # noqa: E402
-from miniclip.loading import load_model  # noqa: E402
-from miniclip.model import CLIP  # noqa: E402
+from miniclip.model.clip import CLIP  # noqa: E402
+from miniclip.model.config import CLIPConfig  # noqa: E402
+from miniclip.pretrained.convert import convert, main, read_torch_state_dict  # noqa: E402
+from miniclip.pretrained.loading import load_model  # noqa: E402
 
 # widths 64 and 128: heads by OpenAI's rule (width // 64), as in OpenAI's released models
 CFG = CLIPConfig(embed_dim=8, image_resolution=4, vision_layers=1, vision_width=64,
@@ -47,7 +47,7 @@ def test_pickled_state_dict(tmp_path, model):
     cfg = convert(tmp_path / "ViT-tiny.pt", tmp_path / "out.safetensors")
     assert cfg == CFG
     assert_loads_as_fp16_of(tmp_path / "out.safetensors", model)
-    from miniclip.weights_io import read_safetensors
+    from miniclip.pretrained.weights_io import read_safetensors
 
     tensors, metadata = read_safetensors(tmp_path / "out.safetensors")
     assert tensors["visual.proj"].dtype == np.float16  # stored as given: half the bytes
@@ -105,7 +105,7 @@ def test_hf_pytorch_model_bin_with_its_config(tmp_path):
     """HF's older format: pytorch_model.bin + config.json (heads and GELU only the config knows)."""
     import json
 
-    from miniclip.hf import hf_config_dict, openai_to_hf
+    from miniclip.pretrained.hf import hf_config_dict, openai_to_hf
 
     cfg = CLIPConfig(**{**CFG.to_dict(), "vision_heads": 4, "transformer_heads": 8,
                         "activation": "gelu"})

@@ -37,10 +37,10 @@ def _nvvm_available():
 
 def _kernels(dtype):
     """(name, kernel, argument types) for every kernel variant the backend launches."""
-    from miniclip.kernels import cuda_attention as at
-    from miniclip.kernels import cuda_elementwise as ew
-    from miniclip.kernels import cuda_matmul as mm
-    from miniclip.kernels._cuda_common import DEFAULT_TILES as T
+    from miniclip.kernels.cuda import attention as at
+    from miniclip.kernels.cuda import elementwise as ew
+    from miniclip.kernels.cuda import matmul as mm
+    from miniclip.kernels.cuda.common import DEFAULT_TILES as T
 
     d = np.dtype(dtype)
     real = types.float32 if d == np.float32 else types.float64
@@ -75,7 +75,7 @@ def _kernels(dtype):
 
 def _device_array_kernels(d, real, a1):
     """The DeviceArray kernels (cuda_array_kernels.py), for 1, 2 and 4 axes."""
-    from miniclip.kernels import cuda_array_kernels as ak
+    from miniclip.kernels.cuda.device import array_kernels as ak
 
     i64 = types.int64
     for n in (1, 2, 4):
@@ -95,7 +95,7 @@ def _device_array_kernels(d, real, a1):
     yield "DeviceArray gather rows", ak.gather_rows_kernel, (a1, a1, i64, i64, rows)
     yield ("DeviceArray scatter rows", ak.scatter_rows_kernel,
            (a1, i64, i64, rows, a1, types.boolean))
-    from miniclip.kernels.cuda_adamw import adamw_kernel
+    from miniclip.kernels.cuda.adamw import adamw_kernel
 
     yield "AdamW", adamw_kernel, (a1, a1, a1, a1, *[real] * 9)
 
@@ -114,17 +114,17 @@ def test_every_kernel_compiles_for_a_gpu(dtype):
 
 @pytest.mark.skipif(cuda.is_available(), reason="a GPU is present")
 def test_backend_without_gpu_says_how_to_use_the_simulator():
-    from miniclip import kernels
+    from miniclip import backend
 
-    before = kernels.get_backend()
+    before = backend.get_backend()
     with pytest.raises(RuntimeError, match="NUMBA_ENABLE_CUDASIM=1"):
-        kernels.use_backend("cuda")
-    assert kernels.get_backend() == before  # a failed switch leaves the backend as it was
+        backend.use_backend("cuda")
+    assert backend.get_backend() == before  # a failed switch leaves the backend as it was
 
 
 @pytest.mark.skipif(cuda.is_available(), reason="a GPU is present")
 def test_train_cli_without_gpu_is_a_clear_error(tmp_path, capsys):
-    from miniclip.train import main
+    from miniclip.train.loop import main
 
     assert main(["--backend", "cuda", "--out", str(tmp_path / "run"),
                  "--data", str(tmp_path / "data"), "--no-progress"]) == 2

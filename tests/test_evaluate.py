@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from miniclip.datasets import CLASSNAMES, PROMPT_TEMPLATES, generate_dataset, prompts_for
-from miniclip.evaluate import (
+from miniclip.train.evaluate import (
     confusion_matrix,
     main,
     retrieval_metrics,
@@ -15,7 +15,7 @@ from miniclip.evaluate import (
     topk_accuracy,
     zero_shot_weights,
 )
-from miniclip.train import TrainArgs, train
+from miniclip.train.loop import TrainArgs, train
 
 
 def test_topk_accuracy_on_a_known_matrix():

@@ -3,8 +3,10 @@
 import numpy as np
 import pytest
 
-from miniclip.config import CONFIGS, CLIPConfig
-from miniclip.hf import (
+from miniclip.model.clip import CLIP
+from miniclip.model.config import CONFIGS, CLIPConfig
+from miniclip.model.params import parameter_shapes
+from miniclip.pretrained.hf import (
     config_fields_from_hf,
     hf_config_dict,
     hf_key,
@@ -12,8 +14,6 @@ from miniclip.hf import (
     is_hf_layout,
     openai_to_hf,
 )
-from miniclip.model import CLIP
-from miniclip.params import parameter_shapes
 
 CFG = CLIPConfig(embed_dim=6, image_resolution=8, vision_layers=2, vision_width=12,
                  vision_patch_size=4, vision_heads=3, context_length=5, vocab_size=20,

@@ -27,10 +27,10 @@ transformers = pytest.importorskip("transformers", reason="parity tests compare 
 
 from PIL import Image  # noqa: E402
 
-from miniclip.hf import hf_to_openai, save_hf  # noqa: E402
-from miniclip.loading import load_model  # noqa: E402
-from miniclip.model import CLIP  # noqa: E402
-from miniclip.preprocess import Preprocess  # noqa: E402
+from miniclip.model.clip import CLIP  # noqa: E402
+from miniclip.pretrained.hf import hf_to_openai, save_hf  # noqa: E402
+from miniclip.pretrained.loading import load_model  # noqa: E402
+from miniclip.pretrained.preprocess import Preprocess  # noqa: E402
 
 transformers.logging.set_verbosity_error()
 
@@ -159,7 +159,7 @@ def test_gradients_match_autograd(case):
 
 def test_save_hf_is_read_by_transformers(tmp_path):
     """miniclip -> HF folder -> transformers.CLIPModel.from_pretrained: the same model."""
-    from miniclip.config import CLIPConfig
+    from miniclip.model.config import CLIPConfig
 
     cfg = CLIPConfig(embed_dim=12, image_resolution=8, vision_layers=1, vision_width=32,
                      vision_patch_size=4, vision_heads=4, context_length=6, vocab_size=40,

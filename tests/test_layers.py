@@ -8,23 +8,19 @@ The worst error per layer is recorded in ``MAX_ERRORS`` and printed at the end o
 import numpy as np
 import pytest
 
-from miniclip.gradcheck import check_gradient
+from miniclip.model.attention import self_attention_backward, self_attention_forward
+from miniclip.model.block import block_backward, block_forward
+from miniclip.model.mlp import mlp_backward, mlp_forward
 from miniclip.nn.activations import (
     gelu_backward,
     gelu_forward,
     quick_gelu_backward,
     quick_gelu_forward,
 )
-from miniclip.nn.attention import (
-    attention_backward,
-    attention_forward,
-    self_attention_backward,
-    self_attention_forward,
-)
-from miniclip.nn.block import block_backward, block_forward
+from miniclip.nn.attention import attention_backward, attention_forward
+from miniclip.nn.gradcheck import check_gradient
 from miniclip.nn.layernorm import layernorm_backward, layernorm_forward
 from miniclip.nn.linear import linear_backward, linear_forward
-from miniclip.nn.mlp import mlp_backward, mlp_forward
 
 from .gradcheck_helpers import assert_grads_close, block_params
 

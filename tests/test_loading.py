@@ -10,9 +10,11 @@ import sys
 import numpy as np
 import pytest
 
-from miniclip.config import CONFIGS, CLIPConfig
-from miniclip.hf import hf_config_dict, openai_to_hf, save_hf
-from miniclip.loading import (
+from miniclip.model.clip import CLIP
+from miniclip.model.config import CONFIGS, CLIPConfig
+from miniclip.model.params import parameter_shapes
+from miniclip.pretrained.hf import hf_config_dict, openai_to_hf, save_hf
+from miniclip.pretrained.loading import (
     ACCEPTED,
     CONFIG_METADATA_KEY,
     infer_config,
@@ -21,10 +23,8 @@ from miniclip.loading import (
     model_from_state_dict,
     save_weights,
 )
-from miniclip.model import CLIP
-from miniclip.params import parameter_shapes
-from miniclip.preprocess import Preprocess
-from miniclip.weights_io import write_npz, write_safetensors
+from miniclip.pretrained.preprocess import Preprocess
+from miniclip.pretrained.weights_io import write_npz, write_safetensors
 
 # heads that width // 64 would not give, and exact GELU: only a config can say so
 CFG = CLIPConfig(embed_dim=6, image_resolution=8, vision_layers=2, vision_width=12,
@@ -256,13 +256,6 @@ def test_save_weights_wants_a_known_suffix(tmp_path, model):
 # ---- load: model, preprocess, tokenizer ---------------------------------------------------
 
 def test_load_returns_preprocess_and_tokenizer(tmp_path, model):
-    from miniclip.tokenizer import resolve_bpe_path
-
-    try:
-        resolve_bpe_path()
-    except FileNotFoundError:
-        pytest.skip("OpenAI's BPE vocabulary is not available (python -m miniclip.tokenizer "
-                    "fetch-openai-vocab, or set MINICLIP_BPE_PATH)")
     cfg = CLIPConfig(**{**PLAIN.to_dict(), "vocab_size": 49408, "context_length": 77,
                         "transformer_width": 16, "transformer_heads": 2})
     save_hf(CLIP(cfg, seed=0), tmp_path / "openai_vocab")
@@ -275,6 +268,7 @@ def test_load_returns_preprocess_and_tokenizer(tmp_path, model):
 
 
 def test_loading_modules_do_not_import_torch():
-    code = ("import sys, miniclip.loading, miniclip.hf, miniclip.convert, miniclip.zeroshot, "
-            "miniclip.preprocess; assert 'torch' not in sys.modules, 'torch was imported'")
+    code = ("import sys, miniclip.pretrained.loading, miniclip.pretrained.hf, "
+            "miniclip.pretrained.convert, miniclip.pretrained.zeroshot, "
+            "miniclip.pretrained.preprocess; assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

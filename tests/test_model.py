@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 from miniclip import CONFIGS, CLIPConfig, count_parameters
-from miniclip.gradcheck import check_gradient, numerical_gradient
-from miniclip.loss import contrastive_loss_backward, contrastive_loss_forward
-from miniclip.model import CLIP
+from miniclip.model.clip import CLIP
+from miniclip.model.loss import contrastive_loss_backward, contrastive_loss_forward
+from miniclip.model.patch_embed import patch_embed_backward, patch_embed_forward, patchify
 from miniclip.nn.embedding import token_embedding_backward, token_embedding_forward
+from miniclip.nn.gradcheck import check_gradient, numerical_gradient
 from miniclip.nn.normalize import l2_normalize_backward, l2_normalize_forward
-from miniclip.nn.patch_embed import patch_embed_backward, patch_embed_forward, patchify
 from miniclip.nn.pooling import eot_pool_backward, eot_pool_forward
 
 from .gradcheck_helpers import assert_grads_close, record

@@ -13,12 +13,12 @@ a different order); float32 to ~1e-5 relative.
 import numpy as np
 import pytest
 
-from miniclip import kernels
-from miniclip.kernels import numba_backend as nb
-from miniclip.kernels import numba_matmul
-from miniclip.kernels import numpy_backend as ref
+from miniclip import backend
+from miniclip.kernels.numba import matmul as numba_matmul
+from miniclip.kernels.numba import ops as nb
+from miniclip.model.block import block_backward, block_forward
+from miniclip.nn import ops as ref
 from miniclip.nn.attention import split_heads
-from miniclip.nn.block import block_backward, block_forward
 
 from .gradcheck_helpers import assert_grads_close, block_params
 
@@ -63,7 +63,7 @@ def matmul_mode(request, monkeypatch):
         kernel = getattr(numba_matmul, name)
         monkeypatch.setattr(numba_matmul, name,
                             lambda *a, _k=kernel, _n=name: (calls.append(_n), _k(*a))[1])
-    with kernels.use_backend("numba", handwritten_matmul=request.param):
+    with backend.use_backend("numba", handwritten_matmul=request.param):
         yield request.param
     assert bool(calls) == request.param, f"hand-written kernel calls: {calls}"
 
@@ -116,7 +116,7 @@ def test_linear_rejects_mixed_dtypes_and_bad_shapes(rng):
 def test_layernorm_matches_reference(rng, dtype, shape):
     x = (randn(rng, shape, dtype) * 3 + 1).astype(dtype)
     w, b = randn(rng, shape[-1], dtype), randn(rng, shape[-1], dtype)
-    out, cache = nb.layernorm_forward(x, w, b)
+    out, cache = nb.layernorm_forward(x, w, b, 1e-5)
     out_ref, cache_ref = ref.layernorm_forward(x, w, b)
     assert_close(out, out_ref, dtype, "out")
     dout = randn(rng, shape, dtype)
@@ -185,7 +185,7 @@ def test_attention_keeps_statistics_not_probabilities(rng):
 def test_residual_block_gradients_on_the_numba_backend(rng):
     """Finite differences through every numba kernel at once (float64, DESIGN: 1e-7)."""
     x, p = rng.standard_normal((2, 5, 8)), block_params(rng, 8)
-    with kernels.use_backend("numba"):
+    with backend.use_backend("numba"):
         out, cache = block_forward(x, p, 2, causal=True)
         dout = rng.standard_normal(out.shape)
         dx, grads = block_backward(dout, cache)
@@ -197,16 +197,16 @@ def test_residual_block_gradients_on_the_numba_backend(rng):
 # ---- the switch ----------------------------------------------------------------------------
 
 def test_switch_routes_ops_and_restores_backend_and_options():
-    start = kernels.get_backend()
-    with kernels.use_backend("numpy"):
-        assert kernels.ops.linear_forward is ref.linear_forward
-        with kernels.use_backend("numba", handwritten_matmul=True):
-            assert kernels.get_backend() == "numba"
-            assert kernels.ops.attention_forward is nb.attention_forward
+    start = backend.get_backend()
+    with backend.use_backend("numpy"):
+        assert backend.ops.linear_forward is ref.linear_forward
+        with backend.use_backend("numba", handwritten_matmul=True):
+            assert backend.get_backend() == "numba"
+            assert backend.ops.attention_forward is nb.attention_forward
             assert nb.options() == {"handwritten_matmul": True}
-        assert kernels.get_backend() == "numpy"
+        assert backend.get_backend() == "numpy"
         assert nb.options() == {"handwritten_matmul": False}
-    assert kernels.get_backend() == start
+    assert backend.get_backend() == start
 
 
 def test_configure_returns_the_old_options_and_checks_them():
@@ -219,18 +219,18 @@ def test_configure_returns_the_old_options_and_checks_them():
     with pytest.raises(TypeError, match="handwritten_matmul must be a bool, got int"):
         nb.configure(handwritten_matmul=1)
     with pytest.raises(TypeError, match="unexpected keyword"):
-        kernels.use_backend("numba", blas=True)
+        backend.use_backend("numba", blas=True)
 
 
 def test_bad_backend_name_raises():
     with pytest.raises(ValueError, match=r"backend must be one of .* got 'numbaa'"):
-        kernels.use_backend("numbaa")
+        backend.use_backend("numbaa")
 
 
 def test_backend_provides_every_op_with_the_reference_signature():
     import inspect
 
-    for op in kernels.OPS:
+    for op in backend.OPS:
         assert (inspect.signature(getattr(nb, op)).parameters.keys()
                 == inspect.signature(getattr(ref, op)).parameters.keys()), op
 
@@ -240,16 +240,16 @@ def test_backend_provides_every_op_with_the_reference_signature():
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-10), (np.float32, 1e-4)])
 def test_model_loss_and_grads_agree_across_backends(rng, dtype, tol):
     from miniclip import CONFIGS
-    from miniclip.model import CLIP
+    from miniclip.model.clip import CLIP
 
     from .test_model import random_batch
 
     cfg = CONFIGS["tiny"]
     model = CLIP(cfg, seed=0, dtype=dtype)
     images, tokens = random_batch(cfg, 3, rng, dtype)
-    with kernels.use_backend("numpy"):
+    with backend.use_backend("numpy"):
         loss_ref, grads_ref = model.loss_and_grads(images, tokens)
-    with kernels.use_backend("numba"):
+    with backend.use_backend("numba"):
         loss, grads = model.loss_and_grads(images, tokens)
     assert abs(loss - loss_ref) <= tol * abs(loss_ref)
     assert list(grads) == list(grads_ref)
@@ -263,7 +263,7 @@ def test_model_loss_and_grads_agree_across_backends(rng, dtype, tol):
 def test_default_backend_is_numba_and_falls_back_to_numpy(monkeypatch):
     import importlib
 
-    fresh = importlib.reload(kernels)  # a new module state: the default, nothing loaded yet
+    fresh = importlib.reload(backend)  # a new module state: the default, nothing loaded yet
     try:
         assert fresh.get_backend() == "numba"
         monkeypatch.setitem(fresh._MODULES, "numba", "miniclip.kernels.no_such_module")
@@ -274,4 +274,4 @@ def test_default_backend_is_numba_and_falls_back_to_numpy(monkeypatch):
             fresh.use_backend("numba")
     finally:
         monkeypatch.undo()
-        importlib.reload(kernels)
+        importlib.reload(backend)

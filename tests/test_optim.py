@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from miniclip.optim import AdamW, clip_grad_norm, cosine_lr, decays
+from miniclip.train.optim import AdamW, clip_grad_norm, cosine_lr, decays
 
 
 def test_adamw_matches_the_formulas_step_by_step(rng):

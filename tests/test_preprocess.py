@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from miniclip.preprocess import (
+from miniclip.pretrained.preprocess import (
     MEAN,
     STD,
     Preprocess,

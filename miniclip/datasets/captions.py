@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .attributes import COLOURS, POSITIONS, SHAPES, SIZES, fix_articles
-from .scenes import ToyObject, relations
+from miniclip.datasets.attributes import COLOURS, POSITIONS, SHAPES, SIZES, fix_articles
+from miniclip.datasets.scenes import ToyObject, relations
 
 # Synonyms: the first word is the usual one and is picked half of the time (see ``_pick``).
 COLOUR_WORDS = {name: (name,) for name in COLOURS} | {"purple": ("purple", "violet")}

@@ -19,7 +19,7 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .attributes import SHAPES
+from miniclip.datasets.attributes import SHAPES
 
 
 def _unit_outline(shape: str) -> list[tuple[float, float]]:

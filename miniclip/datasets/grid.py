@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from .storage import SPLITS, load_split
+from miniclip.datasets.storage import SPLITS, load_split
 
 
 def plot_grid(data_dir, out_path, splits=("train", "heldout"), rows=(3, 1), columns=6) -> Path:

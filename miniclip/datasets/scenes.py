@@ -24,7 +24,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .attributes import COLOUR_RGB, COLOURS, POSITION_CELLS, SIZES
+from miniclip.datasets.attributes import COLOUR_RGB, COLOURS, POSITION_CELLS, SIZES
 
 SIZE_FRACTIONS = (0.36, 0.60)  # small, large: bounding-box side as a fraction of R
 SIZE_JITTER = 0.05  # relative

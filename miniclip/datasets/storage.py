@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .attributes import (
+from miniclip.datasets.attributes import (
     CLASSNAMES,
     COLOUR_RGB,
     COLOURS,
@@ -48,9 +48,9 @@ from .attributes import (
     SIZES,
     class_index,
 )
-from .captions import caption_for
-from .draw import make_background, render_image
-from .scenes import ToyObject, sample_scene
+from miniclip.datasets.captions import caption_for
+from miniclip.datasets.draw import make_background, render_image
+from miniclip.datasets.scenes import ToyObject, sample_scene
 
 VERSION = 1
 SPLITS = ("train", "val", "test", "heldout")

@@ -30,6 +30,6 @@ MODEL_TILES = dict(matmul_block=32, matmul_depth=32, matmul_micro=8)
 
 def use_model_tiles():
     """Set MODEL_TILES for the cuda backend; returns the settings to restore."""
-    from miniclip.kernels import cuda_backend
+    from miniclip.kernels.cuda import ops as cuda_backend
 
     return cuda_backend.configure(**MODEL_TILES)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from miniclip import CONFIGS
-from miniclip.kernels import cuda_backend
+from miniclip.kernels.cuda import ops as cuda_backend
 
 from .helpers import use_model_tiles
 

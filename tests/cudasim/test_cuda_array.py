@@ -4,8 +4,8 @@ matrix product, rows by index, the NumPy functions it answers to, its errors and
 import numpy as np
 import pytest
 
-from miniclip.kernels import cuda_backend
-from miniclip.kernels.cuda_array import DeviceArray, to_device, zeros
+from miniclip.kernels.cuda import ops as cuda_backend
+from miniclip.kernels.cuda.device.array import DeviceArray, to_device, zeros
 
 from .helpers import DTYPES, assert_close, randn
 

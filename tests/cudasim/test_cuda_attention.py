@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from numba import cuda
 
-from miniclip.kernels._cuda_common import SIMULATOR_TILES, Tiles
-from miniclip.kernels.cuda_attention import flash_attention_backward, flash_attention_forward
+from miniclip.kernels.cuda.attention import flash_attention_backward, flash_attention_forward
+from miniclip.kernels.cuda.common import SIMULATOR_TILES, Tiles
 from miniclip.nn.attention import attention_backward, attention_forward, causal_mask
 
 from .helpers import DTYPES, assert_close, randn

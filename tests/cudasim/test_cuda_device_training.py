@@ -7,14 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from miniclip import CONFIGS, CLIPConfig, kernels
-from miniclip.checkpoint import load_checkpoint
+from miniclip import CONFIGS, CLIPConfig, backend
 from miniclip.datasets import generate_dataset
-from miniclip.gradcache import loss_and_grads
-from miniclip.kernels import cuda_backend
-from miniclip.model import CLIP
-from miniclip.optim import AdamW, clip_grad_norm
-from miniclip.train import TrainArgs, read_jsonl, train
+from miniclip.kernels.cuda import ops as cuda_backend
+from miniclip.model.clip import CLIP
+from miniclip.model.gradcache import loss_and_grads
+from miniclip.pretrained.checkpoint import load_checkpoint
+from miniclip.train.loop import TrainArgs, read_jsonl, train
+from miniclip.train.optim import AdamW, clip_grad_norm
 
 from .helpers import DTYPES, assert_close, use_model_tiles
 
@@ -40,10 +40,10 @@ def reference_and_device(cfg, dtype, n=3, accum=1):
     params on the device, plus the copies the device step made."""
     model = CLIP(cfg, seed=0, dtype=dtype)
     images, tokens = batch(cfg, n, dtype)
-    with kernels.use_backend("numpy"):
+    with backend.use_backend("numpy"):
         reference = loss_and_grads(model.params, cfg, images, tokens, accum)
-    with kernels.use_backend("cuda"):
-        params = kernels.to_device(model.params)
+    with backend.use_backend("cuda"):
+        params = backend.to_device(model.params)
         cuda_backend.reset_transfer_stats()
         loss, grads = loss_and_grads(params, cfg, images, tokens, accum)
         stats = cuda_backend.transfer_stats()
@@ -58,7 +58,7 @@ def test_training_step_on_the_device_matches_the_reference(dtype, loss_name):
     assert abs(loss - loss_ref) <= (1e-5 if dtype == np.float32 else 1e-12) * max(1, abs(loss_ref))
     assert list(grads) == list(grads_ref)
     for key, want in grads_ref.items():
-        assert kernels.on_device(grads[key]), f"{key} came back to the host"
+        assert backend.on_device(grads[key]), f"{key} came back to the host"
         assert_close(grads[key].get(), want, key)
     # the one copy back: the loss, a single number
     assert stats["device_to_host"] == 1
@@ -83,12 +83,12 @@ def test_clipping_and_adamw_on_the_device_match_the_host(dtype):
     cfg = CONFIGS["tiny"]
     host = CLIP(cfg, seed=0, dtype=dtype)
     images, tokens = batch(cfg, 3, dtype)
-    with kernels.use_backend("numpy"):
+    with backend.use_backend("numpy"):
         _, grads = host.loss_and_grads(images, tokens)
     opt_host = AdamW(host.params, lr=1e-2)
-    with kernels.use_backend("cuda"):
-        params = kernels.to_device(host.params)
-        grads_dev = kernels.to_device(grads)
+    with backend.use_backend("cuda"):
+        params = backend.to_device(host.params)
+        grads_dev = backend.to_device(grads)
         opt_dev = AdamW(params, lr=1e-2)
         cuda_backend.reset_transfer_stats()
         for _ in range(2):
@@ -111,19 +111,19 @@ def test_the_model_api_hands_back_numpy_arrays():
     cfg = CONFIGS["tiny"]
     model = CLIP(cfg, seed=0, dtype=np.float32)
     images, tokens = batch(cfg, 2, np.float32)
-    with kernels.use_backend("numpy"):
+    with backend.use_backend("numpy"):
         want_image, want_logits = model.encode_image(images), model(images, tokens)[0]
-    with kernels.use_backend("cuda"):
-        model.params = kernels.to_device(model.params)
+    with backend.use_backend("cuda"):
+        model.params = backend.to_device(model.params)
         image, logits = model.encode_image(images), model(images, tokens)[0]
         state = model.state_dict()
     assert isinstance(image, np.ndarray) and isinstance(logits, np.ndarray)
     assert_close(image, want_image)
     assert_close(logits, want_logits)
     assert all(isinstance(v, np.ndarray) for v in state.values())
-    with kernels.use_backend("cuda"):
-        model.load_state_dict(kernels.to_device(state))  # DeviceArrays are accepted ...
-    assert all(kernels.on_device(v) for v in model.params.values())  # ... and it stays on the GPU
+    with backend.use_backend("cuda"):
+        model.load_state_dict(backend.to_device(state))  # DeviceArrays are accepted ...
+    assert all(backend.on_device(v) for v in model.params.values())  # ... and it stays on the GPU
     assert_close(model.params["visual.proj"].get(), state["visual.proj"])
 
 
@@ -149,7 +149,7 @@ def test_train_on_the_cuda_backend(tmp_path, monkeypatch):
         if step == 2:
             raise KeyboardInterrupt  # as a second Ctrl-C would
 
-    with kernels.use_backend("numpy"):  # train() switches backends; this restores the caller's
+    with backend.use_backend("numpy"):  # train() switches backends; this restores the caller's
         train(TrainArgs(**args, out=str(tmp_path / "numpy"), backend="numpy"), **quiet)
         with pytest.raises(KeyboardInterrupt):
             train(TrainArgs(**args, out=str(tmp_path / "cuda"), backend="cuda"), **quiet,

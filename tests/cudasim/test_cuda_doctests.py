@@ -6,9 +6,9 @@ import importlib
 
 import pytest
 
-MODULES = ["miniclip.kernels.cuda_matmul", "miniclip.kernels.cuda_attention",
-           "miniclip.kernels.cuda_elementwise", "miniclip.kernels.cuda_backend",
-           "miniclip.kernels.cuda_array"]
+MODULES = ["miniclip.kernels.cuda.matmul", "miniclip.kernels.cuda.attention",
+           "miniclip.kernels.cuda.elementwise", "miniclip.kernels.cuda.ops",
+           "miniclip.kernels.cuda.device.array"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from numba import cuda
 
-from miniclip.kernels import cuda_elementwise as ew
-from miniclip.kernels._cuda_common import SIMULATOR_TILES, Tiles
+from miniclip.kernels.cuda import elementwise as ew
+from miniclip.kernels.cuda.common import SIMULATOR_TILES, Tiles
 from miniclip.nn.activations import (
     gelu_backward,
     gelu_forward,

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from numba import cuda
 
-from miniclip.kernels._cuda_common import SIMULATOR_TILES, Tiles
-from miniclip.kernels.cuda_matmul import matmul
+from miniclip.kernels.cuda.common import SIMULATOR_TILES, Tiles
+from miniclip.kernels.cuda.matmul import matmul
 
 from .helpers import DTYPES, assert_close, randn
 

@@ -1,0 +1,383 @@
+"""The "cuda" backend: every op of ``backend.OPS`` computed by the numba-cuda kernels.
+
+    >>> import numpy as np
+    >>> from miniclip import backend
+    >>> x, w = np.ones((2, 3)), np.ones((4, 3))
+    >>> with backend.use_backend("cuda"):        # on a GPU, or in the simulator
+    ...     out, cache = backend.ops.linear_forward(x, w)
+    >>> out
+    array([[3., 3., 3., 3.],
+           [3., 3., 3., 3.]])
+
+Results live where the inputs live. The ops take NumPy arrays or ``DeviceArray``s (cuda_array.py:
+arrays in GPU memory that NumPy's functions dispatch to), with the signatures of the NumPy
+reference:
+
+* If any array argument is a DeviceArray (or, for a backward, the forward's inputs were), every
+  result is a DeviceArray and nothing is copied to the host. A model whose parameters are
+  DeviceArrays (``backend.to_device(model.params)``) therefore keeps its whole training step on
+  the GPU: the composite layers' NumPy lines (residual sums, head splits, concatenations, the
+  loss, AdamW) run as DeviceArray kernels too. The host sees the loss (``float``), and what a
+  person asks for: ``encode_image``/``encode_text`` results, ``state_dict``, checkpoints.
+* With NumPy arguments (a model with host parameters), each op uploads its inputs and downloads
+  its results, as a drop-in replacement for the CPU backends.
+
+The copies of the NumPy path, per op:
+
+    op                    host -> device                          device -> host
+    linear_forward        x (*), w, b (**)                        out
+    linear_backward       dout (*)                                dx, dw, db
+    layernorm_forward     x (*), w, b (**)                        out
+    layernorm_backward    dout (*)                                dx, dw, db
+    *gelu_forward         x (*)                                   out
+    *gelu_backward        dout (*)                                dx
+    attention_forward     q, k, v (host copies first: see below)  out
+    attention_backward    dout (host copy first)                  dq, dk, dv
+
+What that path does not copy:
+* Backward uploads nothing its forward uploaded: the caches are backend-private and hold *device*
+  arrays (x, w, LayerNorm's mean and 1/std, q, k, v, out and attention's log-sum-exp).
+* (*) Device twins. Each activation an op returns keeps its device copy alive beside it and is
+  returned read-only. When that very array object comes back as the next op's input, unchanged
+  (read-only guarantees that), the device copy is used and nothing is uploaded: about 60% of a
+  residual block's uploads. Turn twins off with ``configure(device_twins=False)``.
+* (**) With ``configure(resident_weights=True)``, weights and biases are uploaded once and reused
+  while the same array object is passed and ``weights_updated()`` has not been called (NumPy
+  cannot tell us that an array changed in place). Off by default.
+* The head split of attention hands over transposed views; they are made contiguous on the host
+  (``np.ascontiguousarray``) before the upload: counted as ``host_copies``.
+
+``transfer_stats()`` counts every copy, on both paths.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import weakref
+from typing import NamedTuple
+
+import numpy as np
+from numba import cuda
+
+from miniclip.kernels.checks import check_linear_args, float_dtype, same_dtype
+from miniclip.kernels.cuda import attention as cuda_attention
+from miniclip.kernels.cuda import elementwise as cuda_elementwise
+from miniclip.kernels.cuda import matmul as cuda_matmul
+from miniclip.kernels.cuda.common import (
+    SIMULATOR,
+    TRANSFER_KEYS,
+    TRANSFERS,
+    Tiles,
+    count_transfer,
+    set_tiles,
+    tiles,
+)
+from miniclip.kernels.cuda.device.array import DeviceArray, to_device
+
+ARRAY_TYPES = (np.ndarray, DeviceArray)  # what the ops take
+
+__all__ = [
+    "attention_backward", "attention_forward", "configure", "gelu_backward", "gelu_forward",
+    "layernorm_backward", "layernorm_forward", "linear_backward", "linear_forward",
+    "quick_gelu_backward", "quick_gelu_forward", "reset_transfer_stats", "tiles", "to_device",
+    "transfer_stats", "weights_updated", "DeviceArray",
+]
+
+if not SIMULATOR and not cuda.is_available():
+    raise RuntimeError(
+        "the cuda backend needs an NVIDIA GPU with its driver, and numba.cuda finds none. "
+        "To run the kernels without a GPU, in numba's CUDA simulator (slow: a Python thread per "
+        "CUDA thread), set NUMBA_ENABLE_CUDASIM=1 before numba is first imported.")
+
+# ----- settings -----
+
+_flags = {"resident_weights": False, "device_twins": True}
+_OPTIONS = tuple(f.name for f in dataclasses.fields(Tiles)) + tuple(_flags)
+
+
+def configure(**options) -> dict:
+    """Set launch sizes (the fields of ``Tiles``: matmul_block, matmul_depth, matmul_micro,
+    attention_block, threads) and the flags ``resident_weights``, ``device_twins``. Returns the
+    previous values of the options given, so ``configure(**old)`` undoes the call
+    (``use_backend("cuda", **options)`` does that on exit).
+    """
+    unknown = sorted(set(options) - set(_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown cuda backend options {unknown}; options are {_OPTIONS}")
+    for name in set(options) & set(_flags):
+        if not isinstance(options[name], bool):
+            raise TypeError(f"{name} must be a bool, got {options[name]!r}")
+    old = {name: _flags[name] if name in _flags else getattr(tiles(), name) for name in options}
+    new_tiles = dataclasses.replace(
+        tiles(), **{k: v for k, v in options.items() if k not in _flags})  # validates the sizes
+    for name in set(options) & set(_flags):
+        _flags[name] = options[name]
+    _resident.clear()
+    set_tiles(new_tiles)
+    return old
+
+
+# ----- host <-> device, counted -----
+
+def transfer_stats() -> dict:
+    """Copies since the last reset: count and bytes host->device and device->host, host-side
+    copies made to get a contiguous array to upload, and uploads saved by device twins. Counts
+    the DeviceArray operations' copies too."""
+    return dict(TRANSFERS)
+
+
+def reset_transfer_stats() -> None:
+    TRANSFERS.update(dict.fromkeys(TRANSFER_KEYS, 0))
+
+
+_twins: dict[int, tuple] = {}  # id(host array) -> (weakref to it, its device copy)
+
+
+def _forget(table, key):
+    return lambda _: table.pop(key, None)  # weakref callback: the host array is gone
+
+
+def _upload(array, shape=None):
+    """NumPy array or DeviceArray -> numba device array, C-contiguous, reshaped to ``shape`` if
+    given. A DeviceArray is already there (a non-contiguous view is copied on the device). A
+    NumPy array this backend returned, passed back unchanged, is not uploaded: its device twin
+    is used."""
+    if isinstance(array, DeviceArray):
+        if shape is not None:
+            array = array.reshape(shape)  # a contiguous result (copied on the device if need be)
+        return array.contiguous().device_view()
+    twin = _twins.get(id(array))
+    if twin is not None and twin[0]() is array and not array.flags.writeable:
+        count_transfer("uploads_saved", array.nbytes)
+        return twin[1].reshape(array.shape if shape is None else shape)
+    if not array.flags.c_contiguous:  # a transposed view, say: copy it on the host first
+        array = np.ascontiguousarray(array)
+        count_transfer("host_copies", array.nbytes)
+    if shape is not None:
+        array = array.reshape(shape)  # a view: the array is contiguous
+    count_transfer("host_to_device", array.nbytes)
+    return cuda.to_device(array)
+
+
+def _download(device_array, shape, on_device=False):
+    """Device array -> a parameter gradient of ``shape``: a DeviceArray if ``on_device``, else
+    a new NumPy array (plain, writeable)."""
+    if on_device:
+        return DeviceArray.wrap(device_array).reshape(shape)
+    count_transfer("device_to_host", device_array.nbytes)
+    return device_array.copy_to_host().reshape(shape)
+
+
+def _download_activation(device_array, shape, on_device=False):
+    """Like _download, for an array the next op may take as input: with device twins on, a host
+    copy is returned read-only and its device copy is remembered while it lives."""
+    host = _download(device_array, shape, on_device)
+    if _flags["device_twins"] and not on_device:
+        if host.base is not None:  # reshape gave a view: lock the owner of the data too
+            host.base.flags.writeable = False
+        host.flags.writeable = False
+        _twins[id(host)] = (weakref.ref(host, _forget(_twins, id(host))), device_array)
+    return host
+
+
+def _any_on_device(*arrays):
+    return any(isinstance(a, DeviceArray) for a in arrays)
+
+
+_resident: dict[int, tuple] = {}  # id(weight array) -> (weakref to it, its device copy)
+
+
+def weights_updated() -> None:
+    """Forget the resident device copies of weights (call after changing weights in place)."""
+    _resident.clear()
+
+
+def _upload_weight(array):
+    """Like _upload, but with resident_weights on, reuse the device copy of this same array."""
+    if not _flags["resident_weights"] or isinstance(array, DeviceArray):
+        return _upload(array)
+    entry = _resident.get(id(array))
+    if entry is not None and entry[0]() is array:
+        return entry[1]
+    device_array = _upload(array)
+    _resident[id(array)] = (weakref.ref(array, _forget(_resident, id(array))), device_array)
+    return device_array
+
+
+# ----- argument checks -----
+
+def _check_dout(dout, shape, dtype):
+    float_dtype("dout", dout, ARRAY_TYPES)
+    if dout.shape != tuple(shape) or dout.dtype != dtype:
+        raise ValueError(f"dout must be {tuple(shape)} {dtype} like the forward's output, "
+                         f"got {dout.shape} {dout.dtype}")
+
+
+def _check_cache(cache, kind, op):
+    if not isinstance(cache, kind):
+        raise TypeError(f"cache must come from the cuda backend's {op}, "
+                        f"got {type(cache).__name__}")
+
+
+# ----- linear -----
+
+class _LinearCache(NamedTuple):
+    x: object  # (M, C_in) device
+    w: object  # (C_out, C_in) device
+    has_bias: bool
+    x_shape: tuple  # (..., C_in)
+    on_device: bool  # the forward had DeviceArray inputs: backward returns DeviceArrays
+
+
+def linear_forward(x, w, b=None):
+    """x: (..., C_in), w: (C_out, C_in), b: (C_out,) or None -> out: (..., C_out)."""
+    check_linear_args(x, w, b, ARRAY_TYPES)
+    on_device = _any_on_device(x, w, b)
+    x_dev, w_dev = _upload(x, (-1, w.shape[1])), _upload_weight(w)  # x as (M, C_in)
+    b_dev = None if b is None else _upload_weight(b)
+    out_dev = cuda_matmul.matmul(x_dev, w_dev, b_dev, transpose_b=True, tiles=tiles())
+    out = _download_activation(out_dev, (*x.shape[:-1], w.shape[0]), on_device)
+    return out, _LinearCache(x_dev, w_dev, b is not None, x.shape, on_device)
+
+
+def linear_backward(dout, cache):
+    """dout: (..., C_out) -> dx (..., C_in), dw (C_out, C_in), db (C_out,) or None."""
+    _check_cache(cache, _LinearCache, "linear_forward")
+    C_out, C_in = cache.w.shape
+    _check_dout(dout, (*cache.x_shape[:-1], C_out), cache.x.dtype)
+    on_device = cache.on_device or _any_on_device(dout)
+    dout_dev = _upload(dout, (-1, C_out))  # (M, C_out)
+    dx = cuda_matmul.matmul(dout_dev, cache.w, tiles=tiles())  # dy @ W
+    dw = cuda_matmul.matmul(dout_dev, cache.x, transpose_a=True, tiles=tiles())  # dy^T @ x
+    db = (_download(cuda_elementwise.column_sum(dout_dev, tiles()), C_out, on_device)
+          if cache.has_bias else None)
+    return (_download_activation(dx, cache.x_shape, on_device),
+            _download(dw, (C_out, C_in), on_device), db)
+
+
+# ----- LayerNorm -----
+
+class _LayerNormCache(NamedTuple):
+    x: object  # (R, C) device
+    w: object  # (C,) device
+    mean: object  # (R,) device
+    rstd: object  # (R,) device
+    x_shape: tuple
+    on_device: bool
+
+
+def layernorm_forward(x, w, b, eps):
+    """x: (..., C), w, b: (C,) -> out: (..., C). LayerNorm over the last axis."""
+    dtype = float_dtype("x", x, ARRAY_TYPES)
+    same_dtype(dtype, ARRAY_TYPES, w=w, b=b)
+    on_device = _any_on_device(x, w, b)
+    if x.ndim < 1 or w.shape != x.shape[-1:] or b.shape != x.shape[-1:]:  # (C,) each
+        raise ValueError(f"w and b must be {x.shape[-1:]} for x of shape {x.shape}, "
+                         f"got {w.shape} and {b.shape}")
+    x_dev = _upload(x, (-1, x.shape[-1]))  # (R, C)
+    w_dev = _upload_weight(w)
+    out_dev, mean, rstd = cuda_elementwise.layernorm_forward(x_dev, w_dev, _upload_weight(b), eps,
+                                                             tiles())
+    out = _download_activation(out_dev, x.shape, on_device)
+    return out, _LayerNormCache(x_dev, w_dev, mean, rstd, x.shape, on_device)
+
+
+def layernorm_backward(dout, cache):
+    """dout: (..., C) -> dx (..., C), dw (C,), db (C,)."""
+    _check_cache(cache, _LayerNormCache, "layernorm_forward")
+    _check_dout(dout, cache.x_shape, cache.x.dtype)
+    on_device = cache.on_device or _any_on_device(dout)
+    dout_dev = _upload(dout, cache.x.shape)
+    dx, dw, db = cuda_elementwise.layernorm_backward(dout_dev, cache.x, cache.w, cache.mean,
+                                                     cache.rstd, tiles())
+    C = cache.x_shape[-1]
+    return (_download_activation(dx, cache.x_shape, on_device), _download(dw, C, on_device),
+            _download(db, C, on_device))
+
+
+# ----- activations -----
+
+class _ActivationCache(NamedTuple):
+    name: str
+    x: object  # (n,) device, the flattened input
+    x_shape: tuple
+    on_device: bool
+
+
+def _activation_forward(name, x):
+    float_dtype("x", x, ARRAY_TYPES)
+    on_device = _any_on_device(x)
+    x_dev = _upload(x, x.size)
+    out = cuda_elementwise.activation_forward(name, x_dev, tiles())
+    return (_download_activation(out, x.shape, on_device),
+            _ActivationCache(name, x_dev, x.shape, on_device))
+
+
+def _activation_backward(name, dout, cache):
+    _check_cache(cache, _ActivationCache, f"{name}_forward")
+    if cache.name != name:
+        raise TypeError(f"cache must come from {name}_forward, got one from {cache.name}_forward")
+    _check_dout(dout, cache.x_shape, cache.x.dtype)
+    on_device = cache.on_device or _any_on_device(dout)
+    dx = cuda_elementwise.activation_backward(name, _upload(dout, dout.size), cache.x, tiles())
+    return _download_activation(dx, cache.x_shape, on_device)
+
+
+def quick_gelu_forward(x):
+    """out = x * sigmoid(1.702 x), any shape."""
+    return _activation_forward("quick_gelu", x)
+
+
+def quick_gelu_backward(dout, cache):
+    return _activation_backward("quick_gelu", dout, cache)
+
+
+def gelu_forward(x):
+    """Exact GELU: out = x * Phi(x), any shape."""
+    return _activation_forward("gelu", x)
+
+
+def gelu_backward(dout, cache):
+    return _activation_backward("gelu", dout, cache)
+
+
+# ----- attention -----
+
+class _AttentionCache(NamedTuple):
+    q: object  # (BH, T, D) device, as are k, v, out
+    k: object
+    v: object
+    out: object
+    lse: object  # (BH, T) device: the row log-sum-exp, all backward keeps of the softmax
+    causal: bool
+    shape: tuple  # (B, H, T, D)
+    on_device: bool
+
+
+def attention_forward(q, k, v, causal=False):
+    """q, k, v: (B, H, T, D) -> out: (B, H, T, D); softmax(q k^T / sqrt(D) [+ causal mask]) v."""
+    dtype = float_dtype("q", q, ARRAY_TYPES)
+    same_dtype(dtype, ARRAY_TYPES, k=k, v=v)
+    on_device = _any_on_device(q, k, v)
+    if q.ndim != 4 or k.shape != q.shape or v.shape != q.shape:
+        raise ValueError(f"q, k, v must be one (B, H, T, D) shape, got {q.shape}, {k.shape}, "
+                         f"{v.shape}")
+    if q.shape[-1] == 0:
+        raise ValueError(f"the head size D must be at least 1, got q of shape {q.shape}")
+    B, H, T, D = q.shape
+    q_dev, k_dev, v_dev = (_upload(a, (B * H, T, D)) for a in (q, k, v))
+    out_dev, lse = cuda_attention.flash_attention_forward(q_dev, k_dev, v_dev, bool(causal),
+                                                          tiles())
+    cache = _AttentionCache(q_dev, k_dev, v_dev, out_dev, lse, bool(causal), q.shape, on_device)
+    return _download_activation(out_dev, q.shape, on_device), cache
+
+
+def attention_backward(dout, cache):
+    """dout: (B, H, T, D) -> dq, dk, dv, each (B, H, T, D)."""
+    _check_cache(cache, _AttentionCache, "attention_forward")
+    _check_dout(dout, cache.shape, cache.q.dtype)
+    on_device = cache.on_device or _any_on_device(dout)
+    dout_dev = _upload(dout, cache.q.shape)
+    grads = cuda_attention.flash_attention_backward(dout_dev, cache.q, cache.k, cache.v,
+                                                    cache.out, cache.lse, cache.causal, tiles())
+    return tuple(_download_activation(g, cache.shape, on_device) for g in grads)

@@ -1,0 +1,159 @@
+"""Fused multi-head attention, forward and backward, parallel over batch x heads.
+
+One thread takes one (batch, head) pair at a time and does all of its work in buffers of
+T x T and D x T numbers that stay in its L1/L2 cache:
+
+    forward                               backward (P recomputed from the saved lse)
+    S = q k^T                (T, T)       P  = exp(scale S - lse)       (T, T)
+    lse = logsumexp(scale S) (T,)         dP = dout v^T                 (T, T)
+    P = exp(scale S - lse)   (T, T)       dS = P * (dP - rowsum(P dP)) * scale
+    out = P v                (T, D)       dv = P^T dout,  dq = dS k,  dk = dS^T q
+
+What is kept between forward and backward: q, k, v (contiguous copies, (B, H, T, D) each)
+and the row log-sum-exp, (B, H, T): one number per query. The probabilities P, (B, H, T, T),
+are NOT kept; backward recomputes them (one extra T x T x D product per head and one exp per
+score). Why: P grows with T^2 while everything else grows with T. At the toy config's 65 tokens
+and head size 32, P would be twice the size of q; at ViT-L/14@336px (577 tokens, D = 64) it
+would be 9x the size of q, for every head of every layer, the largest thing a training step
+holds. FlashAttention makes the same trade on GPUs. The price, measured on one core at the toy
+config's vision shapes (batch 128, 4 heads, 65 tokens, D = 32, float32): recomputing S and P
+takes 3.0 ms of the backward's 12.5 ms (forward: 6.5 ms), i.e. 16% of forward + backward.
+
+The causal mask is never materialised: a row block of queries i0..i0+3 only computes the
+scores of the keys it may see (j <= i + 3), and the softmax only reads j <= i. Masked
+probabilities are exact zeros, as in the reference.
+
+The products call ``block_nt`` from numba_matmul (the same 4 x 4 register tiles), so the
+operands are laid out with the summed axis contiguous: v, k, q, dout and P are transposed into
+small per-thread buffers first.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from miniclip.kernels.numba.fast_exp import fast_exp
+from miniclip.kernels.numba.matmul import FASTMATH, block_nt, transpose
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _head_product(a, b, c, causal_scores):
+    """c = a @ b^T for one head (block_nt over the whole matrix).
+
+    causal_scores: c is a (T, T) matrix of scores (or of their gradients) under a causal mask;
+    row block i0..i0+3 then only computes the columns j < i0 + 4 that it may see, which halves
+    the work. The other entries of c are left as they were: the softmax never reads them.
+    (Products that *sum* over a masked axis, P v and the like, are done in full: the masked
+    probabilities are exact zeros, and skipping them measured no faster, because the short
+    sums it leaves do not fill the SIMD lanes.)
+    """
+    M, K = a.shape
+    N = b.shape[0]
+    if not causal_scores:
+        block_nt(a, b, c, 0, M, 0, N, 0, K, False)
+        return
+    for i0 in range(0, M, 4):
+        i1 = min(M, i0 + 4)
+        block_nt(a, b, c, i0, i1, 0, min(N, i1), 0, K, False)
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _row_max(row, n):
+    """max(row[:n]) with four independent running maxima: a single one would wait on the
+    previous comparison at every step (LLVM does not vectorise a float max on its own)."""
+    m0 = m1 = m2 = m3 = row[0]
+    n4 = n // 4 * 4
+    for j in range(0, n4, 4):
+        m0 = max(m0, row[j])
+        m1 = max(m1, row[j + 1])
+        m2 = max(m2, row[j + 2])
+        m3 = max(m3, row[j + 3])
+    for j in range(n4, n):
+        m0 = max(m0, row[j])
+    return max(max(m0, m1), max(m2, m3))
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _probs_from_scores(scores, scale, causal, lse, recompute):
+    """In place: scores (T, T) -> softmax probabilities of scale * scores, row by row.
+
+    Forward (recompute=False): P = exp(scale S - m) / l with m the row's max and l the row's
+    sum of exponentials; saves lse[i] = m + log l, so that P = exp(scale S - lse).
+    Backward (recompute=True): reads lse and sets P = exp(scale S - lse) directly.
+    Masked entries (j > i when causal) become exact zeros.
+    """
+    T = scores.shape[0]
+    zero, one = scores.dtype.type(0), scores.dtype.type(1)
+    for i in range(T):
+        visible = i + 1 if causal else T
+        row = scores[i]
+        if recompute:
+            row_lse = lse[i]
+            for j in range(visible):
+                row[j] = fast_exp(scale * row[j] - row_lse)
+        else:
+            row_max = scale * _row_max(row, visible)  # scale > 0: max(scale s) = scale max(s)
+            total = zero
+            for j in range(visible):
+                p = fast_exp(scale * row[j] - row_max)  # <= 1: no overflow
+                row[j] = p
+                total += p
+            inv_total = one / total
+            for j in range(visible):
+                row[j] *= inv_total
+            lse[i] = row_max + math.log(total)
+        for j in range(visible, T):
+            row[j] = zero
+
+
+@njit(fastmath=FASTMATH, parallel=True, cache=True)
+def attention_forward_kernel(q, k, v, causal, out, lse):
+    """q, k, v: (B, H, T, D) C-contiguous -> fills out (B, H, T, D) and lse (B, H, T)."""
+    B, H, T, D = q.shape
+    scale = q.dtype.type(1.0 / math.sqrt(D))
+    for bh in prange(B * H):
+        b, h = bh // H, bh % H
+        probs = np.empty((T, T), q.dtype)  # this head's scores, then probabilities
+        v_t = np.empty((D, T), q.dtype)
+        _head_product(q[b, h], k[b, h], probs, causal)  # S = q k^T
+        _probs_from_scores(probs, scale, causal, lse[b, h], False)
+        transpose(v[b, h], v_t)
+        _head_product(probs, v_t, out[b, h], False)  # out = P v
+
+
+@njit(fastmath=FASTMATH, parallel=True, cache=True)
+def attention_backward_kernel(dout, q, k, v, lse, causal, dq, dk, dv):
+    """dout, q, k, v: (B, H, T, D), lse: (B, H, T) -> fills dq, dk, dv (B, H, T, D)."""
+    B, H, T, D = q.shape
+    scale = q.dtype.type(1.0 / math.sqrt(D))
+    zero = q.dtype.type(0)
+    for bh in prange(B * H):
+        b, h = bh // H, bh % H
+        probs = np.empty((T, T), q.dtype)
+        dscores = np.empty((T, T), q.dtype)
+        square_t = np.empty((T, T), q.dtype)  # P^T, then dS^T
+        thin_t = np.empty((D, T), q.dtype)  # dout^T, then k^T, then q^T
+        _head_product(q[b, h], k[b, h], probs, causal)  # S again
+        _probs_from_scores(probs, scale, causal, lse[b, h], True)  # P again, from lse
+        _head_product(dout[b, h], v[b, h], dscores, causal)  # dP = dout v^T
+        # undo the softmax: dS = P * (dP - sum_j P_j dP_j); then undo "* scale"
+        for i in range(T):
+            visible = i + 1 if causal else T
+            weighted = zero
+            for j in range(visible):
+                weighted += probs[i, j] * dscores[i, j]
+            for j in range(visible):
+                dscores[i, j] = probs[i, j] * (dscores[i, j] - weighted) * scale
+            for j in range(visible, T):
+                dscores[i, j] = zero
+        transpose(probs, square_t)
+        transpose(dout[b, h], thin_t)
+        _head_product(square_t, thin_t, dv[b, h], False)  # dv = P^T dout
+        transpose(k[b, h], thin_t)
+        _head_product(dscores, thin_t, dq[b, h], False)  # dq = dS k
+        transpose(dscores, square_t)
+        transpose(q[b, h], thin_t)
+        _head_product(square_t, thin_t, dk[b, h], False)  # dk = dS^T q

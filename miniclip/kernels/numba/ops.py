@@ -1,0 +1,244 @@
+"""The "numba" backend: the ops of miniclip.nn, computed by the Numba kernels beside this file.
+
+Same signatures and return conventions as the NumPy reference (``*_forward -> (out, cache)``,
+``*_backward(dout, cache) -> grads``); the caches are this backend's own. Every array handed
+to a kernel is first made C-contiguous in its own dtype, so each kernel compiles exactly once
+per dtype (float32, float64). Outputs have the inputs' dtype.
+
+Matmuls: the hand-written kernel (numba_matmul) is used unless MATMUL_ROUTE says BLAS is faster
+for that product; ``configure(handwritten_matmul=True)`` forces the hand-written kernel
+everywhere:
+
+    >>> from miniclip import backend
+    >>> with backend.use_backend("numba", handwritten_matmul=True):
+    ...     pass
+
+Editing a kernel? Numba's on-disk cache (``cache=True``; NUMBA_CACHE_DIR, or ``__pycache__``)
+notices a change only in the file of the function it cached, not in the helpers it calls from
+other files (``fast_exp``, ``block_nt``): after editing one of those, delete the cache.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Numba's parallel loops run on OpenMP threads, which by default keep spinning for a while after
+# each loop, waiting for the next one. Between two kernels the model runs NumPy code on the main
+# thread; the spinning threads take the cores from it (and from other processes). Measured on
+# the 2-core machine of benchmarks/README.md, one toy training step took 1.9 s with spinning
+# threads and 0.73 s with sleeping ones. So, unless the user chose otherwise, idle threads sleep.
+# (This must happen before Numba starts its thread pool, i.e. before the first kernel runs.)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+
+from miniclip.kernels.checks import check_linear_args, float_dtype, same_dtype  # noqa: E402
+from miniclip.kernels.numba import attention as numba_attention
+from miniclip.kernels.numba import elementwise as numba_elementwise
+from miniclip.kernels.numba import matmul as numba_matmul  # noqa: E402
+
+_options = {"handwritten_matmul": False}
+
+# When to hand a product to BLAS (np.matmul) instead of the hand-written kernel, per product
+# kind, as a minimum number of multiply-adds (M * N * K); None: never. The rule comes from
+# `python benchmarks/bench_cpu.py` (table in benchmarks/README.md). On the machine measured there
+# (AMD EPYC Zen 5, AVX-512, where NumPy's OpenBLAS runs its AVX2 "Haswell" kernels) the
+# hand-written kernel is as fast as BLAS or faster for every product of a training step: 0.99x
+# to 1.50x on one core, where the comparison is kernel against kernel. With two threads on that
+# shared machine the ratio swings from 0.5x to 1.7x from one shape to the next with the load of
+# other processes, in both directions, so it gives no reason to prefer BLAS either. Hence no
+# product goes to BLAS. On a machine whose BLAS wins (MKL on Intel, OpenBLAS with AVX-512
+# kernels), measure there and set the thresholds, e.g. {"forward": 2**24, ...}.
+MATMUL_ROUTE = {"forward": None, "dx": None, "dw": None}
+
+
+def configure(handwritten_matmul: bool = False) -> dict:
+    """Set the backend's options; returns the previous options (so they can be restored)."""
+    if not isinstance(handwritten_matmul, bool):
+        raise TypeError(f"handwritten_matmul must be a bool, got {type(handwritten_matmul).__name__}")
+    old = dict(_options)
+    _options["handwritten_matmul"] = handwritten_matmul
+    return old
+
+
+def options() -> dict:
+    """The options in force (a copy)."""
+    return dict(_options)
+
+
+def _use_blas(kind, m, n, k):
+    threshold = MATMUL_ROUTE[kind]
+    return (not _options["handwritten_matmul"] and threshold is not None
+            and m * n * k >= threshold)
+
+
+# ---- argument checks ---------------------------------------------------------------------
+
+def _contiguous(a):
+    return np.ascontiguousarray(a)
+
+
+def _n_threads():
+    return numba.get_num_threads()
+
+
+# ---- linear ------------------------------------------------------------------------------
+
+def linear_forward(x, w, b=None):
+    """x: (..., C_in), w: (C_out, C_in), b: (C_out,) or None -> out: (..., C_out).
+
+    cache = (x2d, w, has_bias, x.shape): x flattened to (M, C_in), as the reference keeps x.
+    """
+    dtype = check_linear_args(x, w, b)
+    x2d = _contiguous(x.reshape(-1, x.shape[-1]))  # (M, C_in)
+    w = _contiguous(w)
+    M, K = x2d.shape
+    N = w.shape[0]
+    if _use_blas("forward", M, N, K):
+        out = x2d @ w.T
+        if b is not None:
+            out += b
+    else:
+        out = np.empty((M, N), dtype)
+        bias = _contiguous(b) if b is not None else np.zeros(N, dtype)
+        numba_matmul.matmul_nt(x2d, w, bias, out)
+    return out.reshape(*x.shape[:-1], N), (x2d, w, b is not None, x.shape)
+
+
+def linear_backward(dout, cache):
+    """dout: (..., C_out) -> dx (..., C_in), dw (C_out, C_in), db (C_out,) or None."""
+    x2d, w, has_bias, x_shape = cache
+    same_dtype(x2d.dtype, dout=dout)
+    N, K = w.shape
+    if dout.shape != (*x_shape[:-1], N):
+        raise ValueError(f"dout must have shape {(*x_shape[:-1], N)}, got {dout.shape}")
+    dout2d = _contiguous(dout.reshape(-1, N))  # (M, C_out)
+    M = dout2d.shape[0]
+    dtype = x2d.dtype
+    # dx = dout @ W   (undoes out = x @ W^T)
+    if _use_blas("dx", M, K, N):
+        dx = dout2d @ w
+    else:
+        dx = np.empty((M, K), dtype)
+        w_t = np.empty((K, N), dtype)
+        numba_matmul.transpose(w, w_t)
+        numba_matmul.matmul_nt(dout2d, w_t, np.zeros(K, dtype), dx)
+    # dW = dout^T @ x, db = column sums of dout   (b was broadcast over the M rows)
+    if _use_blas("dw", N, K, M):
+        dw = dout2d.T @ x2d
+        db = dout2d.sum(axis=0)
+    else:
+        dw = np.empty((N, K), dtype)
+        db = np.empty(N, dtype)
+        numba_matmul.weight_grad(dout2d, x2d, dw, db, _n_threads())
+    return dx.reshape(x_shape), dw, (db if has_bias else None)
+
+
+# ---- LayerNorm ---------------------------------------------------------------------------
+
+def layernorm_forward(x, w, b, eps):
+    """x: (..., C), w: (C,), b: (C,) -> out (..., C). cache = (xhat (M, C), rstd (M,), w, shape)."""
+    dtype = float_dtype("x", x)
+    same_dtype(dtype, w=w, b=b)
+    C = x.shape[-1]
+    if w.shape != (C,) or b.shape != (C,):
+        raise ValueError(f"w and b must have shape ({C},), got {w.shape} and {b.shape}")
+    x2d = _contiguous(x.reshape(-1, C))
+    out, xhat = np.empty_like(x2d), np.empty_like(x2d)
+    rstd = np.empty(x2d.shape[0], dtype)
+    numba_elementwise.layernorm_forward_kernel(x2d, _contiguous(w), _contiguous(b), float(eps),
+                                               out, xhat, rstd)
+    return out.reshape(x.shape), (xhat, rstd, _contiguous(w), x.shape)
+
+
+def layernorm_backward(dout, cache):
+    """dout: (..., C) -> dx (..., C), dw (C,), db (C,)."""
+    xhat, rstd, w, x_shape = cache
+    same_dtype(xhat.dtype, dout=dout)
+    if dout.shape != x_shape:
+        raise ValueError(f"dout must have shape {x_shape}, got {dout.shape}")
+    dout2d = _contiguous(dout.reshape(xhat.shape))
+    n_parts = max(1, min(_n_threads(), xhat.shape[0]))
+    partial_dw = np.zeros((n_parts, xhat.shape[1]), xhat.dtype)
+    partial_db = np.zeros((n_parts, xhat.shape[1]), xhat.dtype)
+    dx = np.empty_like(dout2d)
+    numba_elementwise.layernorm_backward_kernel(dout2d, xhat, rstd, w, dx, partial_dw, partial_db)
+    return dx.reshape(x_shape), partial_dw.sum(axis=0), partial_db.sum(axis=0)
+
+
+# ---- activations -------------------------------------------------------------------------
+
+def _elementwise_forward(kernel, x):
+    float_dtype("x", x)
+    flat = _contiguous(x).reshape(-1)
+    out = np.empty_like(flat)
+    kernel(flat, out)
+    return out.reshape(x.shape), (flat, x.shape)
+
+
+def _elementwise_backward(kernel, dout, cache):
+    flat, shape = cache
+    same_dtype(flat.dtype, dout=dout)
+    if dout.shape != shape:
+        raise ValueError(f"dout must have shape {shape}, got {dout.shape}")
+    dx = np.empty_like(flat)
+    kernel(_contiguous(dout).reshape(-1), flat, dx)
+    return dx.reshape(shape)
+
+
+def quick_gelu_forward(x):
+    """out = x * sigmoid(1.702 x). cache = (x flattened, shape): the sigmoid is recomputed."""
+    return _elementwise_forward(numba_elementwise.quick_gelu_forward_kernel, x)
+
+
+def quick_gelu_backward(dout, cache):
+    return _elementwise_backward(numba_elementwise.quick_gelu_backward_kernel, dout, cache)
+
+
+def gelu_forward(x):
+    """out = x * Phi(x). cache = (x flattened, shape): Phi is recomputed."""
+    return _elementwise_forward(numba_elementwise.gelu_forward_kernel, x)
+
+
+def gelu_backward(dout, cache):
+    return _elementwise_backward(numba_elementwise.gelu_backward_kernel, dout, cache)
+
+
+# ---- attention ---------------------------------------------------------------------------
+
+def attention_forward(q, k, v, causal=False):
+    """q, k, v: (B, H, T, D) -> out (B, H, T, D).
+
+    cache = (q, k, v as contiguous copies, lse (B, H, T), causal): the probabilities are
+    recomputed in backward from the log-sum-exp (see numba_attention for why).
+    """
+    dtype = float_dtype("q", q)
+    same_dtype(dtype, k=k, v=v)
+    if q.ndim != 4 or k.shape != q.shape or v.shape != q.shape:
+        raise ValueError(f"q, k, v must all be (B, H, T, D), got {q.shape}, {k.shape}, {v.shape}")
+    if not isinstance(causal, (bool, np.bool_)):
+        raise TypeError(f"causal must be a bool, got {type(causal).__name__}")
+    q, k, v = _contiguous(q), _contiguous(k), _contiguous(v)
+    out = np.empty_like(q)
+    lse = np.empty(q.shape[:3], dtype)
+    numba_attention.attention_forward_kernel(q, k, v, bool(causal), out, lse)
+    return out, (q, k, v, lse, bool(causal))
+
+
+def attention_backward(dout, cache):
+    """dout: (B, H, T, D) -> dq, dk, dv, each (B, H, T, D)."""
+    q, k, v, lse, causal = cache
+    same_dtype(q.dtype, dout=dout)
+    if dout.shape != q.shape:
+        raise ValueError(f"dout must have shape {q.shape}, got {dout.shape}")
+    dq, dk, dv = np.empty_like(q), np.empty_like(q), np.empty_like(q)
+    numba_attention.attention_backward_kernel(_contiguous(dout), q, k, v, lse, causal, dq, dk, dv)
+    return dq, dk, dv
+
+
+__all__ = [
+    "attention_backward", "attention_forward", "configure", "gelu_backward", "gelu_forward",
+    "layernorm_backward", "layernorm_forward", "linear_backward", "linear_forward", "options",
+    "quick_gelu_backward", "quick_gelu_forward",
+]

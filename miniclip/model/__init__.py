@@ -1,0 +1,3 @@
+"""The CLIP model: config and parameter counting, the layers built on miniclip.backend's ops
+(packed multi-head attention, MLP, residual block, patch embedding), the two towers, the losses
+and the exact gradient of a batch."""

@@ -1,0 +1,338 @@
+"""CLIP: a vision transformer and a text transformer trained to agree, composed from miniclip.nn.
+
+Parameters live in one flat dict whose keys are exactly OpenAI's state-dict names, so a weight
+can be traced from OpenAI's checkpoint to the line that uses it here. The towers are functions
+of that dict: ``*_forward`` returns (features, cache) and ``*_backward`` turns the gradient of
+the features into gradients keyed like the params.
+
+Vision (images (N, 3, R, R) -> (N, E)):
+    patch embed + class token + positions -> ln_pre -> L blocks -> ln_post(class token) @ proj
+Text (tokens (N, T) -> (N, E)):
+    token embedding + positions -> L causal blocks -> ln_final -> pool at end-of-text
+    -> @ text_projection
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from miniclip import backend
+from miniclip.model.block import block_backward, block_forward, sub_params
+from miniclip.model.config import CLIPConfig
+from miniclip.model.loss import (
+    SIGLIP_INIT_LOGIT_BIAS,
+    SIGLIP_INIT_LOGIT_SCALE,
+    batch_loss_backward,
+    batch_loss_forward,
+    clip_logits,
+)
+from miniclip.model.params import parameter_shapes
+from miniclip.model.patch_embed import patch_embed_backward, patch_embed_forward
+from miniclip.nn.embedding import token_embedding_backward, token_embedding_forward
+from miniclip.nn.layernorm import EPS  # LayerNorm's eps, 1e-5, in every layer
+from miniclip.nn.pooling import eot_pool_backward, eot_pool_forward
+
+DTYPES = (np.float32, np.float64)
+
+
+# ------------------------------------------------------------------------------------------
+# initialisation
+# ------------------------------------------------------------------------------------------
+
+def initialize_parameters(cfg: CLIPConfig, seed: int = 0, dtype=np.float32) -> dict:
+    """Random weights drawn as OpenAI's ``CLIP.initialize_parameters`` does.
+
+    OpenAI re-initialises only some tensors; the rest keep PyTorch's defaults, reproduced here:
+      * token embedding N(0, 0.02^2); text positions N(0, 0.01^2)
+      * text blocks: in_proj N(0, w^-1), out_proj and c_proj N(0, w^-1 (2L)^-1), c_fc N(0, (2w)^-1)
+      * text_projection N(0, w^-1)
+      * vision: class token, positions and proj are scale * N(0, 1) with scale = width^-1/2
+      * PyTorch defaults elsewhere: LayerNorm gain 1, bias 0; attention in_proj Xavier-uniform
+        with zero in_proj/out_proj biases; other Linear and conv weights (and Linear biases)
+        U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+      * logit_scale = ln(1 / 0.07); for a SigLIP config (cfg.loss == "siglip") logit_scale = ln 10
+        and logit_bias = -10, as in the SigLIP paper
+    Draws happen in OpenAI's state-dict order from one seeded generator: same seed, same weights.
+    """
+    rng = np.random.default_rng(seed)
+    shapes = parameter_shapes(cfg)
+    tw, tl = cfg.transformer_width, cfg.transformer_layers
+    text_std = {
+        "attn.in_proj_weight": tw**-0.5,
+        "attn.out_proj.weight": tw**-0.5 * (2 * tl) ** -0.5,
+        "mlp.c_fc.weight": (2 * tw) ** -0.5,
+        "mlp.c_proj.weight": tw**-0.5 * (2 * tl) ** -0.5,
+    }
+
+    def uniform(shape, fan_in):
+        bound = 1.0 / math.sqrt(fan_in)
+        return rng.uniform(-bound, bound, size=shape)
+
+    params = {}
+    for name, shape in shapes.items():
+        leaf = name.split(".resblocks.")[-1].split(".", 1)[-1]  # 'attn.in_proj_weight', ...
+        if name == "logit_scale":
+            value = np.array(SIGLIP_INIT_LOGIT_SCALE if cfg.loss == "siglip" else math.log(1 / 0.07))
+        elif name == "logit_bias":
+            value = np.array(SIGLIP_INIT_LOGIT_BIAS)
+        elif name == "token_embedding.weight":
+            value = 0.02 * rng.standard_normal(shape)
+        elif name == "positional_embedding":
+            value = 0.01 * rng.standard_normal(shape)
+        elif name == "text_projection":
+            value = tw**-0.5 * rng.standard_normal(shape)
+        elif name in ("visual.class_embedding", "visual.positional_embedding", "visual.proj"):
+            value = cfg.vision_width**-0.5 * rng.standard_normal(shape)
+        elif name.startswith("transformer.") and leaf in text_std:
+            value = text_std[leaf] * rng.standard_normal(shape)
+        elif ".ln_" in name or name.split(".")[-2].startswith("ln_"):
+            value = np.ones(shape) if name.endswith("weight") else np.zeros(shape)
+        elif leaf == "attn.in_proj_weight":  # Xavier-uniform over the packed (3w, w) matrix
+            bound = math.sqrt(6.0 / (shape[0] + shape[1]))
+            value = rng.uniform(-bound, bound, size=shape)
+        elif leaf in ("attn.in_proj_bias", "attn.out_proj.bias"):
+            value = np.zeros(shape)
+        elif name.endswith("weight"):  # Linear and conv: fan_in = all but the first axis
+            value = uniform(shape, math.prod(shape[1:]))
+        elif name.endswith("bias"):  # Linear bias: fan_in of its weight
+            value = uniform(shape, shapes[name[: -len("bias")] + "weight"][1])
+        else:  # pragma: no cover - every key above is handled
+            raise AssertionError(f"no initialiser for {name}")
+        params[name] = np.array(value, dtype=dtype, order="C")
+    return params
+
+
+# ------------------------------------------------------------------------------------------
+# the two towers
+# ------------------------------------------------------------------------------------------
+
+def vision_forward(params, cfg, images):
+    """images (N, 3, R, R) -> features (N, E), cache."""
+    ops = backend.ops
+    x, c_patch = patch_embed_forward(images, params["visual.conv1.weight"],
+                                     params["visual.class_embedding"],
+                                     params["visual.positional_embedding"])  # (N, L, W)
+    x, c_pre = ops.layernorm_forward(x, params["visual.ln_pre.weight"], params["visual.ln_pre.bias"],
+                                   EPS)
+    c_blocks = []
+    for i in range(cfg.vision_layers):
+        p = sub_params(params, f"visual.transformer.resblocks.{i}")
+        x, c = block_forward(x, p, cfg.vision_heads, causal=False, activation=cfg.activation)
+        c_blocks.append(c)
+    cls = x[:, 0].copy()  # (N, W), contiguous: the class token sums up the image
+    h, c_post = ops.layernorm_forward(cls, params["visual.ln_post.weight"],
+                                      params["visual.ln_post.bias"], EPS)
+    feats, c_proj = ops.linear_forward(h, params["visual.proj"].T, None)  # h @ proj: (N, E)
+    return feats, (c_patch, c_pre, c_blocks, c_post, c_proj, x.shape)
+
+
+def vision_backward(dfeats, cache, cfg):
+    """dfeats (N, E) -> grads for every 'visual.*' key."""
+    ops = backend.ops
+    c_patch, c_pre, c_blocks, c_post, c_proj, x_shape = cache
+    g = {}
+    dh, dproj_t, _ = ops.linear_backward(dfeats, c_proj)
+    g["visual.proj"] = dproj_t.T
+    dcls, g["visual.ln_post.weight"], g["visual.ln_post.bias"] = ops.layernorm_backward(dh, c_post)
+    dx = np.zeros_like(dfeats, shape=x_shape)  # only the class token was used; (zeros_like:
+    # the zeros are made where dfeats lives, so on the GPU for a model on the GPU)
+    dx[:, 0] = dcls
+    for i in reversed(range(cfg.vision_layers)):
+        dx, gb = block_backward(dx, c_blocks[i])
+        g.update({f"visual.transformer.resblocks.{i}.{k}": v for k, v in gb.items()})
+    dx, g["visual.ln_pre.weight"], g["visual.ln_pre.bias"] = ops.layernorm_backward(dx, c_pre)
+    _, g["visual.conv1.weight"], g["visual.class_embedding"], g["visual.positional_embedding"] = (
+        patch_embed_backward(dx, c_patch))
+    return g
+
+
+def text_forward(params, cfg, tokens):
+    """tokens (N, T) int -> features (N, E), cache."""
+    ops = backend.ops
+    x, c_emb = token_embedding_forward(tokens, params["token_embedding.weight"],
+                                       params["positional_embedding"])  # (N, T, W)
+    c_blocks = []
+    for i in range(cfg.transformer_layers):
+        p = sub_params(params, f"transformer.resblocks.{i}")
+        x, c = block_forward(x, p, cfg.transformer_heads, causal=True, activation=cfg.activation)
+        c_blocks.append(c)
+    # OpenAI applies ln_final to every position and then pools. LayerNorm acts on each position
+    # alone, so pooling first gives the same numbers for 1/T of the work.
+    pooled, c_pool = eot_pool_forward(x, tokens)  # (N, W)
+    h, c_ln = ops.layernorm_forward(pooled, params["ln_final.weight"], params["ln_final.bias"], EPS)
+    feats, c_proj = ops.linear_forward(h, params["text_projection"].T, None)  # (N, E)
+    return feats, (c_emb, c_blocks, c_pool, c_ln, c_proj)
+
+
+def text_backward(dfeats, cache, cfg):
+    """dfeats (N, E) -> grads for every text key."""
+    ops = backend.ops
+    c_emb, c_blocks, c_pool, c_ln, c_proj = cache
+    g = {}
+    dh, dproj_t, _ = ops.linear_backward(dfeats, c_proj)
+    g["text_projection"] = dproj_t.T
+    dpooled, g["ln_final.weight"], g["ln_final.bias"] = ops.layernorm_backward(dh, c_ln)
+    dx = eot_pool_backward(dpooled, c_pool)  # (N, T, W)
+    for i in reversed(range(cfg.transformer_layers)):
+        dx, gb = block_backward(dx, c_blocks[i])
+        g.update({f"transformer.resblocks.{i}.{k}": v for k, v in gb.items()})
+    g["token_embedding.weight"], g["positional_embedding"] = token_embedding_backward(dx, c_emb)
+    return g
+
+
+# ------------------------------------------------------------------------------------------
+# the model
+# ------------------------------------------------------------------------------------------
+
+class CLIP:
+    """CLIP with NumPy weights keyed by OpenAI's state-dict names.
+
+    >>> import miniclip, numpy as np
+    >>> model = miniclip.CLIP(miniclip.CONFIGS["tiny"], seed=0)
+    >>> images = np.zeros((2, 3, 8, 8), np.float32); tokens = np.array([[1, 49, 0] + [0] * 4] * 2)
+    >>> logits_per_image, logits_per_text = model(images, tokens)
+    >>> logits_per_image.shape
+    (2, 2)
+    """
+
+    def __init__(self, cfg: CLIPConfig, seed: int = 0, dtype=np.float32):
+        self._set_config(cfg, dtype)
+        self.params = initialize_parameters(cfg, seed, self.dtype)
+
+    @classmethod
+    def from_state_dict(cls, cfg: CLIPConfig, state_dict: dict, dtype=np.float32) -> "CLIP":
+        """A model holding these weights, without drawing random ones first (for ViT-L/14 that
+        would cost seconds and 1.7 GB only to be overwritten). Strict, as load_state_dict."""
+        model = cls.__new__(cls)
+        model._set_config(cfg, dtype)
+        model.params = {k: np.empty(s, model.dtype) for k, s in parameter_shapes(cfg).items()}
+        model.load_state_dict(state_dict)
+        return model
+
+    def _set_config(self, cfg, dtype):
+        if not isinstance(cfg, CLIPConfig):
+            raise TypeError(f"cfg must be a CLIPConfig, got {type(cfg).__name__}")
+        if np.dtype(dtype) not in [np.dtype(d) for d in DTYPES]:
+            raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
+        self.cfg = cfg
+        self.dtype = np.dtype(dtype)
+
+    # ---- input checks ----------------------------------------------------------------
+
+    def _check_images(self, images):
+        R = self.cfg.image_resolution
+        if not isinstance(images, np.ndarray):
+            raise TypeError(f"images must be a numpy array, got {type(images).__name__}")
+        if not np.issubdtype(images.dtype, np.floating):
+            raise TypeError(f"images must be a float array (normalised pixels), got dtype "
+                            f"{images.dtype}; see miniclip's preprocess for uint8 images")
+        if images.ndim != 4 or images.shape[1:] != (3, R, R) or images.shape[0] == 0:
+            raise ValueError(f"images must have shape (N, 3, {R}, {R}) with N >= 1, "
+                             f"got {images.shape}")
+        if images.dtype.itemsize > self.dtype.itemsize:
+            raise TypeError(f"images are {images.dtype} but the model is {self.dtype}: cast them "
+                            f"yourself (images.astype(np.{self.dtype})); miniclip never lowers "
+                            "precision silently")
+        if not np.isfinite(images).all():
+            raise ValueError("images contain NaN or inf")
+        return np.ascontiguousarray(images, dtype=self.dtype)
+
+    def _check_tokens(self, tokens):
+        T, V = self.cfg.context_length, self.cfg.vocab_size
+        if not isinstance(tokens, np.ndarray):
+            raise TypeError(f"tokens must be a numpy array, got {type(tokens).__name__}")
+        if not np.issubdtype(tokens.dtype, np.integer):
+            raise TypeError(f"tokens must be an integer array, got dtype {tokens.dtype}")
+        if tokens.ndim != 2 or tokens.shape[1] != T or tokens.shape[0] == 0:
+            raise ValueError(f"tokens must have shape (N, {T}) (context_length {T}) with N >= 1, "
+                             f"got {tokens.shape}")
+        lo, hi = int(tokens.min()), int(tokens.max())
+        if lo < 0 or hi >= V:
+            raise ValueError(f"tokens must be ids in [0, {V}) (vocab_size {V}), got values in "
+                             f"[{lo}, {hi}]")
+        return tokens.astype(np.int64, copy=False)
+
+    # ---- inference -------------------------------------------------------------------
+
+    def encode_image(self, images):
+        """images (N, 3, R, R) float, already normalised -> (N, embed_dim), not normalised.
+        A NumPy array, also for a model whose params are on the GPU (the features are copied)."""
+        feats, _ = vision_forward(self.params, self.cfg, self._check_images(images))
+        return backend.to_host(feats)
+
+    def encode_text(self, tokens):
+        """tokens (N, context_length) int -> (N, embed_dim), not normalised. A NumPy array."""
+        feats, _ = text_forward(self.params, self.cfg, self._check_tokens(tokens))
+        return backend.to_host(feats)
+
+    def __call__(self, images, tokens):
+        """-> logits_per_image (N_img, N_txt), logits_per_text (N_txt, N_img).
+
+        For a SigLIP model the logits include its learned bias (sigmoid(logit) is P(match))."""
+        logits = clip_logits(self.encode_image(images), self.encode_text(tokens),
+                             backend.to_host(self.params["logit_scale"]))
+        if "logit_bias" in self.params:
+            logits = logits + backend.to_host(self.params["logit_bias"])
+        return logits, logits.T
+
+    # ---- training --------------------------------------------------------------------
+
+    def loss_and_grads(self, images, tokens):
+        """Contrastive loss on N matching pairs and its gradient for every parameter.
+
+        The loss is the config's: OpenAI's softmax loss, or SigLIP's sigmoid loss.
+
+        -> (loss: float, grads: dict with exactly the keys of self.params). The grads live where
+        the params live: DeviceArrays for a model on the GPU.
+        """
+        images, tokens = self._check_images(images), self._check_tokens(tokens)
+        if images.shape[0] != tokens.shape[0]:
+            raise ValueError(f"images and tokens must pair up: got {images.shape[0]} images and "
+                             f"{tokens.shape[0]} texts")
+        img, c_vis = vision_forward(self.params, self.cfg, images)
+        txt, c_txt = text_forward(self.params, self.cfg, tokens)
+        loss, c_loss = batch_loss_forward(self.cfg.loss, img, txt, self.params)
+        dimg, dtxt, dloss_params = batch_loss_backward(c_loss)  # dloss_params: logit_scale [, bias]
+        grads = vision_backward(dimg, c_vis, self.cfg)
+        grads.update(text_backward(dtxt, c_txt, self.cfg))
+        grads.update(dloss_params)
+        return loss, {k: grads[k] for k in self.params}  # same keys, same order
+
+    # ---- weights ---------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        """A copy of the weights as NumPy arrays, keyed by OpenAI's names (copied to the host for
+        a model whose params are on the GPU)."""
+        return {k: backend.to_host(v).copy() for k, v in self.params.items()}
+
+    def load_state_dict(self, state_dict: dict):
+        """Load weights, strictly: every key present, none extra, every shape equal.
+
+        Values are converted to the model's dtype (chosen at construction). NumPy arrays or
+        DeviceArrays; the weights stay where the model's were (on the GPU after
+        ``backend.to_device(model.params)``).
+        """
+        if not isinstance(state_dict, dict):
+            raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
+        missing = [k for k in self.params if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in self.params]
+        if missing or unexpected:
+            raise KeyError(f"state_dict does not match the model: missing keys {missing}, "
+                           f"unexpected keys {unexpected}")
+        new = {}
+        for k, ref in self.params.items():
+            v = backend.to_host(state_dict[k])
+            if not isinstance(v, np.ndarray) and not np.isscalar(v):
+                raise TypeError(f"state_dict[{k!r}] must be a numpy array, got {type(v).__name__}")
+            v = np.asarray(v)
+            if not np.issubdtype(v.dtype, np.floating):
+                raise TypeError(f"state_dict[{k!r}] must be floating point, got {v.dtype}")
+            if v.shape != ref.shape:
+                raise ValueError(f"state_dict[{k!r}] has shape {v.shape}, the model expects "
+                                 f"{ref.shape}")
+            new[k] = np.array(v, dtype=self.dtype, order="C")  # a copy, C-contiguous, 0-d stays 0-d
+        if any(backend.on_device(p) for p in self.params.values()):
+            new = backend.to_device(new)
+        self.params = new

@@ -1,0 +1,335 @@
+"""Training checkpoints: one ``.npz`` file, written atomically, read back with every check.
+
+A checkpoint is everything a run needs to go on exactly where it stopped, in one file that
+NumPy opens without pickle (``np.load(path, allow_pickle=False)``):
+
+    meta.json          a JSON string: format, version, model config, step, training arguments,
+                       the augmentation RNG's state, the tokenizer's merges, the dataset's identity
+                       (seed, sizes, resolution, mean and std), seconds trained so far
+    params/<name>      every weight, under OpenAI's state-dict name (float32)
+    adam_m/<name>      AdamW's first moments      (training checkpoints only)
+    adam_v/<name>      AdamW's second moments     (training checkpoints only)
+
+Writing goes to a temporary file in the same folder, which is flushed to disk (fsync) and then
+renamed over the old checkpoint (``os.replace``, atomic on POSIX and Windows): a crash at any
+moment leaves either the old checkpoint or the new one, never half of one.
+
+Reading checks, in order, and says what is wrong: the file exists; it is a zip NumPy can read
+and every entry passes its CRC (corrupt or truncated files fail here); meta.json is there, with
+this format and version; the config is valid; every weight the config implies is present with
+the right shape, and no other; the optimizer's moments match the weights; nothing is NaN or inf.
+
+    >>> import numpy as np, miniclip, tempfile, os
+    >>> model = miniclip.CLIP(miniclip.CONFIGS["tiny"], seed=0)
+    >>> path = os.path.join(tempfile.mkdtemp(), "ckpt.npz")
+    >>> save_checkpoint(path, model.cfg, model.params, step=7)
+    >>> ckpt = load_checkpoint(path)
+    >>> ckpt.step, np.array_equal(ckpt.params["visual.proj"], model.params["visual.proj"])
+    (7, True)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from miniclip import backend
+from miniclip.model.config import CLIPConfig
+from miniclip.model.params import parameter_shapes
+from miniclip.text.bpe import BPETokenizer
+
+FORMAT = "miniclip-checkpoint"
+VERSION = 1
+META_KEY = "meta.json"
+PREFIXES = {"params": "params/", "m": "adam_m/", "v": "adam_v/"}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used: corrupt, truncated, of another version, or not
+    matching its own config. The message says which."""
+
+
+@dataclass
+class Checkpoint:
+    """What ``load_checkpoint`` returns. ``optimizer`` is None for a weights-only file."""
+
+    path: Path
+    config: CLIPConfig
+    params: dict
+    step: int = 0
+    optimizer: dict | None = None  # {"t": int, "m": {name: array}, "v": {name: array}}
+    rng_state: dict | None = None  # np.random.Generator().bit_generator.state
+    tokenizer: dict | None = None  # BPETokenizer.to_dict()
+    data: dict = field(default_factory=dict)  # the dataset's identity, mean and std
+    train_args: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # anything else (seconds trained, ...)
+
+
+# ---- writing ---------------------------------------------------------------------------------
+
+def atomic_write(path, write) -> None:
+    """Call ``write(file)`` on a temporary file beside ``path``, fsync it, rename it to ``path``.
+
+    If ``write`` raises (or the process is interrupted) the temporary file is removed and
+    ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())  # the bytes are on disk before the rename makes them visible
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    try:  # make the rename itself durable (POSIX); not possible on every system
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def save_checkpoint(path, config: CLIPConfig, params: dict, *, step: int = 0,
+                    optimizer: dict | None = None, rng_state: dict | None = None,
+                    tokenizer: dict | None = None, data: dict | None = None,
+                    train_args: dict | None = None, extra: dict | None = None) -> None:
+    """Write a checkpoint atomically. ``optimizer`` is ``AdamW.state_dict()`` or None. Arrays
+    on the GPU (a run on the cuda backend) are copied to the host here."""
+    if not isinstance(config, CLIPConfig):
+        raise TypeError(f"config must be a CLIPConfig, got {type(config).__name__}")
+    meta = {
+        "format": FORMAT, "version": VERSION, "config": config.to_dict(), "step": int(step),
+        "optimizer_t": None if optimizer is None else int(optimizer["t"]),
+        "rng_state": rng_state, "tokenizer": tokenizer, "data": data or {},
+        "train_args": train_args or {}, "extra": extra or {},
+    }
+    arrays = {META_KEY: np.array(json.dumps(meta))}  # a 0-d unicode array: no pickle needed
+    for name, value in params.items():
+        arrays[PREFIXES["params"] + name] = np.asarray(backend.to_host(value))
+    if optimizer is not None:
+        for moment in ("m", "v"):
+            for name, value in optimizer[moment].items():
+                arrays[PREFIXES[moment] + name] = np.asarray(backend.to_host(value))
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+# ---- reading ---------------------------------------------------------------------------------
+
+def _read_arrays(path: Path) -> dict:
+    """Every entry of the npz, read now (so that a bad CRC or a truncated entry shows here)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError) as e:
+        raise CheckpointError(f"{path} is not a readable checkpoint: the file is corrupt or "
+                              f"truncated ({type(e).__name__}: {e})") from e
+
+
+def _check_tensors(path, what, found: dict, shapes: dict) -> None:
+    missing = [k for k in shapes if k not in found]
+    unexpected = [k for k in found if k not in shapes]
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: {what} do not match the checkpoint's own config: missing "
+                              f"{missing[:5]}{' ...' if len(missing) > 5 else ''}, unexpected "
+                              f"{unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
+    for k, shape in shapes.items():
+        if found[k].shape != tuple(shape):
+            raise CheckpointError(f"{path}: {what} {k!r} has shape {found[k].shape}, the config "
+                                  f"implies {tuple(shape)}")
+        if not np.issubdtype(found[k].dtype, np.floating):
+            raise CheckpointError(f"{path}: {what} {k!r} has dtype {found[k].dtype}, expected "
+                                  "floating point")
+        if not np.isfinite(found[k]).all():
+            raise CheckpointError(f"{path}: {what} {k!r} contains NaN or inf")
+
+
+def load_checkpoint(path) -> Checkpoint:
+    """Read and check a checkpoint; raise CheckpointError saying what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    arrays = _read_arrays(path)
+    if META_KEY not in arrays:
+        raise CheckpointError(f"{path} is not a miniclip checkpoint: it has no {META_KEY!r} entry "
+                              f"(entries: {sorted(arrays)[:5]})")
+    try:
+        meta = json.loads(str(arrays.pop(META_KEY)))
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path}: its {META_KEY!r} entry is not valid JSON ({e})") from e
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise CheckpointError(f"{path} is not a miniclip checkpoint: format {found!r}, "
+                              f"expected {FORMAT!r}")
+    if meta.get("version") != VERSION:
+        raise CheckpointError(f"{path} is a version {meta.get('version')!r} checkpoint; this "
+                              f"miniclip reads version {VERSION}")
+    try:
+        config = CLIPConfig.from_dict(meta["config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: its model config is not valid ({e})") from e
+
+    groups = {name: {} for name in PREFIXES}
+    for key, value in arrays.items():
+        for name, prefix in PREFIXES.items():
+            if key.startswith(prefix):
+                groups[name][key[len(prefix):]] = value
+                break
+        else:
+            raise CheckpointError(f"{path}: unexpected entry {key!r}")
+    shapes = parameter_shapes(config)
+    _check_tensors(path, "weight", groups["params"], shapes)
+    optimizer = None
+    if meta.get("optimizer_t") is not None:
+        _check_tensors(path, "optimizer first moment", groups["m"], shapes)
+        _check_tensors(path, "optimizer second moment", groups["v"], shapes)
+        optimizer = {"t": int(meta["optimizer_t"]), "m": groups["m"], "v": groups["v"]}
+    elif groups["m"] or groups["v"]:
+        raise CheckpointError(f"{path}: optimizer moments are stored but no optimizer step count")
+    params = {k: groups["params"][k] for k in shapes}  # OpenAI's order
+    return Checkpoint(path=path, config=config, params=params, step=int(meta.get("step", 0)),
+                      optimizer=optimizer, rng_state=meta.get("rng_state"),
+                      tokenizer=meta.get("tokenizer"), data=meta.get("data") or {},
+                      train_args=meta.get("train_args") or {}, extra=meta.get("extra") or {})
+
+
+# ---- using a trained model -------------------------------------------------------------------
+
+MODEL_FILE = "model.npz"  # the final weights of a run (no optimizer state)
+CHECKPOINT_FILE = "checkpoint.npz"  # the latest training checkpoint of a run
+
+
+def resolve_checkpoint_path(path) -> Path:
+    """A run folder -> its model.npz (or checkpoint.npz); a file -> itself."""
+    path = Path(path)
+    if path.is_dir():
+        for name in (MODEL_FILE, CHECKPOINT_FILE):
+            if (path / name).is_file():
+                return path / name
+        raise FileNotFoundError(f"{path} is a folder without {MODEL_FILE} or {CHECKPOINT_FILE}; "
+                                "is it a run folder written by `python -m miniclip.train`?")
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint or run folder at {path}")
+    return path
+
+
+def is_trained_checkpoint(path) -> bool:
+    """True for a run folder of ``python -m miniclip.train`` or a miniclip .npz checkpoint (for
+    ``miniclip.load`` to choose between this and Hugging Face / OpenAI weights). Reads only the
+    zip's table of contents."""
+    path = Path(path)
+    if path.is_dir():
+        return any((path / name).is_file() for name in (MODEL_FILE, CHECKPOINT_FILE))
+    if not (path.is_file() and zipfile.is_zipfile(path)):
+        return False
+    with zipfile.ZipFile(path) as z:
+        return META_KEY + ".npy" in z.namelist()
+
+
+class ToyPreprocess:
+    """Images -> the normalised float32 (N, 3, R, R) the model takes.
+
+    Accepts a uint8 array (R, R, 3) or (N, R, R, 3), a PIL image, or a list of PIL images. PIL
+    images are converted to RGB and resized to R x R (bicubic); arrays must already be R x R.
+    Normalisation uses the training set's per-channel mean and std.
+    """
+
+    def __init__(self, resolution: int, mean, std):
+        self.resolution, self.mean, self.std = int(resolution), list(mean), list(std)
+
+    def __repr__(self):
+        mean, std = [round(m, 4) for m in self.mean], [round(s, 4) for s in self.std]
+        return f"ToyPreprocess(resolution={self.resolution}, mean={mean}, std={std})"
+
+    def __call__(self, images) -> np.ndarray:
+        from miniclip.datasets import images_to_model_input
+
+        R = self.resolution
+        if isinstance(images, (list, tuple)) or _is_pil(images):
+            pil = list(images) if isinstance(images, (list, tuple)) else [images]
+            if not pil or not all(_is_pil(im) for im in pil):
+                raise TypeError("images must be a uint8 array, a PIL image or a list of PIL "
+                                "images")
+            from PIL import Image
+
+            images = np.stack([np.asarray(im.convert("RGB").resize((R, R), Image.BICUBIC))
+                               for im in pil])  # (N, R, R, 3) uint8
+        if not isinstance(images, np.ndarray):
+            raise TypeError(f"images must be a uint8 array or PIL image(s), got "
+                            f"{type(images).__name__}")
+        if images.ndim == 3:
+            images = images[None]
+        if images.shape[1:] != (R, R, 3):
+            raise ValueError(f"images must have shape (N, {R}, {R}, 3) or ({R}, {R}, 3) for this "
+                             f"model, got {images.shape}; pass PIL images to have them resized")
+        return images_to_model_input(images, self.mean, self.std)
+
+
+def _is_pil(x) -> bool:
+    return type(x).__module__.startswith("PIL.")
+
+
+class ModelTokenizer(BPETokenizer):
+    """The BPE tokenizer saved with a trained model; it knows the model's context length, so
+    ``tokenizer(["a red circle."])`` gives the (N, context_length) ids the model takes."""
+
+    def __init__(self, merges, context_length: int):
+        super().__init__(merges)
+        self.context_length = int(context_length)
+
+    def tokenize(self, texts, context_length=None, truncate=False):
+        T = self.context_length if context_length is None else context_length
+        return super().tokenize(texts, T, truncate)
+
+    __call__ = tokenize
+
+
+def tokenizer_from_checkpoint(ckpt: Checkpoint) -> ModelTokenizer:
+    """The tokenizer stored in a checkpoint (trained on its dataset's captions)."""
+    if ckpt.tokenizer is None:
+        raise CheckpointError(f"{ckpt.path} holds no tokenizer")
+    try:
+        merges = BPETokenizer.from_dict(ckpt.tokenizer).merges
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{ckpt.path}: its tokenizer is not valid ({e})") from e
+    tokenizer = ModelTokenizer(merges, ckpt.config.context_length)
+    if tokenizer.vocab_size != ckpt.config.vocab_size:
+        raise CheckpointError(f"{ckpt.path}: the tokenizer has {tokenizer.vocab_size} tokens but "
+                              f"the model's vocab_size is {ckpt.config.vocab_size}")
+    return tokenizer
+
+
+def load_trained(path):
+    """A model trained by ``python -m miniclip.train``: -> (model, preprocess, tokenizer).
+
+    ``path``: a run folder (its model.npz, else its checkpoint.npz) or a checkpoint file.
+
+        model, preprocess, tokenizer = load_trained("runs/toy")
+        image_features = model.encode_image(preprocess(images_uint8))      # (N, E)
+        text_features = model.encode_text(tokenizer(["a red circle."]))    # (1, E)
+    """
+    from miniclip.model.clip import CLIP
+
+    ckpt = load_checkpoint(resolve_checkpoint_path(path))
+    model = CLIP(ckpt.config, seed=0, dtype=np.float32)
+    model.load_state_dict(ckpt.params)
+    if not {"resolution", "mean", "std"} <= set(ckpt.data):
+        raise CheckpointError(f"{ckpt.path} does not record its dataset's mean and std, so its "
+                              "images cannot be preprocessed")
+    preprocess = ToyPreprocess(ckpt.config.image_resolution, ckpt.data["mean"], ckpt.data["std"])
+    return model, preprocess, tokenizer_from_checkpoint(ckpt)

@@ -1,0 +1,131 @@
+"""Zero-shot classification: which of these captions fits the image best?
+
+    python -m miniclip.zeroshot --weights data/clip-vit-base-patch32 cat.jpg dog.png \\
+        --labels "a dog,a cat,a diagram" [--templates | --template-file FILE] [--top K]
+
+CLIP never saw these labels as classes. Each label becomes a text embedding (a "classifier
+row"), each image an image embedding, and the probabilities are a softmax over the scaled
+cosine similarities, exactly CLIP's logits:
+
+    probs[i, k] = softmax_k( exp(logit_scale) * <img_i / |img_i|, row_k> )
+
+With ``--templates`` (or ``--template-file``) each label is put into several sentences
+("a photo of a {}.", ...) and its row is the mean of their L2-normalised embeddings,
+normalised again (prompt ensembling, as in the CLIP paper). Without it the label text is used
+as it is, so the probabilities are the softmax of the model's ``logits_per_image``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from miniclip.model.loss import log_softmax
+from miniclip.nn.normalize import l2_normalize_forward
+
+# A few prompt shapes for photographs and drawings; pass a file for your own (one per line, {}).
+DEFAULT_TEMPLATES = (
+    "a photo of {}.",
+    "a photo of a {}.",
+    "a close-up photo of a {}.",
+    "a blurry photo of a {}.",
+    "a drawing of a {}.",
+    "a painting of a {}.",
+    "a rendering of a {}.",
+    "a black and white photo of a {}.",
+)
+
+
+def _unit_rows(x):
+    return l2_normalize_forward(x)[0]
+
+
+def text_classifier(model, tokenizer, labels, templates=None, batch_size=64):
+    """labels (K,) -> (K, E) unit rows: one text embedding per label (ensembled over templates).
+
+    templates: None uses each label as its text; otherwise a list of strings with one "{}".
+    """
+    if isinstance(labels, str) or not labels or not all(isinstance(s, str) and s for s in labels):
+        raise ValueError(f"labels must be a non-empty list of non-empty strings, got {labels!r}")
+    if templates is not None:
+        if isinstance(templates, str) or not templates:
+            raise ValueError("templates must be a non-empty list of strings or None")
+        bad = [t for t in templates if not isinstance(t, str) or t.count("{}") != 1]
+        if bad:
+            raise ValueError(f"each template must contain '{{}}' exactly once, got {bad}")
+    forms = list(templates) if templates is not None else ["{}"]
+    texts = [form.format(label) for label in labels for form in forms]  # label-major
+    tokens = tokenizer.tokenize(texts, context_length=model.cfg.context_length)
+    feats = np.concatenate([model.encode_text(tokens[i:i + batch_size])
+                            for i in range(0, len(texts), batch_size)])  # (K * F, E)
+    feats = _unit_rows(feats).reshape(len(labels), len(forms), -1)  # (K, F, E)
+    return _unit_rows(feats.mean(axis=1))  # (K, E): mean direction, back to unit length
+
+
+def zero_shot_probs(model, images, classifier, batch_size=16):
+    """images (N, 3, R, R) normalised pixels, classifier (K, E) -> probs (N, K), rows sum to 1."""
+    feats = np.concatenate([model.encode_image(images[i:i + batch_size])
+                            for i in range(0, len(images), batch_size)])  # (N, E)
+    logits = np.exp(model.params["logit_scale"]) * (_unit_rows(feats) @ classifier.T)  # (N, K)
+    return np.exp(log_softmax(logits))
+
+
+def read_templates(path):
+    """One template per line (blank lines and lines starting with # skipped)."""
+    lines = [ln.strip() for ln in Path(path).read_text().splitlines()]
+    return [ln for ln in lines if ln and not ln.startswith("#")]
+
+
+def format_results(paths, labels, probs, top):
+    """Text block: each image, then its top labels with probabilities, best first."""
+    out = []
+    for path, row in zip(paths, probs, strict=True):
+        out.append(str(path))
+        for k in np.argsort(-row, kind="stable")[:top]:
+            out.append(f"  {row[k]:.4f}  {labels[k]}")
+    return "\n".join(out)
+
+
+def main(argv=None):
+    from miniclip.pretrained.loading import load
+
+    ap = argparse.ArgumentParser(prog="python -m miniclip.zeroshot", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("images", nargs="+", help="image files")
+    ap.add_argument("--weights", required=True,
+                    help="HF folder, .safetensors or .npz (see miniclip.loading.ACCEPTED)")
+    ap.add_argument("--labels", required=True, help='comma-separated, e.g. "a dog,a cat"')
+    ap.add_argument("--templates", action="store_true",
+                    help="ensemble over the built-in prompt templates (DEFAULT_TEMPLATES)")
+    ap.add_argument("--template-file", default=None,
+                    help="ensemble over your own templates: one per line, each with one {}")
+    ap.add_argument("--top", type=int, default=None, help="print the K most likely labels")
+    args = ap.parse_args(argv)
+
+    labels = [s.strip() for s in args.labels.split(",") if s.strip()]
+    if not labels:
+        ap.error("--labels is empty")
+    top = len(labels) if args.top is None else args.top
+    if top < 1:
+        ap.error(f"--top must be >= 1, got {args.top}")
+    templates = None
+    if args.templates and args.template_file:
+        ap.error("give --templates or --template-file, not both")
+    if args.templates:
+        templates = list(DEFAULT_TEMPLATES)
+    elif args.template_file is not None:
+        templates = read_templates(args.template_file)
+
+    model, preprocess, tokenizer = load(args.weights)
+    if tokenizer is None:
+        raise SystemExit(f"{args.weights} does not use OpenAI's vocabulary; this command needs "
+                         "it to turn labels into tokens")
+    classifier = text_classifier(model, tokenizer, labels, templates)
+    images = preprocess.batch(args.images).astype(model.dtype, copy=False)
+    print(format_results(args.images, labels, zero_shot_probs(model, images, classifier), top))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,2 @@
+"""Training: the loop (loop.py; ``python -m miniclip.train``), AdamW and the schedule,
+evaluation and plots."""
