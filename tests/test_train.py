@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import miniclip.train.loop as train_module
+import miniclip.train.step as step_module
 from miniclip.datasets import generate_dataset
 from miniclip.model.clip import CLIP
 from miniclip.model.config import CONFIGS, CLIPConfig
@@ -168,14 +169,14 @@ def test_fresh_run_refuses_to_overwrite_a_run(tiny_data, tmp_path):
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path, monkeypatch):
     calls = {"n": 0}
-    real = train_module.loss_and_grads
+    real = step_module.loss_and_grads
 
     def poisoned(*args, **kwargs):
         calls["n"] += 1
         loss, grads = real(*args, **kwargs)
         return (float("nan") if calls["n"] == 5 else loss), grads  # step 5 goes wrong
 
-    monkeypatch.setattr(train_module, "loss_and_grads", poisoned)
+    monkeypatch.setattr(step_module, "loss_and_grads", poisoned)
     with pytest.raises(TrainingDiverged, match=r"step 5: the loss became nan.*\(step 4\)"):
         train(tiny_args(tiny_data, tmp_path / "run"), progress=False, log=quiet)
     ckpt = load_checkpoint(tmp_path / "run" / "checkpoint.npz")
@@ -185,20 +186,20 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path, 
 
 
 def test_nan_in_gradient_also_stops(tiny_data, tmp_path, monkeypatch):
-    real = train_module.loss_and_grads
+    real = step_module.loss_and_grads
 
     def poisoned(*args, **kwargs):
         loss, grads = real(*args, **kwargs)
         grads["visual.proj"][0, 0] = np.inf
         return loss, grads
 
-    monkeypatch.setattr(train_module, "loss_and_grads", poisoned)
+    monkeypatch.setattr(step_module, "loss_and_grads", poisoned)
     with pytest.raises(TrainingDiverged, match="no checkpoint was written yet"):
         train(tiny_args(tiny_data, tmp_path / "run"), progress=False, log=quiet)
 
 
 def test_cli_reports_divergence_with_exit_code_1(tiny_data, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(train_module, "loss_and_grads",
+    monkeypatch.setattr(step_module, "loss_and_grads",
                         lambda *a, **k: (float("inf"), {}))
     code = main(["--data", str(tiny_data), "--out", str(tmp_path / "r"), "--model", "toy-tiny",
                  "--steps", "3", "--batch-size", "8", "--no-progress"])
@@ -225,7 +226,7 @@ def test_cli_smoke_run(tiny_data, tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.run(
-        [sys.executable, "-m", "miniclip.train.loop", "--data", str(tiny_data), "--out", str(out),
+        [sys.executable, "-m", "miniclip.train", "--data", str(tiny_data), "--out", str(out),
          "--model", "toy-tiny", "--steps", "4", "--batch-size", "16", "--eval-every", "2",
          "--eval-images", "8", "--no-progress"],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)

@@ -146,7 +146,7 @@ def test_format_results():
 
 def test_runs_as_a_module(checkpoint):
     """The real command, in its own process (python -m miniclip.zeroshot)."""
-    out = subprocess.run([sys.executable, "-m", "miniclip.pretrained.zeroshot", "--weights",
+    out = subprocess.run([sys.executable, "-m", "miniclip.zeroshot", "--weights",
                           str(checkpoint / "clip"), str(checkpoint / "blue.jpg"),
                           "--labels", "a dog,a cat", "--top", "1"],
                          capture_output=True, text=True, check=True).stdout

@@ -36,8 +36,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from miniclip.model.clip import text_backward, text_forward, vision_backward, vision_forward
 from miniclip.model.loss import batch_loss_backward, batch_loss_forward
+from miniclip.model.towers import text_backward, text_forward, vision_backward, vision_forward
 
 LOSS_PARAMS = ("logit_scale", "logit_bias")  # parameters of the loss itself, not of a tower
 

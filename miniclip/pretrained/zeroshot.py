@@ -56,11 +56,22 @@ def text_classifier(model, tokenizer, labels, templates=None, batch_size=64):
         if bad:
             raise ValueError(f"each template must contain '{{}}' exactly once, got {bad}")
     forms = list(templates) if templates is not None else ["{}"]
-    texts = [form.format(label) for label in labels for form in forms]  # label-major
+    prompts = [[form.format(label) for form in forms] for label in labels]  # (K, F) texts
+    return classifier_from_prompts(model, tokenizer, prompts, batch_size)
+
+
+def classifier_from_prompts(model, tokenizer, prompts, batch_size=64):
+    """prompts: K lists of F texts each (F prompts per class) -> (K, E) unit rows: for each class,
+    the mean direction of its prompts' unit embeddings, back to unit length. The one zero-shot
+    classifier of miniclip: the CLI, evaluation and the lessons all build theirs here."""
+    n_forms = len(prompts[0])
+    if any(len(p) != n_forms for p in prompts):
+        raise ValueError("every class needs the same number of prompts")
+    texts = [text for per_class in prompts for text in per_class]  # class-major, K * F
     tokens = tokenizer.tokenize(texts, context_length=model.cfg.context_length)
     feats = np.concatenate([model.encode_text(tokens[i:i + batch_size])
                             for i in range(0, len(texts), batch_size)])  # (K * F, E)
-    feats = _unit_rows(feats).reshape(len(labels), len(forms), -1)  # (K, F, E)
+    feats = _unit_rows(feats).reshape(len(prompts), n_forms, -1)  # (K, F, E)
     return _unit_rows(feats.mean(axis=1))  # (K, E): mean direction, back to unit length
 
 

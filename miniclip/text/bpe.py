@@ -20,6 +20,9 @@ find where to pool (argmax over the token ids).
 
 Training counts every adjacent pair of symbols over all words and merges the most frequent one,
 again and again (Sennrich et al. 2016; Wikipedia's "aaabdaaabac" example is in the tests).
+
+Longer than 400 lines because the trainer and the tokenizer share every helper and are
+read side by side in lesson 09; most of the length is docstrings with worked examples.
 """
 
 import gzip

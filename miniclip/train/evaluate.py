@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from miniclip.nn.normalize import l2_normalize_forward
+from miniclip.pretrained.zeroshot import classifier_from_prompts
 
 # ---- metrics on similarity matrices (pure NumPy, no model) ------------------------------------
 
@@ -110,14 +111,13 @@ def encode_texts(model, tokenizer, texts, batch_size: int = 500):
 
 
 def zero_shot_weights(model, tokenizer, classnames, templates=None) -> np.ndarray:
-    """One unit vector per class (C, E): the renormalised mean of its prompts' unit embeddings."""
+    """One unit vector per class (C, E) from the toy world's prompts ("a red circle.", ...):
+    miniclip.pretrained.zeroshot's classifier, with the prompts written by the dataset."""
     from miniclip.datasets import PROMPT_TEMPLATES, prompts_for
 
     templates = PROMPT_TEMPLATES if templates is None else tuple(templates)
-    prompts = [p for name in classnames for p in prompts_for(name, templates)]  # C * P texts
-    emb = encode_texts(model, tokenizer, prompts)  # (C * P, E), unit rows
-    emb = emb.reshape(len(classnames), len(templates), -1).mean(axis=1)  # (C, E)
-    return l2_normalize_forward(emb)[0]
+    prompts = [prompts_for(name, templates) for name in classnames]  # C lists of P texts
+    return classifier_from_prompts(model, tokenizer, prompts, batch_size=500)
 
 
 # ---- the whole evaluation ---------------------------------------------------------------------

@@ -42,6 +42,9 @@ every copy either way is counted in ``cuda_backend.transfer_stats()``.
 
 Dtypes are float32 and float64, and an operation never mixes them (nothing is cast silently);
 Python numbers adopt the array's dtype, as in NumPy.
+
+Longer than 400 lines because it is one class, DeviceArray, whose parts (views,
+indexing, NumPy's ufunc and function protocols, reductions) only make sense read together.
 """
 
 from __future__ import annotations
