@@ -1,7 +1,7 @@
 """Every layer's backward pass against central differences, in float64.
 
 Each test builds a random input and a random upstream gradient ``dout``, runs the hand-written
-backward, and compares every gradient it returns with the numerical one (DESIGN: <= 1e-7).
+backward, and compares every gradient it returns with the numerical one (the bar for every layer: <= 1e-7).
 The worst error per layer is recorded in ``MAX_ERRORS`` and printed at the end of the run.
 """
 

@@ -183,7 +183,7 @@ def test_attention_keeps_statistics_not_probabilities(rng):
 
 
 def test_residual_block_gradients_on_the_numba_backend(rng):
-    """Finite differences through every numba kernel at once (float64, DESIGN: 1e-7)."""
+    """Finite differences through every numba kernel at once (float64, layers: <= 1e-7)."""
     x, p = rng.standard_normal((2, 5, 8)), block_params(rng, 8)
     with backend.use_backend("numba"):
         out, cache = block_forward(x, p, 2, causal=True)
