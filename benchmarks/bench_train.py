@@ -8,7 +8,7 @@ forward and backward and the loss, as in `python -m miniclip.train` (the optimiz
 augmentation and data loading add a few percent there). Each row is the best of 5 timed steps
 after one warm-up step (which compiles Numba kernels). Ratios are against the NumPy reference
 measured in the same run. One BLAS thread unless OPENBLAS_NUM_THREADS says otherwise, as in the
-training CLI (see the note at the top of miniclip/train.py).
+training CLI (see the note in miniclip/train/__main__.py).
 """
 
 import os

@@ -311,3 +311,12 @@ def test_special_token_strings_in_text_encode_as_specials(openai):
     text becomes the end-of-text id (found by hypothesis)."""
     assert openai.encode("<|ENDOFTEXT|>") == [49407]
     assert openai.encode("a <|EndOfText|> b") == [320, 49407, 321]
+
+
+def test_the_vocabulary_is_package_data_so_a_plain_install_has_it():
+    """`pip install .` (not editable) copies only declared package data: the file must be named."""
+    import tomllib
+
+    root = Path(tk.__file__).resolve().parents[2]
+    data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert set(data["miniclip.text"]) >= {"vocab/bpe_simple_vocab_16e6.txt.gz", "vocab/LICENSE"}

@@ -33,7 +33,7 @@ class CLIPConfig:
     vision_heads: int | None = None  # None -> vision_width // 64, as OpenAI does
     activation: str = "quick_gelu"  # OpenAI's checkpoints use QuickGELU; "gelu" is exact GELU
     # "clip": OpenAI's softmax contrastive loss; "siglip": the sigmoid loss, which adds a learned
-    # scalar ``logit_bias`` to the parameters (see miniclip/loss.py)
+    # scalar ``logit_bias`` to the parameters (see miniclip/model/loss.py)
     loss: str = "clip"
 
     def __post_init__(self):

@@ -26,15 +26,9 @@ not counting the true one itself.
 
 from __future__ import annotations
 
-import os
-import sys
-
-if __name__ == "__main__" and "numpy" not in sys.modules:  # one BLAS thread: see miniclip/train.py
-    for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(_var, "1")
-
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 

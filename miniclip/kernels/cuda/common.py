@@ -65,8 +65,7 @@ def numba_float(dtype):
 # ----- host <-> device copies, counted (cuda_backend.transfer_stats() reports them) -----
 
 TRANSFER_KEYS = ("host_to_device", "host_to_device_bytes", "device_to_host",
-                 "device_to_host_bytes", "host_copies", "host_copies_bytes",
-                 "uploads_saved", "uploads_saved_bytes")
+                 "device_to_host_bytes", "host_copies", "host_copies_bytes")
 TRANSFERS = dict.fromkeys(TRANSFER_KEYS, 0)
 
 

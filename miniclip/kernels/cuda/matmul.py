@@ -132,7 +132,7 @@ def matmul_kernel(dtype, transpose_a, transpose_b, with_bias, block, depth, micr
 def matmul(a, b, bias=None, *, transpose_a=False, transpose_b=False, out=None,
            tiles: Tiles = DEFAULT_TILES):
     """C = op(A) @ op(B) (+ bias) on device arrays; returns C (M, N), a new device array
-    unless ``out`` is given. Tile sizes come from ``tiles`` (see ``_cuda_common.Tiles``)."""
+    unless ``out`` is given. Tile sizes come from ``tiles`` (see ``common.Tiles``)."""
     if a.ndim != 2 or b.ndim != 2:
         raise ValueError(f"a and b must be 2-D, got shapes {a.shape} and {b.shape}")
     if a.dtype != b.dtype:

@@ -9,7 +9,7 @@
     array([[3., 3., 3., 3.],
            [3., 3., 3., 3.]])
 
-Results live where the inputs live. The ops take NumPy arrays or ``DeviceArray``s (cuda_array.py:
+Results live where the inputs live. The ops take NumPy arrays or ``DeviceArray``s (device/array.py:
 arrays in GPU memory that NumPy's functions dispatch to), with the signatures of the NumPy
 reference:
 
@@ -20,32 +20,25 @@ reference:
   loss, AdamW) run as DeviceArray kernels too. The host sees the loss (``float``), and what a
   person asks for: ``encode_image``/``encode_text`` results, ``state_dict``, checkpoints.
 * With NumPy arguments (a model with host parameters), each op uploads its inputs and downloads
-  its results, as a drop-in replacement for the CPU backends.
+  its results: a drop-in replacement for the CPU backends, simple and slow. To keep a step on
+  the GPU, put the parameters there (above); nothing in this path tries to save copies.
 
 The copies of the NumPy path, per op:
 
     op                    host -> device                          device -> host
-    linear_forward        x (*), w, b (**)                        out
-    linear_backward       dout (*)                                dx, dw, db
-    layernorm_forward     x (*), w, b (**)                        out
-    layernorm_backward    dout (*)                                dx, dw, db
-    *gelu_forward         x (*)                                   out
-    *gelu_backward        dout (*)                                dx
+    linear_forward        x, w, b                                 out
+    linear_backward       dout                                    dx, dw, db
+    layernorm_forward     x, w, b                                 out
+    layernorm_backward    dout                                    dx, dw, db
+    *gelu_forward         x                                       out
+    *gelu_backward        dout                                    dx
     attention_forward     q, k, v (host copies first: see below)  out
     attention_backward    dout (host copy first)                  dq, dk, dv
 
-What that path does not copy:
-* Backward uploads nothing its forward uploaded: the caches are backend-private and hold *device*
-  arrays (x, w, LayerNorm's mean and 1/std, q, k, v, out and attention's log-sum-exp).
-* (*) Device twins. Each activation an op returns keeps its device copy alive beside it and is
-  returned read-only. When that very array object comes back as the next op's input, unchanged
-  (read-only guarantees that), the device copy is used and nothing is uploaded: about 60% of a
-  residual block's uploads. Turn twins off with ``configure(device_twins=False)``.
-* (**) With ``configure(resident_weights=True)``, weights and biases are uploaded once and reused
-  while the same array object is passed and ``weights_updated()`` has not been called (NumPy
-  cannot tell us that an array changed in place). Off by default.
-* The head split of attention hands over transposed views; they are made contiguous on the host
-  (``np.ascontiguousarray``) before the upload: counted as ``host_copies``.
+Backward uploads nothing its forward uploaded: the caches are backend-private and hold *device*
+arrays (x, w, LayerNorm's mean and 1/std, q, k, v, out and attention's log-sum-exp). The head
+split of attention hands over transposed views; they are made contiguous on the host
+(``np.ascontiguousarray``) before the upload: counted as ``host_copies``.
 
 ``transfer_stats()`` counts every copy, on both paths.
 """
@@ -53,7 +46,6 @@ What that path does not copy:
 from __future__ import annotations
 
 import dataclasses
-import weakref
 from typing import NamedTuple
 
 import numpy as np
@@ -80,7 +72,7 @@ __all__ = [
     "attention_backward", "attention_forward", "configure", "gelu_backward", "gelu_forward",
     "layernorm_backward", "layernorm_forward", "linear_backward", "linear_forward",
     "quick_gelu_backward", "quick_gelu_forward", "reset_transfer_stats", "tiles", "to_device",
-    "transfer_stats", "weights_updated", "DeviceArray",
+    "transfer_stats", "DeviceArray",
 ]
 
 if not SIMULATOR and not cuda.is_available():
@@ -91,29 +83,19 @@ if not SIMULATOR and not cuda.is_available():
 
 # ----- settings -----
 
-_flags = {"resident_weights": False, "device_twins": True}
-_OPTIONS = tuple(f.name for f in dataclasses.fields(Tiles)) + tuple(_flags)
+_OPTIONS = tuple(f.name for f in dataclasses.fields(Tiles))
 
 
 def configure(**options) -> dict:
     """Set launch sizes (the fields of ``Tiles``: matmul_block, matmul_depth, matmul_micro,
-    attention_block, threads) and the flags ``resident_weights``, ``device_twins``. Returns the
-    previous values of the options given, so ``configure(**old)`` undoes the call
-    (``use_backend("cuda", **options)`` does that on exit).
+    attention_block, threads). Returns the previous values of the options given, so
+    ``configure(**old)`` undoes the call (``use_backend("cuda", **options)`` does that on exit).
     """
     unknown = sorted(set(options) - set(_OPTIONS))
     if unknown:
         raise ValueError(f"unknown cuda backend options {unknown}; options are {_OPTIONS}")
-    for name in set(options) & set(_flags):
-        if not isinstance(options[name], bool):
-            raise TypeError(f"{name} must be a bool, got {options[name]!r}")
-    old = {name: _flags[name] if name in _flags else getattr(tiles(), name) for name in options}
-    new_tiles = dataclasses.replace(
-        tiles(), **{k: v for k, v in options.items() if k not in _flags})  # validates the sizes
-    for name in set(options) & set(_flags):
-        _flags[name] = options[name]
-    _resident.clear()
-    set_tiles(new_tiles)
+    old = {name: getattr(tiles(), name) for name in options}
+    set_tiles(dataclasses.replace(tiles(), **options))  # validates the sizes
     return old
 
 
@@ -121,8 +103,8 @@ def configure(**options) -> dict:
 
 def transfer_stats() -> dict:
     """Copies since the last reset: count and bytes host->device and device->host, host-side
-    copies made to get a contiguous array to upload, and uploads saved by device twins. Counts
-    the DeviceArray operations' copies too."""
+    copies made to get a contiguous array to upload. Counts the DeviceArray operations' copies
+    too."""
     return dict(TRANSFERS)
 
 
@@ -130,26 +112,13 @@ def reset_transfer_stats() -> None:
     TRANSFERS.update(dict.fromkeys(TRANSFER_KEYS, 0))
 
 
-_twins: dict[int, tuple] = {}  # id(host array) -> (weakref to it, its device copy)
-
-
-def _forget(table, key):
-    return lambda _: table.pop(key, None)  # weakref callback: the host array is gone
-
-
 def _upload(array, shape=None):
     """NumPy array or DeviceArray -> numba device array, C-contiguous, reshaped to ``shape`` if
-    given. A DeviceArray is already there (a non-contiguous view is copied on the device). A
-    NumPy array this backend returned, passed back unchanged, is not uploaded: its device twin
-    is used."""
+    given. A DeviceArray is already there (a non-contiguous view is copied on the device)."""
     if isinstance(array, DeviceArray):
         if shape is not None:
             array = array.reshape(shape)  # a contiguous result (copied on the device if need be)
         return array.contiguous().device_view()
-    twin = _twins.get(id(array))
-    if twin is not None and twin[0]() is array and not array.flags.writeable:
-        count_transfer("uploads_saved", array.nbytes)
-        return twin[1].reshape(array.shape if shape is None else shape)
     if not array.flags.c_contiguous:  # a transposed view, say: copy it on the host first
         array = np.ascontiguousarray(array)
         count_transfer("host_copies", array.nbytes)
@@ -160,48 +129,16 @@ def _upload(array, shape=None):
 
 
 def _download(device_array, shape, on_device=False):
-    """Device array -> a parameter gradient of ``shape``: a DeviceArray if ``on_device``, else
-    a new NumPy array (plain, writeable)."""
+    """Device array -> a result of ``shape``: a DeviceArray if ``on_device``, else a new NumPy
+    array."""
     if on_device:
         return DeviceArray.wrap(device_array).reshape(shape)
     count_transfer("device_to_host", device_array.nbytes)
     return device_array.copy_to_host().reshape(shape)
 
 
-def _download_activation(device_array, shape, on_device=False):
-    """Like _download, for an array the next op may take as input: with device twins on, a host
-    copy is returned read-only and its device copy is remembered while it lives."""
-    host = _download(device_array, shape, on_device)
-    if _flags["device_twins"] and not on_device:
-        if host.base is not None:  # reshape gave a view: lock the owner of the data too
-            host.base.flags.writeable = False
-        host.flags.writeable = False
-        _twins[id(host)] = (weakref.ref(host, _forget(_twins, id(host))), device_array)
-    return host
-
-
 def _any_on_device(*arrays):
     return any(isinstance(a, DeviceArray) for a in arrays)
-
-
-_resident: dict[int, tuple] = {}  # id(weight array) -> (weakref to it, its device copy)
-
-
-def weights_updated() -> None:
-    """Forget the resident device copies of weights (call after changing weights in place)."""
-    _resident.clear()
-
-
-def _upload_weight(array):
-    """Like _upload, but with resident_weights on, reuse the device copy of this same array."""
-    if not _flags["resident_weights"] or isinstance(array, DeviceArray):
-        return _upload(array)
-    entry = _resident.get(id(array))
-    if entry is not None and entry[0]() is array:
-        return entry[1]
-    device_array = _upload(array)
-    _resident[id(array)] = (weakref.ref(array, _forget(_resident, id(array))), device_array)
-    return device_array
 
 
 # ----- argument checks -----
@@ -233,10 +170,10 @@ def linear_forward(x, w, b=None):
     """x: (..., C_in), w: (C_out, C_in), b: (C_out,) or None -> out: (..., C_out)."""
     check_linear_args(x, w, b, ARRAY_TYPES)
     on_device = _any_on_device(x, w, b)
-    x_dev, w_dev = _upload(x, (-1, w.shape[1])), _upload_weight(w)  # x as (M, C_in)
-    b_dev = None if b is None else _upload_weight(b)
+    x_dev, w_dev = _upload(x, (-1, w.shape[1])), _upload(w)  # x as (M, C_in)
+    b_dev = None if b is None else _upload(b)
     out_dev = cuda_matmul.matmul(x_dev, w_dev, b_dev, transpose_b=True, tiles=tiles())
-    out = _download_activation(out_dev, (*x.shape[:-1], w.shape[0]), on_device)
+    out = _download(out_dev, (*x.shape[:-1], w.shape[0]), on_device)
     return out, _LinearCache(x_dev, w_dev, b is not None, x.shape, on_device)
 
 
@@ -251,7 +188,7 @@ def linear_backward(dout, cache):
     dw = cuda_matmul.matmul(dout_dev, cache.x, transpose_a=True, tiles=tiles())  # dy^T @ x
     db = (_download(cuda_elementwise.column_sum(dout_dev, tiles()), C_out, on_device)
           if cache.has_bias else None)
-    return (_download_activation(dx, cache.x_shape, on_device),
+    return (_download(dx, cache.x_shape, on_device),
             _download(dw, (C_out, C_in), on_device), db)
 
 
@@ -275,10 +212,10 @@ def layernorm_forward(x, w, b, eps):
         raise ValueError(f"w and b must be {x.shape[-1:]} for x of shape {x.shape}, "
                          f"got {w.shape} and {b.shape}")
     x_dev = _upload(x, (-1, x.shape[-1]))  # (R, C)
-    w_dev = _upload_weight(w)
-    out_dev, mean, rstd = cuda_elementwise.layernorm_forward(x_dev, w_dev, _upload_weight(b), eps,
+    w_dev = _upload(w)
+    out_dev, mean, rstd = cuda_elementwise.layernorm_forward(x_dev, w_dev, _upload(b), eps,
                                                              tiles())
-    out = _download_activation(out_dev, x.shape, on_device)
+    out = _download(out_dev, x.shape, on_device)
     return out, _LayerNormCache(x_dev, w_dev, mean, rstd, x.shape, on_device)
 
 
@@ -291,7 +228,7 @@ def layernorm_backward(dout, cache):
     dx, dw, db = cuda_elementwise.layernorm_backward(dout_dev, cache.x, cache.w, cache.mean,
                                                      cache.rstd, tiles())
     C = cache.x_shape[-1]
-    return (_download_activation(dx, cache.x_shape, on_device), _download(dw, C, on_device),
+    return (_download(dx, cache.x_shape, on_device), _download(dw, C, on_device),
             _download(db, C, on_device))
 
 
@@ -309,7 +246,7 @@ def _activation_forward(name, x):
     on_device = _any_on_device(x)
     x_dev = _upload(x, x.size)
     out = cuda_elementwise.activation_forward(name, x_dev, tiles())
-    return (_download_activation(out, x.shape, on_device),
+    return (_download(out, x.shape, on_device),
             _ActivationCache(name, x_dev, x.shape, on_device))
 
 
@@ -320,7 +257,7 @@ def _activation_backward(name, dout, cache):
     _check_dout(dout, cache.x_shape, cache.x.dtype)
     on_device = cache.on_device or _any_on_device(dout)
     dx = cuda_elementwise.activation_backward(name, _upload(dout, dout.size), cache.x, tiles())
-    return _download_activation(dx, cache.x_shape, on_device)
+    return _download(dx, cache.x_shape, on_device)
 
 
 def quick_gelu_forward(x):
@@ -369,7 +306,7 @@ def attention_forward(q, k, v, causal=False):
     out_dev, lse = cuda_attention.flash_attention_forward(q_dev, k_dev, v_dev, bool(causal),
                                                           tiles())
     cache = _AttentionCache(q_dev, k_dev, v_dev, out_dev, lse, bool(causal), q.shape, on_device)
-    return _download_activation(out_dev, q.shape, on_device), cache
+    return _download(out_dev, q.shape, on_device), cache
 
 
 def attention_backward(dout, cache):
@@ -380,4 +317,4 @@ def attention_backward(dout, cache):
     dout_dev = _upload(dout, cache.q.shape)
     grads = cuda_attention.flash_attention_backward(dout_dev, cache.q, cache.k, cache.v,
                                                     cache.out, cache.lse, cache.causal, tiles())
-    return tuple(_download_activation(g, cache.shape, on_device) for g in grads)
+    return tuple(_download(g, cache.shape, on_device) for g in grads)

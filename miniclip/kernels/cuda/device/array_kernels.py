@@ -1,4 +1,4 @@
-"""The kernels behind ``DeviceArray`` (cuda_array.py): element-wise maps over strided arrays,
+"""The kernels behind ``DeviceArray`` (array.py): element-wise maps over strided arrays,
 reductions along one axis, and row gathers and scatters.
 
 Every array here is a flat 1-D device buffer plus a *layout*: a shape, strides counted in
