@@ -13,6 +13,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".numba_cache"))
+# the numba backend's measured matmul routes (kernels/numba/routing.py): inside the clone too
+os.environ.setdefault("MINICLIP_CACHE_DIR", str(ROOT / ".miniclip_cache"))
 
 
 @pytest.fixture

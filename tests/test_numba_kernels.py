@@ -10,12 +10,16 @@ Tolerances: float64 results must agree to ~1e-12 of the largest entry (the kerne
 a different order); float32 to ~1e-5 relative.
 """
 
+import json
+
+import numba
 import numpy as np
 import pytest
 
 from miniclip import backend
 from miniclip.kernels.numba import matmul as numba_matmul
 from miniclip.kernels.numba import ops as nb
+from miniclip.kernels.numba import routing
 from miniclip.model.block import block_backward, block_forward
 from miniclip.nn import ops as ref
 from miniclip.nn.attention import split_heads
@@ -53,19 +57,18 @@ LINEAR_SHAPES = [  # x shape, C_out
 ]
 
 
-@pytest.fixture(params=[False, True], ids=["auto", "handwritten"])
+@pytest.fixture(params=["blas", "kernel"])
 def matmul_mode(request, monkeypatch):
-    """Both routes: 'auto' sends every product to BLAS (threshold 0) unless the option forces
-    the hand-written kernel; 'handwritten' forces it. Asserts the right route was taken."""
-    monkeypatch.setattr(nb, "MATMUL_ROUTE", {"forward": 0, "dx": 0, "dw": 0})
+    """Both routes, forced: every product to BLAS, or every product to the hand-written kernel.
+    Asserts the right route was taken."""
     calls = []
     for name in ("matmul_nt", "weight_grad"):
         kernel = getattr(numba_matmul, name)
         monkeypatch.setattr(numba_matmul, name,
                             lambda *a, _k=kernel, _n=name: (calls.append(_n), _k(*a))[1])
-    with backend.use_backend("numba", handwritten_matmul=request.param):
+    with backend.use_backend("numba", matmul=request.param):
         yield request.param
-    assert bool(calls) == request.param, f"hand-written kernel calls: {calls}"
+    assert bool(calls) == (request.param == "kernel"), f"hand-written kernel calls: {calls}"
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -203,21 +206,25 @@ def test_switch_routes_ops_and_restores_backend_and_options():
         with backend.use_backend("numba", handwritten_matmul=True):
             assert backend.get_backend() == "numba"
             assert backend.ops.attention_forward is nb.attention_forward
-            assert nb.options() == {"handwritten_matmul": True}
+            assert nb.options() == {"matmul": "kernel"}
         assert backend.get_backend() == "numpy"
-        assert nb.options() == {"handwritten_matmul": False}
+        assert nb.options() == {"matmul": "auto"}
     assert backend.get_backend() == start
 
 
 def test_configure_returns_the_old_options_and_checks_them():
     old = nb.configure(handwritten_matmul=True)
     try:
-        assert old == {"handwritten_matmul": False}
-        assert nb.configure(handwritten_matmul=False) == {"handwritten_matmul": True}
+        assert old == {"matmul": "auto"}
+        assert nb.configure(matmul="blas") == {"matmul": "kernel"}
     finally:
         nb.configure(**old)
+    assert nb.options() == {"matmul": "auto"}
     with pytest.raises(TypeError, match="handwritten_matmul must be a bool, got int"):
         nb.configure(handwritten_matmul=1)
+    with pytest.raises(ValueError, match=r"matmul must be one of \('auto', 'kernel', 'blas'\), "
+                                         "got 'gpu'"):
+        nb.configure(matmul="gpu")
     with pytest.raises(TypeError, match="unexpected keyword"):
         backend.use_backend("numba", blas=True)
 
@@ -275,3 +282,68 @@ def test_default_backend_is_numba_and_falls_back_to_numpy(monkeypatch):
     finally:
         monkeypatch.undo()
         importlib.reload(backend)
+
+
+# ---- measured routing ------------------------------------------------------------------------
+
+def test_auto_routing_measures_each_product_once_and_remembers_it(tmp_path, monkeypatch, rng):
+    monkeypatch.setenv("MINICLIP_CACHE_DIR", str(tmp_path))
+    timed = []
+    real_best = routing._best_seconds
+
+    def record(run):
+        timed.append(run.__name__)
+        return real_best(run)
+
+    monkeypatch.setattr(routing, "_best_seconds", record)
+    x, w, b = randn(rng, (9, 7), np.float64), randn(rng, (5, 7), np.float64), np.zeros(5)
+    with backend.use_backend("numba", matmul="auto"):
+        out, cache = nb.linear_forward(x, w, b)
+        nb.linear_backward(np.ones_like(out), cache)
+        assert len(timed) == 6  # forward, dx, dw: each product timed both ways, once
+        nb.linear_backward(np.ones_like(out), nb.linear_forward(x, w, b)[1])
+        assert len(timed) == 6  # known products: no more timing
+    np.testing.assert_allclose(out, x @ w.T, rtol=1e-12)
+    saved = json.loads((tmp_path / "matmul_routes.json").read_text())
+    assert saved["machine"] == routing.machine()
+    assert sorted(saved["routes"]) == ["dw float64 5x7x9 threads=%d" % numba.get_num_threads(),
+                                       "dx float64 9x7x5 threads=%d" % numba.get_num_threads(),
+                                       "forward float64 9x5x7 threads=%d" % numba.get_num_threads()]
+    for entry in saved["routes"].values():
+        faster = "kernel" if entry["kernel_s"] <= entry["blas_s"] else "blas"
+        assert entry["route"] == faster
+    fresh = routing.Routes(tmp_path / "matmul_routes.json")  # another process reads them back
+    assert fresh.table == saved["routes"]
+
+
+def test_routes_of_another_machine_are_not_used(tmp_path):
+    path = tmp_path / "matmul_routes.json"
+    path.write_text(json.dumps({"machine": "some other CPU", "routes": {"x": {"route": "blas"}}}))
+    assert routing.Routes(path).table == {}
+    path.write_text("{ torn")  # a half-written file (a kill mid-write): measured again
+    assert routing.Routes(path).table == {}
+
+
+def test_explain_lists_the_choices(tmp_path, monkeypatch, capsys):
+    from miniclip.kernels.__main__ import main
+
+    monkeypatch.setenv("MINICLIP_CACHE_DIR", str(tmp_path))
+    assert main(["--explain"]) == 0
+    assert "no products measured yet" in capsys.readouterr().out
+    routing.routes().choose(("forward", "float32", 2, 3, 4, 1), kernel=lambda: None,
+                            blas=lambda: sum(range(10000)))
+    assert main(["--explain"]) == 0
+    out = capsys.readouterr().out
+    assert "forward float32 2x3x4 threads=1" in out and out.rstrip().endswith("kernel")
+    assert main(["--forget"]) == 0
+    assert not (tmp_path / "matmul_routes.json").exists()
+
+
+def test_a_choice_already_on_disk_wins(tmp_path):
+    """Two processes meeting the same product route it the same way: the first to write wins."""
+    path = tmp_path / "matmul_routes.json"
+    first, second = routing.Routes(path), routing.Routes(path)  # both started before any write
+    key = ("dx", "float32", 1, 2, 3, 1)
+    slow = lambda: sum(range(50000))  # noqa: E731
+    assert first.choose(key, kernel=lambda: None, blas=slow) == "kernel"
+    assert second.choose(key, kernel=slow, blas=lambda: None) == "kernel"  # read, not re-timed

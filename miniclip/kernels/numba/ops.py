@@ -5,12 +5,13 @@ Same signatures and return conventions as the NumPy reference (``*_forward -> (o
 to a kernel is first made C-contiguous in its own dtype, so each kernel compiles exactly once
 per dtype (float32, float64). Outputs have the inputs' dtype.
 
-Matmuls: the hand-written kernel (numba_matmul) is used unless MATMUL_ROUTE says BLAS is faster
-for that product; ``configure(handwritten_matmul=True)`` forces the hand-written kernel
-everywhere:
+Matmuls: each product runs on the hand-written kernel (matmul.py) or on BLAS, whichever was
+faster when this machine first met that product (routing.py; ``python -m miniclip.kernels
+--explain`` lists the choices). ``configure(matmul="kernel")`` or ``"blas"`` forces one route
+(``handwritten_matmul=True`` is the same as ``matmul="kernel"``):
 
     >>> from miniclip import backend
-    >>> with backend.use_backend("numba", handwritten_matmul=True):
+    >>> with backend.use_backend("numba", matmul="kernel"):
     ...     pass
 
 Editing a kernel? Numba's on-disk cache (``cache=True``; NUMBA_CACHE_DIR, or ``__pycache__``)
@@ -37,28 +38,28 @@ from miniclip.kernels.checks import check_linear_args, float_dtype, same_dtype  
 from miniclip.kernels.numba import attention as numba_attention
 from miniclip.kernels.numba import elementwise as numba_elementwise
 from miniclip.kernels.numba import matmul as numba_matmul  # noqa: E402
+from miniclip.kernels.numba import routing
 
-_options = {"handwritten_matmul": False}
-
-# When to hand a product to BLAS (np.matmul) instead of the hand-written kernel, per product
-# kind, as a minimum number of multiply-adds (M * N * K); None: never. The rule comes from
-# `python benchmarks/bench_cpu.py` (table in benchmarks/README.md). On the machine measured there
-# (AMD EPYC Zen 5, AVX-512, where NumPy's OpenBLAS runs its AVX2 "Haswell" kernels) the
-# hand-written kernel is as fast as BLAS or faster for every product of a training step: 0.99x
-# to 1.50x on one core, where the comparison is kernel against kernel. With two threads on that
-# shared machine the ratio swings from 0.5x to 1.7x from one shape to the next with the load of
-# other processes, in both directions, so it gives no reason to prefer BLAS either. Hence no
-# product goes to BLAS. On a machine whose BLAS wins (MKL on Intel, OpenBLAS with AVX-512
-# kernels), measure there and set the thresholds, e.g. {"forward": 2**24, ...}.
-MATMUL_ROUTE = {"forward": None, "dx": None, "dw": None}
+_options = {"matmul": "auto"}
+MATMUL_CHOICES = ("auto", "kernel", "blas")
 
 
-def configure(handwritten_matmul: bool = False) -> dict:
-    """Set the backend's options; returns the previous options (so they can be restored)."""
-    if not isinstance(handwritten_matmul, bool):
-        raise TypeError(f"handwritten_matmul must be a bool, got {type(handwritten_matmul).__name__}")
+def configure(matmul: str | None = None, handwritten_matmul: bool | None = None) -> dict:
+    """Set how products are routed: "auto" (measured, the default), "kernel" or "blas".
+    ``handwritten_matmul=True`` is ``matmul="kernel"``, False is "auto". Returns the previous
+    options, so ``configure(**old)`` restores them."""
+    if handwritten_matmul is not None:
+        if not isinstance(handwritten_matmul, bool):
+            raise TypeError(f"handwritten_matmul must be a bool, got "
+                            f"{type(handwritten_matmul).__name__}")
+        if matmul is not None:
+            raise ValueError("give matmul or handwritten_matmul, not both")
+        matmul = "kernel" if handwritten_matmul else "auto"
+    if matmul is not None and matmul not in MATMUL_CHOICES:
+        raise ValueError(f"matmul must be one of {MATMUL_CHOICES}, got {matmul!r}")
     old = dict(_options)
-    _options["handwritten_matmul"] = handwritten_matmul
+    if matmul is not None:
+        _options["matmul"] = matmul
     return old
 
 
@@ -67,10 +68,13 @@ def options() -> dict:
     return dict(_options)
 
 
-def _use_blas(kind, m, n, k):
-    threshold = MATMUL_ROUTE[kind]
-    return (not _options["handwritten_matmul"] and threshold is not None
-            and m * n * k >= threshold)
+def _use_blas(kind, m, n, k, dtype, kernel, blas):
+    """True to compute this product with BLAS. ``kernel`` and ``blas`` compute it each way;
+    routing.py calls them (a few times) the first time this machine meets the product."""
+    if _options["matmul"] != "auto":
+        return _options["matmul"] == "blas"
+    key = (kind, np.dtype(dtype).name, m, n, k, numba.get_num_threads())
+    return routing.routes().choose(key, kernel=kernel, blas=blas) == "blas"
 
 
 # ---- argument checks ---------------------------------------------------------------------
@@ -95,14 +99,20 @@ def linear_forward(x, w, b=None):
     w = _contiguous(w)
     M, K = x2d.shape
     N = w.shape[0]
-    if _use_blas("forward", M, N, K):
-        out = x2d @ w.T
+    bias = _contiguous(b) if b is not None else np.zeros(N, dtype)
+
+    def by_blas():
+        out = x2d @ w.T  # (M, N)
         if b is not None:
-            out += b
-    else:
+            out += bias
+        return out
+
+    def by_kernel():
         out = np.empty((M, N), dtype)
-        bias = _contiguous(b) if b is not None else np.zeros(N, dtype)
         numba_matmul.matmul_nt(x2d, w, bias, out)
+        return out
+
+    out = by_blas() if _use_blas("forward", M, N, K, dtype, by_kernel, by_blas) else by_kernel()
     return out.reshape(*x.shape[:-1], N), (x2d, w, b is not None, x.shape)
 
 
@@ -117,21 +127,30 @@ def linear_backward(dout, cache):
     M = dout2d.shape[0]
     dtype = x2d.dtype
     # dx = dout @ W   (undoes out = x @ W^T)
-    if _use_blas("dx", M, K, N):
-        dx = dout2d @ w
-    else:
+    def dx_by_blas():
+        return dout2d @ w  # (M, K)
+
+    def dx_by_kernel():
         dx = np.empty((M, K), dtype)
         w_t = np.empty((K, N), dtype)
         numba_matmul.transpose(w, w_t)
         numba_matmul.matmul_nt(dout2d, w_t, np.zeros(K, dtype), dx)
+        return dx
+
+    dx = (dx_by_blas() if _use_blas("dx", M, K, N, dtype, dx_by_kernel, dx_by_blas)
+          else dx_by_kernel())
+
     # dW = dout^T @ x, db = column sums of dout   (b was broadcast over the M rows)
-    if _use_blas("dw", N, K, M):
-        dw = dout2d.T @ x2d
-        db = dout2d.sum(axis=0)
-    else:
-        dw = np.empty((N, K), dtype)
-        db = np.empty(N, dtype)
+    def dw_by_blas():
+        return dout2d.T @ x2d, dout2d.sum(axis=0)  # (N, K), (N,)
+
+    def dw_by_kernel():
+        dw, db = np.empty((N, K), dtype), np.empty(N, dtype)
         numba_matmul.weight_grad(dout2d, x2d, dw, db, _n_threads())
+        return dw, db
+
+    dw, db = (dw_by_blas() if _use_blas("dw", N, K, M, dtype, dw_by_kernel, dw_by_blas)
+              else dw_by_kernel())
     return dx.reshape(x_shape), dw, (db if has_bias else None)
 
 

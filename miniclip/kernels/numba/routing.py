@@ -1,0 +1,148 @@
+"""Which matmul runs a product: the hand-written kernel or BLAS (``np.matmul``), chosen by timing.
+
+Neither is faster everywhere. On one machine OpenBLAS runs AVX2 kernels and the hand-written
+register tiles keep up; on another MKL or AVX-512 BLAS wins by 2x. A rule fixed in the source is
+right on one machine at best, so the numba backend measures instead: the first time it meets a
+product, it runs it both ways and keeps the faster.
+
+A product is known by its key ``(kind, dtype, M, N, K, threads)``:
+
+    kind      "forward": x @ W^T (M, K) x (N, K) -> (M, N)
+              "dx":      dout @ W (M, N) x (N, K) -> (M, K)
+              "dw":      dout^T @ x (N, M) x (M, K) -> (N, K), with the bias gradient
+    threads   Numba's thread count when it ran (BLAS uses its own pool)
+
+The choices are kept in a JSON file per machine, ``matmul_routes.json`` in ``MINICLIP_CACHE_DIR``
+(default ``~/.cache/miniclip``), so a machine measures each product once, ever. See them with
+``python -m miniclip.kernels --explain``. ``use_backend("numba", matmul="kernel" | "blas")`` forces
+one route (lessons and benchmarks do); ``"auto"`` (the default) measures.
+
+    >>> import numpy as np
+    >>> routes = Routes(path=None)                     # in memory only
+    >>> slow = lambda: sum(range(20000))
+    >>> fast = lambda: None
+    >>> routes.choose(("forward", "float32", 4, 4, 4, 1), kernel=fast, blas=slow)
+    'kernel'
+    >>> routes.choose(("forward", "float32", 4, 4, 4, 1), kernel=slow, blas=fast)   # measured once
+    'kernel'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+ROUTES = ("kernel", "blas")
+REPEATS = 3  # timed runs per route, after one warm-up run; the best counts
+
+
+def default_path() -> Path:
+    """Where this machine's choices are kept."""
+    root = os.environ.get("MINICLIP_CACHE_DIR") or Path.home() / ".cache" / "miniclip"
+    return Path(root) / "matmul_routes.json"
+
+
+def machine() -> str:
+    """What the timings depend on besides the product: the processor and its core count."""
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name}, {os.cpu_count()} cores"
+
+
+def _best_seconds(run) -> float:
+    run()  # warm-up: first-touch of the output, Numba's compile (cached on disk)
+    best = float("inf")
+    for _ in range(REPEATS):
+        t0 = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+class Routes:
+    """The measured choices: key -> {"route", "kernel_s", "blas_s"}, saved after each new one."""
+
+    def __init__(self, path: Path | None):
+        self.path, self.machine = path, machine()
+        self.table = self._read()
+
+    def _read(self) -> dict:
+        """The choices in the file ({} if there is none, or it is unreadable, or it is another
+        processor's: those timings do not apply here)."""
+        if self.path is None or not self.path.is_file():
+            return {}
+        try:
+            saved = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return saved.get("routes", {}) if saved.get("machine") == self.machine else {}
+
+    @staticmethod
+    def name(key) -> str:
+        kind, dtype, m, n, k, threads = key
+        return f"{kind} {dtype} {m}x{n}x{k} threads={threads}"
+
+    def choose(self, key, kernel, blas) -> str:
+        """The route for ``key``: the stored choice, or time ``kernel()`` and ``blas()`` (each
+        computes the product) and keep the faster."""
+        name = self.name(key)
+        if name not in self.table:
+            self.table.update(self._read())  # another process may have measured it meanwhile
+        if name not in self.table:
+            kernel_s, blas_s = _best_seconds(kernel), _best_seconds(blas)
+            self.table[name] = {"route": "kernel" if kernel_s <= blas_s else "blas",
+                                "kernel_s": kernel_s, "blas_s": blas_s}
+            self.save()
+        return self.table[name]["route"]
+
+    def save(self) -> None:
+        """Add this table's choices to the file, atomically (a temporary file, then a rename).
+        A choice already in the file wins over ours, so that every process on the machine routes
+        a product the same way (and computes the same bits). A read-only or full disk only
+        means measuring again next time."""
+        if self.path is None:
+            return
+        self.table = {**self.table, **self._read()}
+        tmp = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".matmul_routes.", suffix=".tmp")
+            with os.fdopen(fd, "w") as f:
+                json.dump({"machine": self.machine, "routes": self.table}, f, indent=1)
+            os.replace(tmp, self.path)
+        except OSError:
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+
+    def explain(self) -> str:
+        """The choices as a table."""
+        if not self.table:
+            return f"no products measured yet on this machine ({self.machine}); file {self.path}"
+        lines = [f"matmul routes on {self.machine} ({self.path})",
+                 f"{'product':<44}{'kernel ms':>11}{'BLAS ms':>10}{'ratio':>8}  route"]
+        for name, e in sorted(self.table.items()):
+            ratio = e["blas_s"] / e["kernel_s"] if e["kernel_s"] > 0 else float("inf")
+            lines.append(f"{name:<44}{e['kernel_s'] * 1e3:>11.3f}{e['blas_s'] * 1e3:>10.3f}"
+                         f"{ratio:>7.2f}x  {e['route']}")
+        return "\n".join(lines)
+
+
+_routes: Routes | None = None
+
+
+def routes() -> Routes:
+    """This process's table, read from this machine's file on first use."""
+    global _routes
+    if _routes is None or _routes.path != default_path():
+        _routes = Routes(default_path())
+    return _routes
