@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import traceback
 
 import numpy as np
@@ -75,10 +76,18 @@ class World:
         the others read it."""
         if self.is_root:
             result = fn(*args)
-        self.comm.Barrier()
+        self.wait_for_all()
         if not self.is_root:
             result = fn(*args)
         return result
+
+    def wait_for_all(self, poll_seconds: float = 0.05) -> None:
+        """A barrier that sleeps while it waits. MPICH's blocking calls spin on a core while
+        they wait; the processes waiting for the root to make a dataset would take cores it
+        could use."""
+        request = self.comm.Ibarrier()
+        while not request.Test():
+            time.sleep(poll_seconds)
 
 
 def start_world() -> World:
