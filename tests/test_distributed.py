@@ -206,18 +206,23 @@ def test_killed_process_ends_the_job(tiny_data, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MINICLIP_TEST_PID_DIR": str(pids),
            "OPENBLAS_NUM_THREADS": "1"}
     job = subprocess.Popen([mpiexec(), "-n", "2", sys.executable, MPI_DIR / "train_worker.py",
-                            "--distributed", *cli(tiny_data, run_dir, steps=100000)], cwd=ROOT,
+                            "--distributed", *cli(tiny_data, run_dir, steps=100000,
+                                                  checkpoint_every=2)], cwd=ROOT,
                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 120
-        while not (pids / "rank1.pid").exists() and time.time() < deadline:
+        started = [pids / "rank1.pid", run_dir / "checkpoint.npz"]
+        while not all(p.exists() for p in started) and time.time() < deadline:
             time.sleep(0.2)
-        assert (pids / "rank1.pid").exists(), "the job did not start"
+        assert all(p.exists() for p in started), "the job did not start"
         os.kill(int((pids / "rank1.pid").read_text()), signal.SIGKILL)
         t0 = time.perf_counter()
-        _, stderr = job.communicate(timeout=30)  # ends within 30 s, or this raises
+        stdout, stderr = job.communicate(timeout=30)  # ends within 30 s, or this raises
         assert job.returncode != 0
         assert time.perf_counter() - t0 < 30
+        assert "BAD TERMINATION" in stdout + stderr  # mpiexec says a process died; ends the rest
+        # the checkpoint the root wrote last is whole (written atomically) and loads
+        assert load_checkpoint(run_dir / "checkpoint.npz").step >= 2
     finally:
         if job.poll() is None:
             job.kill()
