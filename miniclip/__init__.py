@@ -30,6 +30,7 @@ _EXPORTS = {
     "count_parameters": "model.params",
     "parameter_breakdown": "model.params",
     "parameter_shapes": "model.params",
+    "distributed_loss_and_grads": "model.distributed",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -67,16 +67,32 @@ def loss_and_grads(params: dict, cfg, images: np.ndarray, tokens: np.ndarray,
     -> (loss: float, grads: dict keyed like params). The result equals the one-batch result up
     to floating-point rounding, whatever accum_steps is.
     """
+    loss_params = {k: params[k] for k in LOSS_PARAMS if k in params}
+
+    def whole_batch_loss(img, txt):  # (N, E), (N, E) -> loss, d img, d txt, loss-param grads
+        loss, c_loss = batch_loss_forward(cfg.loss, img, txt, loss_params)
+        return (loss, *batch_loss_backward(c_loss))
+
+    return towers_around(params, cfg, images, tokens, accum_steps, whole_batch_loss)
+
+
+def towers_around(params: dict, cfg, images: np.ndarray, tokens: np.ndarray, accum_steps: int,
+                  head):
+    """The three steps above around any ``head``: the towers embed ``images`` and ``tokens`` in
+    accum_steps micro-batches; ``head(img (n, E), txt (n, E))`` returns (loss, d img (n, E),
+    d txt (n, E), {loss parameter: gradient}); the towers back-propagate d img and d txt.
+
+    -> (loss, grads keyed like params). ``loss_and_grads`` passes the batch loss as the head;
+    ``model/distributed.py`` passes one that first gathers the embeddings of every process.
+    """
     if images.shape[0] != tokens.shape[0]:
         raise ValueError(f"images and tokens must pair up: got {images.shape[0]} images and "
                          f"{tokens.shape[0]} texts")
-    loss_params = {k: params[k] for k in LOSS_PARAMS if k in params}
 
     if accum_steps == 1:  # one pass: keep the activations from the start
         img, c_vis = vision_forward(params, cfg, images)  # (N, E)
         txt, c_txt = text_forward(params, cfg, tokens)  # (N, E)
-        loss, c_loss = batch_loss_forward(cfg.loss, img, txt, loss_params)
-        dimg, dtxt, grads = batch_loss_backward(c_loss)
+        loss, dimg, dtxt, grads = head(img, txt)
         grads.update(vision_backward(dimg, c_vis, cfg))
         grads.update(text_backward(dtxt, c_txt, cfg))
         return loss, {k: grads[k] for k in params}
@@ -86,8 +102,7 @@ def loss_and_grads(params: dict, cfg, images: np.ndarray, tokens: np.ndarray,
     img = np.concatenate([vision_forward(params, cfg, images[s])[0] for s in parts])  # (N, E)
     txt = np.concatenate([text_forward(params, cfg, tokens[s])[0] for s in parts])  # (N, E)
     # 2. the loss of the full batch, and its gradient with respect to every embedding
-    loss, c_loss = batch_loss_forward(cfg.loss, img, txt, loss_params)
-    dimg, dtxt, grads = batch_loss_backward(c_loss)  # (N, E), (N, E), loss-parameter grads
+    loss, dimg, dtxt, grads = head(img, txt)  # (N, E), (N, E), loss-parameter grads
     # 3. forward again with caches, backward each micro-batch's rows of d(embeddings), add up
     for s in parts:
         _, c_vis = vision_forward(params, cfg, images[s])

@@ -1,2 +1,2 @@
 """Training: the loop (loop.py; ``python -m miniclip.train``), AdamW and the schedule,
-evaluation and plots."""
+evaluation and plots; on several processes with --distributed (distributed.py)."""

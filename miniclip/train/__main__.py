@@ -12,6 +12,11 @@ if "numpy" not in sys.modules:
     # starts (it reads these once).
     for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(_var, "1")
+    # --distributed: the processes on this machine share its cores (MPI_LOCALNRANKS: MPICH's
+    # mpiexec says how many run here), rather than each starting one Numba thread per core
+    if "--distributed" in sys.argv[1:] and "MPI_LOCALNRANKS" in os.environ:
+        os.environ.setdefault("NUMBA_NUM_THREADS", str(max(
+            1, (os.cpu_count() or 1) // max(1, int(os.environ["MPI_LOCALNRANKS"])))))
 
 from miniclip.train.loop import main  # noqa: E402  (after the thread settings)
 

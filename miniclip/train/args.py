@@ -101,4 +101,6 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--resume", metavar="CHECKPOINT", help="continue the run saved in this "
                     "checkpoint.npz, with its own settings")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ap.add_argument("--distributed", action="store_true", help="one of W processes started by "
+                    "mpiexec -n W; --batch-size is the global batch (train/distributed.py)")
     return ap

@@ -94,6 +94,12 @@ class Run:
     step: int = 0
     start_step: int = 0  # the step this process started at (0, or the resumed checkpoint's)
     seconds_before: float = 0.0  # training time of the earlier processes of this run
+    world: object = None  # train/distributed.World under --distributed; None: one process
+
+    @property
+    def is_root(self) -> bool:
+        """Whether this process writes (always, but for processes 1.. of a distributed run)."""
+        return self.world is None or self.world.is_root
 
     @property
     def checkpoint_path(self) -> Path:
@@ -101,6 +107,8 @@ class Run:
 
     def save(self, path: Path, seconds: float, with_optimizer: bool = True) -> None:
         """A checkpoint (with the optimizer and RNG state) or the final model (without)."""
+        if not self.is_root:
+            return
         state = dict(optimizer=self.optimizer.state_dict(),
                      rng_state=self.aug_rng.bit_generator.state) if with_optimizer else {}
         save_checkpoint(path, self.cfg, self.model.params, step=self.step,
@@ -109,9 +117,9 @@ class Run:
                         train_args=asdict(self.args), extra={"train_seconds": seconds}, **state)
 
 
-def setup(args: TrainArgs, resume: str | None = None, log=print) -> Run:
+def setup(args: TrainArgs, resume: str | None = None, log=print, world=None) -> Run:
     """Steps 1-3: the run folder, the data, the tokenizer, the model and the optimizer; on
-    --resume, all of them as the checkpoint left them."""
+    --resume, all of them as the checkpoint left them. ``world``: see train/distributed.py."""
     from miniclip.datasets import load_split
 
     ckpt = None
@@ -139,7 +147,8 @@ def setup(args: TrainArgs, resume: str | None = None, log=print) -> Run:
     args = replace(args, out=str(out_dir))
 
     # 1. data
-    meta = prepare_dataset(args.data, args.n_train, log)
+    meta = (world.root_first(prepare_dataset, args.data, args.n_train, log) if world
+            else prepare_dataset(args.data, args.n_train, log))
     if ckpt is not None and not same_dataset(data_identity(meta, args.data), ckpt.data):
         raise CheckpointError(f"the dataset in {args.data} is not the one {resume} was trained "
                               f"on: {data_identity(meta, args.data)} vs {ckpt.data}")
@@ -167,7 +176,9 @@ def setup(args: TrainArgs, resume: str | None = None, log=print) -> Run:
               aug_rng=np.random.default_rng([args.seed, 1]),
               total_steps=total_steps(args, n_pairs),
               probe=CurveProbe(args.data, args.eval_images) if args.eval_every else None,
-              log_path=out_dir / "metrics.jsonl", records=[])
+              log_path=out_dir / "metrics.jsonl", records=[], world=world)
+    if not run.is_root:
+        run.probe = None  # the root alone evaluates
     if ckpt is not None:
         model.load_state_dict(ckpt.params)
         optimizer.params = model.params  # load_state_dict made new arrays
@@ -181,7 +192,8 @@ def setup(args: TrainArgs, resume: str | None = None, log=print) -> Run:
         optimizer.m, optimizer.v = backend.to_device(optimizer.m), backend.to_device(optimizer.v)
 
     run.records = [r for r in read_jsonl(run.log_path) if r["step"] <= run.step]  # drop the rest
-    run.log_path.write_text("".join(json.dumps(r) + "\n" for r in run.records))
+    if run.is_root:
+        run.log_path.write_text("".join(json.dumps(r) + "\n" for r in run.records))
 
     n_params = sum(p.size for p in model.params.values())
     log(f"miniclip.train: model {args.model!r} ({n_params:,} parameters, {args.loss} loss), "
@@ -218,7 +230,8 @@ def run_steps(run: Run, progress: bool = True, after_step=None, log=print) -> tu
                 lr = cosine_lr(run.step, run.total_steps, args.lr, args.warmup, args.min_lr)
                 loss, grad_norm = take_step(model, run.optimizer, run.preprocess,
                                             run.train_split.images[idx], run.tokens[idx], lr,
-                                            args, run.aug_rng, run.checkpoint_path, run.step)
+                                            args, run.aug_rng, run.checkpoint_path, run.step,
+                                            world=run.world)
                 run.step += 1
                 step = run.step
                 dt = time.perf_counter() - t0
@@ -247,7 +260,7 @@ def run_steps(run: Run, progress: bool = True, after_step=None, log=print) -> tu
                         bar.write(line)  # above the bar, which stays at the bottom
                     else:
                         log(line)
-                if record is not None:
+                if record is not None and run.is_root:
                     log_file.write(json.dumps(record) + "\n")
                     log_file.flush()
                     run.records.append(record)
@@ -256,7 +269,8 @@ def run_steps(run: Run, progress: bool = True, after_step=None, log=print) -> tu
                     run.save(run.checkpoint_path, seconds)
                 if after_step is not None:
                     after_step(step)
-                if stop.requested and step < run.total_steps:
+                if (run.world.any(stop.requested) if run.world else stop.requested) \
+                        and step < run.total_steps:
                     stopped_by_user = True
                     break
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside the main thread
@@ -312,14 +326,14 @@ def finish(run: Run, train_seconds: float, final_eval: bool = True, wall_start: 
 
 
 def train(args: TrainArgs, resume: str | None = None, progress: bool = True,
-          final_eval: bool = True, after_step=None, log=print) -> dict:
+          final_eval: bool = True, after_step=None, log=print, world=None) -> dict:
     """Run (or resume) training; return a summary dict (also the end of metrics.json).
 
     Raises TrainingDiverged on a NaN/inf loss.
     """
     wall_start = time.perf_counter()
-    run = setup(args, resume, log)
-    stopped_by_user, train_seconds = run_steps(run, progress, after_step, log)
+    run = setup(args, resume, log, world)
+    stopped_by_user, train_seconds = run_steps(run, progress and run.is_root, after_step, log)
     if stopped_by_user:
         run.save(run.checkpoint_path, train_seconds)
         log(f"stopped at step {run.step} of {run.total_steps}; checkpoint saved to "
@@ -327,6 +341,8 @@ def train(args: TrainArgs, resume: str | None = None, progress: bool = True,
             f"{run.checkpoint_path}")
         return {"steps": run.step, "stopped": True, "train_seconds": train_seconds,
                 "out_dir": str(run.out_dir)}
+    if not run.is_root:  # the root writes the model and evaluates
+        return {"steps": run.step, "train_seconds": train_seconds, "out_dir": str(run.out_dir)}
     return finish(run, train_seconds, final_eval, wall_start, log)
 
 
@@ -337,7 +353,7 @@ def _duration(seconds: float) -> str:
 
 # ---- command line ----------------------------------------------------------------------------
 
-def main(argv=None) -> int:
+def main(argv=None, after_step=None) -> int:
     ap = build_parser()
     ns = ap.parse_args(argv)
     given = {f.name: getattr(ns, f.name) for f in fields(TrainArgs)
@@ -345,8 +361,15 @@ def main(argv=None) -> int:
     if ns.resume and given:
         ap.error(f"--resume continues a run with the settings saved in its checkpoint; drop "
                  f"{', '.join('--' + k.replace('_', '-') for k in given)}")
+    if ns.distributed:  # every process runs this; train/distributed.py
+        from miniclip.train.distributed import main_distributed
+
+        return main_distributed(lambda world, log: train(
+            TrainArgs(**given), resume=ns.resume, progress=not ns.no_progress,
+            after_step=after_step, log=log, world=world))
     try:
-        train(TrainArgs(**given), resume=ns.resume, progress=not ns.no_progress)
+        train(TrainArgs(**given), resume=ns.resume, progress=not ns.no_progress,
+              after_step=after_step)
     except TrainingDiverged as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -19,19 +19,24 @@ class TrainingDiverged(RuntimeError):
 
 
 def take_step(model, optimizer, preprocess, images, tokens, lr, args, aug_rng, last_checkpoint,
-              step) -> tuple[float, float]:
+              step, world=None) -> tuple[float, float]:
     """One optimizer step on a batch: images uint8 (B, R, R, 3), tokens (B, T).
 
     augment -> normalise -> loss and gradients (in args.accum micro-batches) -> clip the global
     gradient norm (if args.grad_clip) -> stop on NaN/inf -> AdamW -> clamp logit_scale.
-    Returns (loss, gradient norm before clipping).
+    Returns (loss, gradient norm before clipping). With a ``world`` (train/distributed.py) the
+    batch is the global one: augmented whole, then this process keeps its rows.
     """
     if args.augment:
         from miniclip.datasets import augment
 
         images = augment(images, aug_rng)  # keeps the captions true: no flips, tiny shifts
+    if world is not None:
+        rows = world.rows(len(images))
+        images, tokens = images[rows], tokens[rows]
     x = preprocess(images)  # (B, 3, R, R) float32
-    loss, grads = loss_and_grads(model.params, model.cfg, x, tokens, args.accum)
+    loss, grads = (world.loss_and_grads if world else loss_and_grads)(
+        model.params, model.cfg, x, tokens, args.accum)
     grad_norm = clip_grad_norm(grads, args.grad_clip or math.inf)
     if not (math.isfinite(loss) and math.isfinite(grad_norm)):
         kept = (f"the last good checkpoint is {last_checkpoint} (step "
