@@ -235,13 +235,12 @@ def test_miniclip_load_opens_a_training_run(tmp_path):
         assert isinstance(preprocess, ToyPreprocess)
 
 
-def test_preprocess_rejects_wrong_input():
+def test_preprocess_resizes_other_sizes_and_rejects_wrong_input():
     pre = ToyPreprocess(32, MEAN, STD)
-    with pytest.raises(ValueError, match=r"must have shape \(N, 32, 32, 3\).*got \(1, 16, 16, 3\)"):
-        pre(np.zeros((1, 16, 16, 3), np.uint8))
-    with pytest.raises(TypeError, match="dtype uint8"):
+    assert pre(np.zeros((1, 16, 16, 3), np.uint8)).shape == (1, 3, 32, 32)  # squashed to R x R
+    with pytest.raises(ValueError, match=r"uint8 \(N, H, W, 3\), got dtype float32"):
         pre(np.zeros((1, 32, 32, 3), np.float32))
-    with pytest.raises(TypeError, match="PIL image"):
+    with pytest.raises(FileNotFoundError, match="image.png"):
         pre("image.png")
 
 

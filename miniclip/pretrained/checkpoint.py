@@ -43,7 +43,12 @@ import numpy as np
 from miniclip import backend
 from miniclip.model.config import CLIPConfig
 from miniclip.model.params import parameter_shapes
+from miniclip.pretrained.preprocess import ToyPreprocess, preprocess_from_dict
 from miniclip.text.bpe import BPETokenizer
+from miniclip.text.tokenizer import ModelTokenizer
+
+__all__ = ["Checkpoint", "CheckpointError", "ModelTokenizer", "ToyPreprocess", "load_checkpoint",
+           "load_trained", "save_checkpoint"]  # ModelTokenizer, ToyPreprocess: re-exported
 
 FORMAT = "miniclip-checkpoint"
 VERSION = 1
@@ -241,64 +246,6 @@ def is_trained_checkpoint(path) -> bool:
         return META_KEY + ".npy" in z.namelist()
 
 
-class ToyPreprocess:
-    """Images -> the normalised float32 (N, 3, R, R) the model takes.
-
-    Accepts a uint8 array (R, R, 3) or (N, R, R, 3), a PIL image, or a list of PIL images. PIL
-    images are converted to RGB and resized to R x R (bicubic); arrays must already be R x R.
-    Normalisation uses the training set's per-channel mean and std.
-    """
-
-    def __init__(self, resolution: int, mean, std):
-        self.resolution, self.mean, self.std = int(resolution), list(mean), list(std)
-
-    def __repr__(self):
-        mean, std = [round(m, 4) for m in self.mean], [round(s, 4) for s in self.std]
-        return f"ToyPreprocess(resolution={self.resolution}, mean={mean}, std={std})"
-
-    def __call__(self, images) -> np.ndarray:
-        from miniclip.datasets import images_to_model_input
-
-        R = self.resolution
-        if isinstance(images, (list, tuple)) or _is_pil(images):
-            pil = list(images) if isinstance(images, (list, tuple)) else [images]
-            if not pil or not all(_is_pil(im) for im in pil):
-                raise TypeError("images must be a uint8 array, a PIL image or a list of PIL "
-                                "images")
-            from PIL import Image
-
-            images = np.stack([np.asarray(im.convert("RGB").resize((R, R), Image.BICUBIC))
-                               for im in pil])  # (N, R, R, 3) uint8
-        if not isinstance(images, np.ndarray):
-            raise TypeError(f"images must be a uint8 array or PIL image(s), got "
-                            f"{type(images).__name__}")
-        if images.ndim == 3:
-            images = images[None]
-        if images.shape[1:] != (R, R, 3):
-            raise ValueError(f"images must have shape (N, {R}, {R}, 3) or ({R}, {R}, 3) for this "
-                             f"model, got {images.shape}; pass PIL images to have them resized")
-        return images_to_model_input(images, self.mean, self.std)
-
-
-def _is_pil(x) -> bool:
-    return type(x).__module__.startswith("PIL.")
-
-
-class ModelTokenizer(BPETokenizer):
-    """The BPE tokenizer saved with a trained model; it knows the model's context length, so
-    ``tokenizer(["a red circle."])`` gives the (N, context_length) ids the model takes."""
-
-    def __init__(self, merges, context_length: int):
-        super().__init__(merges)
-        self.context_length = int(context_length)
-
-    def tokenize(self, texts, context_length=None, truncate=False):
-        T = self.context_length if context_length is None else context_length
-        return super().tokenize(texts, T, truncate)
-
-    __call__ = tokenize
-
-
 def tokenizer_from_checkpoint(ckpt: Checkpoint) -> ModelTokenizer:
     """The tokenizer stored in a checkpoint (trained on its dataset's captions)."""
     if ckpt.tokenizer is None:
@@ -314,22 +261,34 @@ def tokenizer_from_checkpoint(ckpt: Checkpoint) -> ModelTokenizer:
     return tokenizer
 
 
-def load_trained(path):
+def preprocess_from_checkpoint(ckpt: Checkpoint, dtype=np.float32):
+    """The preprocessing a run used: the kind it recorded (``Preprocess.to_dict``), or, for runs
+    that recorded only their dataset's mean and std (the toy world), ``ToyPreprocess``."""
+    if "preprocess" in ckpt.data:
+        try:
+            return preprocess_from_dict(ckpt.data["preprocess"], dtype)
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"{ckpt.path}: its preprocessing is not valid ({e})") from e
+    if not {"resolution", "mean", "std"} <= set(ckpt.data):
+        raise CheckpointError(f"{ckpt.path} does not record its dataset's mean and std, so its "
+                              "images cannot be preprocessed")
+    return ToyPreprocess(ckpt.config.image_resolution, ckpt.data["mean"], ckpt.data["std"], dtype)
+
+
+def load_trained(path, dtype=None):
     """A model trained by ``python -m miniclip.train``: -> (model, preprocess, tokenizer).
 
     ``path``: a run folder (its model.npz, else its checkpoint.npz) or a checkpoint file.
+    ``dtype``: the model's (None: float32, the dtype it was trained in); preprocess returns it.
 
         model, preprocess, tokenizer = load_trained("runs/toy")
-        image_features = model.encode_image(preprocess(images_uint8))      # (N, E)
+        image_features = model.encode_image(preprocess(images))            # (N, E)
         text_features = model.encode_text(tokenizer(["a red circle."]))    # (1, E)
     """
     from miniclip.model.clip import CLIP
 
     ckpt = load_checkpoint(resolve_checkpoint_path(path))
-    model = CLIP(ckpt.config, seed=0, dtype=np.float32)
+    model = CLIP(ckpt.config, seed=0, dtype=np.float32 if dtype is None else dtype)
     model.load_state_dict(ckpt.params)
-    if not {"resolution", "mean", "std"} <= set(ckpt.data):
-        raise CheckpointError(f"{ckpt.path} does not record its dataset's mean and std, so its "
-                              "images cannot be preprocessed")
-    preprocess = ToyPreprocess(ckpt.config.image_resolution, ckpt.data["mean"], ckpt.data["std"])
+    preprocess = preprocess_from_checkpoint(ckpt, model.dtype)
     return model, preprocess, tokenizer_from_checkpoint(ckpt)

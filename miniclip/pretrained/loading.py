@@ -253,23 +253,33 @@ def load_model(path, dtype=None, config=None):
 def load(path, dtype=None, config=None):
     """-> (model, preprocess, tokenizer) for a CLIP checkpoint (see ``ACCEPTED``).
 
-    A miniclip training run (folder or .npz checkpoint) goes to ``checkpoint.load_trained``, which
-    returns the run's own preprocessing and BPE tokenizer; ``dtype`` and ``config`` apply only to
-    Hugging Face / OpenAI weights.
+    Whatever was loaded, the three follow one convention:
 
-    preprocess: ``Preprocess(model.cfg.image_resolution)``, OpenAI's image pipeline.
-    tokenizer: OpenAI's ``SimpleTokenizer`` when the model has OpenAI's 49,408-token vocabulary;
-    None for a model with any other vocabulary (there is no way to know its tokenizer).
+    * ``preprocess(image_or_images)``: one PIL image, path or uint8 (H, W, 3) array, or a list
+      of them, or a uint8 (N, H, W, 3) batch -> (N, 3, R, R) in the model's dtype;
+    * ``tokenizer(list_of_str)`` -> (N, context_length) int64 ids;
+    * ``model.encode_image``, ``model.encode_text`` and ``model(images, tokens)``.
+
+    A miniclip training run (folder or checkpoint) gives its own preprocessing (the kind it was
+    trained with) and its own BPE tokenizer; ``config`` applies only to HF / OpenAI weights.
+    HF / OpenAI weights give ``Preprocess`` (OpenAI's pipeline) and OpenAI's ``SimpleTokenizer``
+    when the model has OpenAI's 49,408-token vocabulary; None for any other vocabulary (there is
+    no way to know its tokenizer).
     """
     from miniclip.pretrained.checkpoint import is_trained_checkpoint, load_trained
     from miniclip.pretrained.preprocess import Preprocess
     from miniclip.text.tokenizer import OPENAI_VOCAB_SIZE, SimpleTokenizer
 
     if is_trained_checkpoint(path):
-        return load_trained(path)
+        if config is not None:
+            raise ValueError("config applies to HF / OpenAI weights only; a miniclip run "
+                             f"carries its own (got a run at {path})")
+        return load_trained(path, dtype=dtype)
     model = load_model(path, dtype=dtype, config=config)
-    preprocess = Preprocess(model.cfg.image_resolution)
-    tokenizer = SimpleTokenizer() if model.cfg.vocab_size == OPENAI_VOCAB_SIZE else None
+    preprocess = Preprocess(model.cfg.image_resolution, dtype=model.dtype)
+    tokenizer = None
+    if model.cfg.vocab_size == OPENAI_VOCAB_SIZE:
+        tokenizer = SimpleTokenizer(context_length=model.cfg.context_length)
     return model, preprocess, tokenizer
 
 

@@ -95,7 +95,8 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, n_classes: int
 # ---- embedding with a model -------------------------------------------------------------------
 
 def encode_images(model, preprocess, images_uint8: np.ndarray, batch_size: int = 500):
-    """uint8 (N, R, R, 3) -> L2-normalised image embeddings (N, E), in batches."""
+    """uint8 (N, R, R, 3) (or a list of images or paths) -> L2-normalised image embeddings
+    (N, E), in batches."""
     parts = [model.encode_image(preprocess(images_uint8[i:i + batch_size]))
              for i in range(0, len(images_uint8), batch_size)]
     return l2_normalize_forward(np.concatenate(parts))[0]
@@ -104,8 +105,7 @@ def encode_images(model, preprocess, images_uint8: np.ndarray, batch_size: int =
 def encode_texts(model, tokenizer, texts, batch_size: int = 500):
     """list of str -> L2-normalised text embeddings (N, E), in batches."""
     texts = list(texts)
-    parts = [model.encode_text(tokenizer.tokenize(texts[i:i + batch_size],
-                                                  model.cfg.context_length))
+    parts = [model.encode_text(tokenizer(texts[i:i + batch_size], model.cfg.context_length))
              for i in range(0, len(texts), batch_size)]
     return l2_normalize_forward(np.concatenate(parts))[0]
 

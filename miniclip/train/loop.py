@@ -51,11 +51,11 @@ from miniclip.pretrained.checkpoint import (
     CHECKPOINT_FILE,
     MODEL_FILE,
     CheckpointError,
-    ModelTokenizer,
-    ToyPreprocess,
     load_checkpoint,
     save_checkpoint,
 )
+from miniclip.pretrained.preprocess import Preprocess, ToyPreprocess
+from miniclip.text.tokenizer import ModelTokenizer
 from miniclip.train.args import TrainArgs, build_parser, check_args, total_steps
 from miniclip.train.data import (
     CurveProbe,
@@ -85,7 +85,7 @@ class Run:
     cfg: CLIPConfig
     model: CLIP
     optimizer: AdamW
-    preprocess: ToyPreprocess
+    preprocess: Preprocess  # ToyPreprocess for the toy world
     aug_rng: np.random.Generator
     total_steps: int
     probe: CurveProbe | None
