@@ -36,6 +36,13 @@ class TrainArgs:
     checkpoint_every: int = 200
     n_train: int | None = None  # dataset sizes if it has to be generated (None: its default)
     backend: str | None = None  # kernels backend; None: miniclip's default
+    # your own data (train/owndata.py): --data a.csv|a.tsv or WebDataset shards; OpenCLIP's flags
+    csv_img_key: str = "filepath"
+    csv_caption_key: str = "title"
+    csv_separator: str = "\t"
+    val_data: str | None = None  # CSV or shards for retrieval metrics at the end
+    zeroshot_classes: str | None = None  # class names (one per line, optional {} templates)
+    init: str | None = None  # fine-tune from this model (train/finetune.py)
 
 
 def total_steps(args: TrainArgs, n_pairs: int) -> int:
@@ -45,7 +52,7 @@ def total_steps(args: TrainArgs, n_pairs: int) -> int:
 
 
 def check_args(args: TrainArgs) -> None:
-    if args.model not in CONFIGS:
+    if args.init is None and args.model not in CONFIGS:
         raise ValueError(f"model must be one of {sorted(CONFIGS)}, got {args.model!r}")
     if args.loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {args.loss!r}")
@@ -72,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  description="Train a small CLIP on the toy caption dataset.")
     defaults = TrainArgs()
     helps = {
-        "data": "dataset folder (generated if missing)",
+        "data": "toy dataset folder (generated if missing), a .csv/.tsv of (image path, "
+                "caption), or WebDataset .tar shards (a folder or 'shards/{000..003}.tar')",
         "out": "run folder (default: runs/<model>, numbered if taken)",
         "model": f"model config, one of {sorted(CONFIGS)}",
         "loss": "clip (softmax, OpenAI) or siglip (sigmoid)",
@@ -87,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
         "eval_images": "images per curve point", "checkpoint_every": "steps between checkpoints",
         "n_train": "training pairs if the dataset has to be generated",
         "backend": f"kernels backend, one of {backend.available_backends()}",
+        "csv_img_key": "CSV column of image paths", "csv_caption_key": "CSV column of captions",
+        "csv_separator": "CSV separator ('\\t' or a tab: tab)", "val_data": "CSV or shards for retrieval metrics",
+        "zeroshot_classes": "file of class names (one per line; lines with {} are templates)",
+        "init": "fine-tune from this model (anything miniclip.load takes); changes the "
+                "defaults to --lr 1e-5 --weight-decay 0.1 --warmup 50",
     }
     for f in fields(TrainArgs):
         flag = "--" + f.name.replace("_", "-")

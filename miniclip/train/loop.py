@@ -66,7 +66,15 @@ from miniclip.train.data import (
     tokenize_captions,
     train_tokenizer,
 )
+from miniclip.train.finetune import FINETUNE_DEFAULTS, load_init
 from miniclip.train.optim import AdamW, cosine_lr
+from miniclip.train.owndata import (
+    evaluate_own,
+    format_own_metrics,
+    next_batch,
+    own_data_kind,
+    setup_own_data,
+)
 from miniclip.train.runfolder import StopRequest, default_out_dir, read_jsonl
 from miniclip.train.step import TrainingDiverged, take_step
 
@@ -91,6 +99,7 @@ class Run:
     probe: CurveProbe | None
     log_path: Path
     records: list  # metrics.jsonl's lines so far
+    source: object = None  # your own data (train/owndata.py); None: the toy world
     step: int = 0
     start_step: int = 0  # the step this process started at (0, or the resumed checkpoint's)
     seconds_before: float = 0.0  # training time of the earlier processes of this run
@@ -103,10 +112,14 @@ class Run:
         """A checkpoint (with the optimizer and RNG state) or the final model (without)."""
         state = dict(optimizer=self.optimizer.state_dict(),
                      rng_state=self.aug_rng.bit_generator.state) if with_optimizer else {}
+        extra = {"train_seconds": seconds}
+        if self.source is not None:  # own data: what it is, and how far its stream got
+            data, extra["data_position"] = self.meta, self.source.position()
+        else:
+            data = data_identity(self.meta, self.args.data)
         save_checkpoint(path, self.cfg, self.model.params, step=self.step,
-                        tokenizer=self.tokenizer.to_dict(),
-                        data=data_identity(self.meta, self.args.data),
-                        train_args=asdict(self.args), extra={"train_seconds": seconds}, **state)
+                        tokenizer=self.tokenizer.to_dict(), data=data,
+                        train_args=asdict(self.args), extra=extra, **state)
 
 
 def setup(args: TrainArgs, resume: str | None = None, log=print) -> Run:
@@ -138,36 +151,48 @@ def setup(args: TrainArgs, resume: str | None = None, log=print) -> Run:
     out_dir.mkdir(parents=True, exist_ok=True)
     args = replace(args, out=str(out_dir))
 
-    # 1. data
-    meta = prepare_dataset(args.data, args.n_train, log)
-    if ckpt is not None and not same_dataset(data_identity(meta, args.data), ckpt.data):
-        raise CheckpointError(f"the dataset in {args.data} is not the one {resume} was trained "
-                              f"on: {data_identity(meta, args.data)} vs {ckpt.data}")
-    train_split = load_split(args.data, "train")
-    n_pairs = len(train_split)
-    if n_pairs < args.batch_size:
-        raise ValueError(f"batch_size {args.batch_size} is larger than the {n_pairs} training "
-                         "pairs")
-
-    # 2. tokenizer, 3. model and optimizer
-    if ckpt is None:
-        base_cfg = CONFIGS[args.model]
-        tokenizer = train_tokenizer(train_split.captions, args.vocab_size,
-                                    base_cfg.context_length)
-        cfg = replace(base_cfg, vocab_size=tokenizer.vocab_size, loss=args.loss)
+    init = load_init(args.init) if args.init is not None and ckpt is None else None  # --init
+    source = train_split = tokens = None
+    if own_data_kind(args.data) is not None:  # 1-3 for your own data: train/owndata.py
+        own = setup_own_data(args, ckpt, init, log)
+        source, tokenizer, cfg, meta = own["source"], own["tokenizer"], own["cfg"], own["meta"]
+        preprocess, n_pairs = own["preprocess"], own["n_pairs"]
     else:
-        cfg = ckpt.config
-        tokenizer = ModelTokenizer(ckpt.tokenizer["merges"], cfg.context_length)
+        # 1. data
+        meta = prepare_dataset(args.data, args.n_train, log)
+        if ckpt is not None and not same_dataset(data_identity(meta, args.data), ckpt.data):
+            raise CheckpointError(f"the dataset in {args.data} is not the one {resume} was "
+                                  f"trained on: {data_identity(meta, args.data)} vs {ckpt.data}")
+        train_split = load_split(args.data, "train")
+        n_pairs = len(train_split)
+        if n_pairs < args.batch_size:
+            raise ValueError(f"batch_size {args.batch_size} is larger than the {n_pairs} "
+                             "training pairs")
+
+        # 2. tokenizer, 3. model and optimizer
+        if ckpt is not None:
+            cfg = ckpt.config
+            tokenizer = ModelTokenizer(ckpt.tokenizer["merges"], cfg.context_length)
+        elif init is not None:
+            cfg, tokenizer = replace(init.cfg, loss=args.loss), init.tokenizer
+        else:
+            base_cfg = CONFIGS[args.model]
+            tokenizer = train_tokenizer(train_split.captions, args.vocab_size,
+                                        base_cfg.context_length)
+            cfg = replace(base_cfg, vocab_size=tokenizer.vocab_size, loss=args.loss)
+        tokens = tokenize_captions(tokenizer, train_split.captions)
+        preprocess = ToyPreprocess(cfg.image_resolution, meta["mean"], meta["std"])
     model = CLIP(cfg, seed=args.seed, dtype=np.float32)
+    if init is not None:
+        model.load_state_dict(init.params)
     optimizer = AdamW(model.params, lr=args.lr, weight_decay=args.weight_decay)
-    run = Run(args=args, out_dir=out_dir, meta=meta, train_split=train_split,
-              tokens=tokenize_captions(tokenizer, train_split.captions), tokenizer=tokenizer,
-              cfg=cfg, model=model, optimizer=optimizer,
-              preprocess=ToyPreprocess(cfg.image_resolution, meta["mean"], meta["std"]),
-              aug_rng=np.random.default_rng([args.seed, 1]),
+    run = Run(args=args, out_dir=out_dir, meta=meta, train_split=train_split, tokens=tokens,
+              tokenizer=tokenizer, cfg=cfg, model=model, optimizer=optimizer,
+              preprocess=preprocess, aug_rng=np.random.default_rng([args.seed, 1]),
               total_steps=total_steps(args, n_pairs),
-              probe=CurveProbe(args.data, args.eval_images) if args.eval_every else None,
-              log_path=out_dir / "metrics.jsonl", records=[])
+              probe=(CurveProbe(args.data, args.eval_images)
+                     if args.eval_every and source is None else None),
+              log_path=out_dir / "metrics.jsonl", records=[], source=source)
     if ckpt is not None:
         model.load_state_dict(ckpt.params)
         optimizer.params = model.params  # load_state_dict made new arrays
@@ -186,11 +211,13 @@ def setup(args: TrainArgs, resume: str | None = None, log=print) -> Run:
     n_params = sum(p.size for p in model.params.values())
     log(f"miniclip.train: model {args.model!r} ({n_params:,} parameters, {args.loss} loss), "
         f"backend {backend.get_backend()!r}")
-    log(f"  data {args.data}: {n_pairs:,} training pairs; tokenizer: {tokenizer.vocab_size} "
-        f"tokens, context {cfg.context_length}")
+    pairs = "streamed" if n_pairs is None else f"{n_pairs:,}"
+    log(f"  data {args.data}: {pairs} training pairs; tokenizer: {tokenizer.vocab_size} "
+        f"tokens, context {cfg.context_length}" + (f"; from {args.init}" if init else ""))
+    epochs = "" if n_pairs is None else f" (~{run.total_steps * args.batch_size / n_pairs:.1f} epochs)"
     log(f"  {run.total_steps} steps of {args.batch_size} pairs"
         + (f" in {args.accum} micro-batches" if args.accum > 1 else "")
-        + f" (~{run.total_steps * args.batch_size / n_pairs:.1f} epochs), lr {args.lr:g}, warmup "
+        + f"{epochs}, lr {args.lr:g}, warmup "
         f"{args.warmup}; run folder {out_dir}" + (f"; resuming at step {run.step}" if ckpt else ""))
     return run
 
@@ -214,15 +241,20 @@ def run_steps(run: Run, progress: bool = True, after_step=None, log=print) -> tu
         with StopRequest() as stop, run.log_path.open("a") as log_file:
             while run.step < run.total_steps:
                 t0 = time.perf_counter()
-                idx = batch_indices(run.step, len(run.train_split), args.batch_size, args.seed)
+                if run.source is not None:  # own data: decoded and cropped here (owndata.py)
+                    images, tokens = next_batch(run)
+                else:
+                    idx = batch_indices(run.step, len(run.train_split), args.batch_size,
+                                        args.seed)
+                    images, tokens = run.train_split.images[idx], run.tokens[idx]
                 lr = cosine_lr(run.step, run.total_steps, args.lr, args.warmup, args.min_lr)
-                loss, grad_norm = take_step(model, run.optimizer, run.preprocess,
-                                            run.train_split.images[idx], run.tokens[idx], lr,
-                                            args, run.aug_rng, run.checkpoint_path, run.step)
+                loss, grad_norm = take_step(model, run.optimizer, run.preprocess, images, tokens,
+                                            lr, args, run.aug_rng, run.checkpoint_path, run.step,
+                                            toy_augment=run.source is None)
                 run.step += 1
                 step = run.step
                 dt = time.perf_counter() - t0
-                recent = (recent + [(dt, len(idx))])[-20:]
+                recent = (recent + [(dt, len(tokens))])[-20:]
                 ips = sum(n for _, n in recent) / sum(t for t, _ in recent)
                 temperature = float(np.exp(-model.params["logit_scale"]))
                 if bar is not None:
@@ -288,6 +320,13 @@ def finish(run: Run, train_seconds: float, final_eval: bool = True, wall_start: 
                "final_loss": run.records[-1].get("loss") if run.records else None,
                "model": args.model, "loss": args.loss, "backend": backend.get_backend(),
                "out_dir": str(out_dir)}
+    if final_eval and run.source is not None:  # own data: --val-data, --zeroshot-classes
+        t0 = time.perf_counter()
+        metrics = evaluate_own(run.model, run.preprocess, run.tokenizer, args, log)
+        summary = {**metrics, **summary, "eval_seconds": round(time.perf_counter() - t0, 1),
+                   "skipped_images": run.source.skips.count}
+        log(format_own_metrics(metrics))
+        final_eval = False  # the toy world's summary line below does not apply
     if final_eval:
         from miniclip.train.evaluate import evaluate, format_metrics, save_pictures
 
@@ -345,6 +384,8 @@ def main(argv=None) -> int:
     if ns.resume and given:
         ap.error(f"--resume continues a run with the settings saved in its checkpoint; drop "
                  f"{', '.join('--' + k.replace('_', '-') for k in given)}")
+    if ns.init is not None:  # fine-tuning: gentler defaults for what was not given
+        given = {**FINETUNE_DEFAULTS, **given}
     try:
         train(TrainArgs(**given), resume=ns.resume, progress=not ns.no_progress)
     except TrainingDiverged as e:
