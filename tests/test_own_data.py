@@ -108,10 +108,10 @@ def test_trains_evaluates_and_resumes_bit_for_bit(own, tmp_path, kind):
     part = train(args_for(own, data, tmp_path / "part"), progress=False, log=quiet,
                  after_step=press_ctrl_c_at(3))
     assert part["stopped"] and part["steps"] == 3
-    resumed = train(None, resume=tmp_path / "part" / "checkpoint.npz", progress=False, log=quiet)
+    resumed = train(None, resume=tmp_path / "part" / "checkpoint.safetensors", progress=False, log=quiet)
     assert resumed["steps"] == 6
-    a = load_checkpoint(tmp_path / "full" / "checkpoint.npz")
-    b = load_checkpoint(tmp_path / "part" / "checkpoint.npz")
+    a = load_checkpoint(tmp_path / "full" / "checkpoint.safetensors")
+    b = load_checkpoint(tmp_path / "part" / "checkpoint.safetensors")
     for k in a.params:
         assert np.array_equal(a.params[k], b.params[k]), k
         assert np.array_equal(a.optimizer["m"][k], b.optimizer["m"][k]), k
@@ -205,7 +205,7 @@ def test_init_finetunes_from_an_hf_folder_with_its_config_and_tokenizer(own, tmp
     assert main(["--data", str(own / "csv" / "pairs.tsv"), "--init", str(tmp_path / "hf"),
                  "--out", str(tmp_path / "run"), "--steps", "2", "--batch-size", "8",
                  "--eval-every", "0", "--no-progress"]) == 0
-    ckpt = load_checkpoint(tmp_path / "run" / "checkpoint.npz")
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoint.safetensors")
     assert ckpt.config.to_dict() == cfg.to_dict()
     assert (ckpt.train_args["lr"], ckpt.train_args["weight_decay"]) == (1e-5, 0.1)  # defaults
     assert len(ckpt.tokenizer["merges"]) == 48_894  # OpenAI's tokenizer came along

@@ -7,9 +7,10 @@ What ``load`` accepts (``ACCEPTED`` below says the same to a user who passes som
   ``openai/clip-vit-base-patch32``;
 * one ``.safetensors`` file, in HF's layout or OpenAI's (told apart by the key names);
 * an ``.npz`` of OpenAI-named arrays;
-* a run folder of ``python -m miniclip.train`` or its ``model.npz`` / ``checkpoint.npz``
-  (handed to ``miniclip.checkpoint.load_trained``, which also restores the run's tokenizer and
-  preprocessing).
+* a run folder of ``python -m miniclip.train`` or its ``model.safetensors`` /
+  ``checkpoint.safetensors`` (or an older run's .npz), handed to
+  ``miniclip.pretrained.checkpoint.load_trained``, which also restores the run's tokenizer and
+  preprocessing.
 
 OpenAI's own ``.pt`` releases are PyTorch pickles: convert them once with
 ``python -m miniclip.convert ViT-B-32.pt ViT-B-32.safetensors`` (needs torch) and load the result.
@@ -44,7 +45,8 @@ from miniclip.pretrained.weights_io import (
 ACCEPTED = (
     "a Hugging Face CLIP folder (model.safetensors or model.safetensors.index.json, with "
     "config.json), a .safetensors file (HF or OpenAI layout), an .npz of OpenAI-named arrays, "
-    "or a `python -m miniclip.train` run folder or its model.npz / checkpoint.npz. "
+    "or a `python -m miniclip.train` run folder or its model.safetensors / "
+    "checkpoint.safetensors. "
     "OpenAI's .pt files: convert first with `python -m miniclip.convert IN.pt OUT.safetensors`."
 )
 CONFIG_METADATA_KEY = "miniclip_config"  # metadata entry holding CLIPConfig.to_dict() as JSON

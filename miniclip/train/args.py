@@ -112,6 +112,6 @@ def build_parser() -> argparse.ArgumentParser:
                 "int | None": int, "str | None": str}[f.type]
         ap.add_argument(flag, type=kind, default=None, help=f"{helps[f.name]} (default: {default})")
     ap.add_argument("--resume", metavar="CHECKPOINT", help="continue the run saved in this "
-                    "checkpoint.npz, with its own settings")
+                    "checkpoint.safetensors, with its own settings")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     return ap

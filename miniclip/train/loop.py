@@ -2,7 +2,7 @@
 
     python -m miniclip.train                        # defaults: the toy dataset, the "toy" model
     python -m miniclip.train --steps 200 --out runs/quick
-    python -m miniclip.train --resume runs/toy/checkpoint.npz
+    python -m miniclip.train --resume runs/toy/checkpoint.safetensors
     python -m miniclip.train --loss siglip          # SigLIP's sigmoid loss instead of softmax
 
 What one run does, in order:
@@ -24,10 +24,10 @@ saved in each checkpoint). That is why ``--resume`` ends with the very same weig
 as a run that was never interrupted.
 
 A run folder (``runs/NAME``) holds:
-    checkpoint.npz   latest training checkpoint (weights, optimizer, step, RNG, tokenizer, ...)
-    model.npz        the final weights, tokenizer and preprocessing (for ``load_trained``)
-    metrics.jsonl    one JSON line per logged step (loss, lr, temperature, images/s, accuracy)
-    metrics.json     the final evaluation
+    checkpoint.safetensors  latest training checkpoint (weights, optimizer, step, RNG, tokenizer)
+    model.safetensors       the final weights, tokenizer and preprocessing (``miniclip.load``)
+    metrics.jsonl           one JSON line per logged step (loss, lr, temperature, images/s, ...)
+    metrics.json            the final evaluation
     curves.png, confusion.png, similarity.png
 
 The code follows that order: ``setup`` (steps 1-3, or a checkpoint's state on --resume),
@@ -132,7 +132,7 @@ def setup(args: TrainArgs, resume: str | None = None, log=print) -> Run:
         ckpt = load_checkpoint(resume)
         if ckpt.optimizer is None:
             raise CheckpointError(f"{resume} holds weights only (no optimizer state): it cannot "
-                                  "be resumed; resume from a run's checkpoint.npz")
+                                  "be resumed; resume from a run's checkpoint.safetensors")
         try:
             args = TrainArgs(**ckpt.train_args)
         except TypeError as e:
