@@ -46,7 +46,8 @@ ACCEPTED = (
     "a Hugging Face CLIP folder (model.safetensors or model.safetensors.index.json, with "
     "config.json), a .safetensors file (HF or OpenAI layout), an .npz of OpenAI-named arrays, "
     "or a `python -m miniclip.train` run folder or its model.safetensors / "
-    "checkpoint.safetensors. "
+    "checkpoint.safetensors, or a name from miniclip.available_models() or an HF repo id "
+    "(\"ViT-B/32\", \"openai/clip-vit-base-patch32\"). "
     "OpenAI's .pt files: convert first with `python -m miniclip.convert IN.pt OUT.safetensors`."
 )
 CONFIG_METADATA_KEY = "miniclip_config"  # metadata entry holding CLIPConfig.to_dict() as JSON
@@ -253,7 +254,9 @@ def load_model(path, dtype=None, config=None):
 
 
 def load(path, dtype=None, config=None):
-    """-> (model, preprocess, tokenizer) for a CLIP checkpoint (see ``ACCEPTED``).
+    """-> (model, preprocess, tokenizer) for a CLIP checkpoint (see ``ACCEPTED``), or a name
+    from ``miniclip.available_models()`` or any HF repo id (downloaded once into the hub's
+    cache: ``pretrained/hub.py``).
 
     Whatever was loaded, the three follow one convention:
 
@@ -269,9 +272,12 @@ def load(path, dtype=None, config=None):
     no way to know its tokenizer).
     """
     from miniclip.pretrained.checkpoint import is_trained_checkpoint, load_trained
+    from miniclip.pretrained.hub import download, is_model_name
     from miniclip.pretrained.preprocess import Preprocess
     from miniclip.text.tokenizer import OPENAI_VOCAB_SIZE, SimpleTokenizer
 
+    if is_model_name(path):  # "ViT-B/32", "openai/clip-vit-base-patch32": the hub's cache
+        path = download(path)
     if is_trained_checkpoint(path):
         if config is not None:
             raise ValueError("config applies to HF / OpenAI weights only; a miniclip run "
