@@ -43,6 +43,7 @@ class TrainArgs:
     val_data: str | None = None  # CSV or shards for retrieval metrics at the end
     zeroshot_classes: str | None = None  # class names (one per line, optional {} templates)
     init: str | None = None  # fine-tune from this model (train/finetune.py)
+    report_to: str = "jsonl"  # "tensorboard": also TensorBoard event files (train/report.py)
 
 
 def total_steps(args: TrainArgs, n_pairs: int) -> int:
@@ -98,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         "csv_img_key": "CSV column of image paths", "csv_caption_key": "CSV column of captions",
         "csv_separator": "CSV separator ('\\t' or a tab: tab)", "val_data": "CSV or shards for retrieval metrics",
         "zeroshot_classes": "file of class names (one per line; lines with {} are templates)",
+        "report_to": "jsonl (metrics.jsonl only) or tensorboard (also RUN/tensorboard/)",
         "init": "fine-tune from this model (anything miniclip.load takes); changes the "
                 "defaults to --lr 1e-5 --weight-decay 0.1 --warmup 50",
     }

@@ -56,6 +56,7 @@ from miniclip.pretrained.checkpoint import (
 )
 from miniclip.pretrained.preprocess import Preprocess, ToyPreprocess
 from miniclip.text.tokenizer import ModelTokenizer
+from miniclip.train import owndata  # your own data: --data CSV or shards
 from miniclip.train.args import TrainArgs, build_parser, check_args, total_steps
 from miniclip.train.data import (
     CurveProbe,
@@ -68,14 +69,9 @@ from miniclip.train.data import (
 )
 from miniclip.train.finetune import FINETUNE_DEFAULTS, load_init
 from miniclip.train.optim import AdamW, cosine_lr
-from miniclip.train.owndata import (
-    evaluate_own,
-    format_own_metrics,
-    next_batch,
-    own_data_kind,
-    setup_own_data,
-)
+from miniclip.train.report import open_report
 from miniclip.train.runfolder import StopRequest, default_out_dir, read_jsonl
+from miniclip.train.runfolder import format_duration as _duration
 from miniclip.train.step import TrainingDiverged, take_step
 
 # ---- the run ---------------------------------------------------------------------------------
@@ -100,6 +96,7 @@ class Run:
     log_path: Path
     records: list  # metrics.jsonl's lines so far
     source: object = None  # your own data (train/owndata.py); None: the toy world
+    report: object = None  # --report-to tensorboard (train/report.py); None: JSONL only
     step: int = 0
     start_step: int = 0  # the step this process started at (0, or the resumed checkpoint's)
     seconds_before: float = 0.0  # training time of the earlier processes of this run
@@ -153,8 +150,8 @@ def setup(args: TrainArgs, resume: str | None = None, log=print) -> Run:
 
     init = load_init(args.init) if args.init is not None and ckpt is None else None  # --init
     source = train_split = tokens = None
-    if own_data_kind(args.data) is not None:  # 1-3 for your own data: train/owndata.py
-        own = setup_own_data(args, ckpt, init, log)
+    if owndata.own_data_kind(args.data) is not None:  # 1-3 for your own data: train/owndata.py
+        own = owndata.setup_own_data(args, ckpt, init, log)
         source, tokenizer, cfg, meta = own["source"], own["tokenizer"], own["cfg"], own["meta"]
         preprocess, n_pairs = own["preprocess"], own["n_pairs"]
     else:
@@ -192,7 +189,8 @@ def setup(args: TrainArgs, resume: str | None = None, log=print) -> Run:
               total_steps=total_steps(args, n_pairs),
               probe=(CurveProbe(args.data, args.eval_images)
                      if args.eval_every and source is None else None),
-              log_path=out_dir / "metrics.jsonl", records=[], source=source)
+              log_path=out_dir / "metrics.jsonl", records=[], source=source,
+              report=open_report(args.report_to, out_dir))
     if ckpt is not None:
         model.load_state_dict(ckpt.params)
         optimizer.params = model.params  # load_state_dict made new arrays
@@ -242,7 +240,7 @@ def run_steps(run: Run, progress: bool = True, after_step=None, log=print) -> tu
             while run.step < run.total_steps:
                 t0 = time.perf_counter()
                 if run.source is not None:  # own data: decoded and cropped here (owndata.py)
-                    images, tokens = next_batch(run)
+                    images, tokens = owndata.next_batch(run)
                 else:
                     idx = batch_indices(run.step, len(run.train_split), args.batch_size,
                                         args.seed)
@@ -283,6 +281,8 @@ def run_steps(run: Run, progress: bool = True, after_step=None, log=print) -> tu
                     log_file.write(json.dumps(record) + "\n")
                     log_file.flush()
                     run.records.append(record)
+                    if run.report is not None:
+                        run.report(record)
                 seconds = run.seconds_before + time.perf_counter() - loop_start
                 if step % args.checkpoint_every == 0 or step == run.total_steps:
                     run.save(run.checkpoint_path, seconds)
@@ -322,10 +322,10 @@ def finish(run: Run, train_seconds: float, final_eval: bool = True, wall_start: 
                "out_dir": str(out_dir)}
     if final_eval and run.source is not None:  # own data: --val-data, --zeroshot-classes
         t0 = time.perf_counter()
-        metrics = evaluate_own(run.model, run.preprocess, run.tokenizer, args, log)
+        metrics = owndata.evaluate_own(run.model, run.preprocess, run.tokenizer, args, log)
         summary = {**metrics, **summary, "eval_seconds": round(time.perf_counter() - t0, 1),
                    "skipped_images": run.source.skips.count}
-        log(format_own_metrics(metrics))
+        log(owndata.format_own_metrics(metrics))
         final_eval = False  # the toy world's summary line below does not apply
     if final_eval:
         from miniclip.train.evaluate import evaluate, format_metrics, save_pictures
@@ -336,6 +336,9 @@ def finish(run: Run, train_seconds: float, final_eval: bool = True, wall_start: 
         written += save_pictures(details, out_dir)
         log(format_metrics(metrics))
     (out_dir / "metrics.json").write_text(json.dumps(summary, indent=1) + "\n")
+    if run.report is not None:
+        run.report({**summary, "step": run.step}, prefix="final/")
+        run.report.close()
     written.append(out_dir / "metrics.json")
     log("wrote " + ", ".join(str(p) for p in written))
     line = f"done: {run.step} steps in {_duration(train_seconds)} ({images_per_second:.0f} images/s"
@@ -367,11 +370,6 @@ def train(args: TrainArgs, resume: str | None = None, progress: bool = True,
         return {"steps": run.step, "stopped": True, "train_seconds": train_seconds,
                 "out_dir": str(run.out_dir)}
     return finish(run, train_seconds, final_eval, wall_start, log)
-
-
-def _duration(seconds: float) -> str:
-    m, s = divmod(int(round(seconds)), 60)
-    return f"{m}m{s:02d}s" if m else f"{seconds:.1f}s"
 
 
 # ---- command line ----------------------------------------------------------------------------
