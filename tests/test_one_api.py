@@ -13,6 +13,7 @@ import miniclip
 from miniclip.datasets import generate_dataset
 from miniclip.model.clip import CLIP
 from miniclip.model.config import CLIPConfig
+from miniclip.pretrained.convert import main as convert_main
 from miniclip.pretrained.hf import save_hf
 from miniclip.pretrained.zeroshot import main as zeroshot_main
 from miniclip.text.bpe import BPETokenizer
@@ -38,14 +39,15 @@ def models(tmp_path_factory):
                      vision_patch_size=8, vision_heads=2, context_length=77, vocab_size=49408,
                      transformer_width=16, transformer_heads=2, transformer_layers=1)
     save_hf(CLIP(cfg, seed=0), root / "hf")
+    assert convert_main([str(root / "run"), str(root / "exported"), "--hf"]) == 0
     for name, colour in {"red.png": (220, 20, 30), "blue.jpg": (20, 40, 230)}.items():
         image = np.zeros((40, 50, 3), np.uint8)
         image[:] = colour
         Image.fromarray(image).save(root / name)
-    return {"run": root / "run", "hf": root / "hf", "root": root}
+    return {"run": root / "run", "hf": root / "hf", "exported": root / "exported", "root": root}
 
 
-@pytest.mark.parametrize("kind", ["run", "hf"])
+@pytest.mark.parametrize("kind", ["run", "hf", "exported"])
 def test_load_gives_one_convention(models, kind):
     model, preprocess, tokenizer = miniclip.load(models[kind])
     R = model.cfg.image_resolution
@@ -81,7 +83,7 @@ def test_every_tokenizer_is_callable_the_same_way():
     assert BPETokenizer([])(["a"]).shape == (1, 77)
 
 
-@pytest.mark.parametrize("kind", ["run", "hf"])
+@pytest.mark.parametrize("kind", ["run", "hf", "exported"])
 def test_zeroshot_cli_works_with_every_kind(models, kind, capsys):
     """Regression (issue 12): on a run folder it raised AttributeError: 'ToyPreprocess' object
     has no attribute 'batch'."""
@@ -118,3 +120,42 @@ def test_zeroshot_cli_errors_are_one_line(models, tmp_path, capsys):
     assert zeroshot_main(["--weights", str(models["run"]), str(tmp_path / "missing.png"),
                           "--labels", "a,b"]) == 2
     assert "missing.png" in capsys.readouterr().err
+
+
+def test_a_run_exported_to_hf_is_the_same_model(models):
+    """python -m miniclip.convert RUN OUT --hf: the same embeddings from the same images and
+    texts, through each folder's own preprocess and tokenizer."""
+    run, pre_run, tok_run = miniclip.load(models["run"])
+    hf, pre_hf, tok_hf = miniclip.load(models["exported"])
+    images = [models["root"] / "red.png", np.full((32, 32, 3), 90, np.uint8)]
+    np.testing.assert_array_equal(pre_run(images), pre_hf(images))
+    texts = ["a red circle.", "two blue squares in the top left"]
+    np.testing.assert_array_equal(tok_run(texts), tok_hf(texts))
+    np.testing.assert_allclose(hf.encode_image(pre_hf(images)), run.encode_image(pre_run(images)),
+                               rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(hf.encode_text(tok_hf(texts)), run.encode_text(tok_run(texts)),
+                               rtol=1e-6, atol=1e-7)
+
+
+def test_transformers_reads_an_exported_run(models):
+    """Parity: transformers.CLIPModel.from_pretrained and CLIPTokenizer on the exported folder
+    give miniclip's embeddings and ids (needs torch + transformers: the [reference] extra)."""
+    torch = pytest.importorskip("torch", reason="the parity reference needs torch")
+    transformers = pytest.importorskip("transformers", reason="the reference needs transformers")
+    model, preprocess, tokenizer = miniclip.load(models["run"])
+    theirs = transformers.CLIPModel.from_pretrained(models["exported"]).eval()
+    x = preprocess([models["root"] / "red.png", models["root"] / "blue.jpg"])
+    texts = ["a red circle.", "a big blue star at the bottom"]
+    ids = tokenizer(texts)
+    their_tok = transformers.CLIPTokenizer.from_pretrained(models["exported"])
+    their_ids = their_tok(texts, padding="max_length", max_length=model.cfg.context_length)
+    np.testing.assert_array_equal(np.where(ids > 0, ids, 0),
+                                  np.where(np.array(their_ids["attention_mask"]) > 0,
+                                           np.array(their_ids["input_ids"]), 0))
+    with torch.no_grad():
+        img = theirs.get_image_features(pixel_values=torch.from_numpy(x))
+        txt = theirs.get_text_features(input_ids=torch.from_numpy(ids))
+    img = getattr(img, "pooler_output", img)
+    txt = getattr(txt, "pooler_output", txt)
+    np.testing.assert_allclose(img.numpy(), model.encode_image(x), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(txt.numpy(), model.encode_text(ids), rtol=1e-4, atol=1e-5)

@@ -33,7 +33,14 @@ import numpy as np
 from miniclip.model.clip import CLIP
 from miniclip.model.config import CLIPConfig
 from miniclip.model.params import parameter_shapes
-from miniclip.pretrained.hf import config_fields_from_hf, hf_key, hf_to_openai, is_hf_layout
+from miniclip.pretrained.hf import (
+    config_fields_from_hf,
+    hf_key,
+    hf_to_openai,
+    is_hf_layout,
+    read_hf_mean_std,
+    read_hf_tokenizer_merges,
+)
 from miniclip.pretrained.weights_io import (
     read_npz,
     read_safetensors,
@@ -268,13 +275,14 @@ def load(path, dtype=None, config=None):
     A miniclip training run (folder or checkpoint) gives its own preprocessing (the kind it was
     trained with) and its own BPE tokenizer; ``config`` applies only to HF / OpenAI weights.
     HF / OpenAI weights give ``Preprocess`` (OpenAI's pipeline) and OpenAI's ``SimpleTokenizer``
-    when the model has OpenAI's 49,408-token vocabulary; None for any other vocabulary (there is
-    no way to know its tokenizer).
+    when the model has OpenAI's 49,408-token vocabulary; the BPE of an HF folder's merges.txt
+    for another vocabulary (a run exported with ``python -m miniclip.convert RUN OUT --hf``);
+    else None (there is no way to know its tokenizer).
     """
     from miniclip.pretrained.checkpoint import is_trained_checkpoint, load_trained
     from miniclip.pretrained.hub import download, is_model_name
     from miniclip.pretrained.preprocess import Preprocess
-    from miniclip.text.tokenizer import OPENAI_VOCAB_SIZE, SimpleTokenizer
+    from miniclip.text.tokenizer import OPENAI_VOCAB_SIZE, ModelTokenizer, SimpleTokenizer
 
     if is_model_name(path):  # "ViT-B/32", "openai/clip-vit-base-patch32": the hub's cache
         path = download(path)
@@ -284,10 +292,14 @@ def load(path, dtype=None, config=None):
                              f"carries its own (got a run at {path})")
         return load_trained(path, dtype=dtype)
     model = load_model(path, dtype=dtype, config=config)
-    preprocess = Preprocess(model.cfg.image_resolution, dtype=model.dtype)
+    stats = read_hf_mean_std(path) if Path(path).is_dir() else None  # else CLIP's mean, std
+    preprocess = Preprocess(model.cfg.image_resolution, *(stats or ()), dtype=model.dtype)
     tokenizer = None
+    merges = read_hf_tokenizer_merges(path) if Path(path).is_dir() else None
     if model.cfg.vocab_size == OPENAI_VOCAB_SIZE:
         tokenizer = SimpleTokenizer(context_length=model.cfg.context_length)
+    elif merges is not None and len(merges) + 514 == model.cfg.vocab_size:  # an exported run
+        tokenizer = ModelTokenizer(merges, model.cfg.context_length)
     return model, preprocess, tokenizer
 
 
