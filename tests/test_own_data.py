@@ -213,3 +213,41 @@ def test_init_finetunes_from_an_hf_folder_with_its_config_and_tokenizer(own, tmp
     assert 0 < moved < 1e-3  # fine-tuned from those weights, gently
     model, _, tokenizer = miniclip.load(tmp_path / "run")
     assert tokenizer(["a cat"])[0, :4].tolist() == [49406, 320, 2368, 49407]
+
+
+def test_a_corrupt_sample_in_a_shard_is_skipped_once_per_epoch(own):
+    from miniclip.train.owndata import ShardSource
+
+    source = ShardSource(own / "shards", TrainArgs(seed=1), resolution=32)
+    rng = np.random.default_rng(0)
+    with pytest.warns(UserWarning, match=r"sample00050 in the shards.*1 image\(s\) skipped"):
+        batches = [source.batch(step, 16, 1, rng) for step in range(12)]  # one epoch
+    assert source.skips.count == 1
+    assert sum(len(images) for images, _ in batches) == N_TRAIN - 1
+    assert all(im.shape == (32, 32, 3) for images, _ in batches for im in images)
+
+
+def test_evaluate_command_on_a_run_trained_on_own_data(own, tmp_path, capsys):
+    from miniclip.train.evaluate import main as evaluate_main
+
+    train(args_for(own, own / "csv" / "pairs.tsv", tmp_path / "run", steps=2),
+          progress=False, final_eval=False, log=quiet)
+    assert evaluate_main([str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert f"retrieval on {N_VAL} val pairs" in out and "zero-shot top-1" in out
+
+
+def test_init_from_a_run_on_the_toy_data(own, tmp_path):
+    first = train(TrainArgs(data=str(own / "toy"), out=str(tmp_path / "a"), model="toy-tiny",
+                            steps=2, batch_size=16, warmup=1, eval_every=0),
+                  progress=False, final_eval=False, log=quiet)
+    assert first["steps"] == 2
+    train(TrainArgs(data=str(own / "toy"), out=str(tmp_path / "b"), init=str(tmp_path / "a"),
+                    model="not-a-config-name-since-init-brings-one", steps=1, batch_size=16,
+                    warmup=0, lr=1e-5, eval_every=0),
+          progress=False, final_eval=False, log=quiet)
+    a = load_checkpoint(tmp_path / "a" / "model.safetensors")
+    b = load_checkpoint(tmp_path / "b" / "model.safetensors")
+    assert a.config == b.config and a.tokenizer["merges"] == b.tokenizer["merges"]
+    moved = max(float(np.abs(a.params[k] - b.params[k]).max()) for k in a.params)
+    assert 0 < moved < 1e-3

@@ -207,6 +207,10 @@ def main(argv=None) -> int:
     ap.add_argument("--data", help="dataset folder (default: the one the model was trained on)")
     ap.add_argument("--out", help="where metrics.json and the pictures go (default: beside the "
                                   "checkpoint)")
+    ap.add_argument("--val-data", help="a run on your own data: CSV or shards for retrieval "
+                                       "(default: the run's --val-data)")
+    ap.add_argument("--zeroshot-classes", help="a run on your own data: class names file "
+                                               "(default: the run's)")
     args = ap.parse_args(argv)
     try:
         ckpt_path = resolve_checkpoint_path(args.path)
@@ -215,6 +219,8 @@ def main(argv=None) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if "source" in ckpt.data:  # trained on your own data: retrieval on --val-data (owndata.py)
+        return _evaluate_own_run(ckpt, model, preprocess, tokenizer, args)
     data_dir = args.data or ckpt.data.get("dir")
     out_dir = Path(args.out) if args.out else ckpt_path.parent
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -235,6 +241,31 @@ def main(argv=None) -> int:
     paths = save_pictures(details, out_dir)
     print(format_metrics(metrics))
     print(f"wrote {out_dir / 'metrics.json'}, " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def _evaluate_own_run(ckpt, model, preprocess, tokenizer, args) -> int:
+    """``miniclip-eval RUN`` for a run trained with --data CSV/shards: its --val-data retrieval
+    and --zeroshot-classes zero-shot (or the ones given now), printed and returned in JSON."""
+    from dataclasses import replace
+
+    from miniclip.train.args import TrainArgs
+    from miniclip.train.owndata import evaluate_own, format_own_metrics
+
+    run_args = TrainArgs(**ckpt.train_args)
+    run_args = replace(run_args, val_data=args.val_data or run_args.val_data,
+                       zeroshot_classes=args.zeroshot_classes or run_args.zeroshot_classes)
+    if run_args.val_data is None:
+        print("error: this run was trained on your own data without --val-data; give "
+              "--val-data CSV_OR_SHARDS", file=sys.stderr)
+        return 2
+    try:
+        metrics = evaluate_own(model, preprocess, tokenizer, run_args)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(format_own_metrics(metrics))
+    print(json.dumps(metrics))
     return 0
 
 
