@@ -19,8 +19,8 @@ from miniclip.datasets.images import random_resized_crop
 from miniclip.datasets.shards import ShardStream, expand_shards
 from miniclip.pretrained.checkpoint import load_checkpoint
 from miniclip.pretrained.preprocess import Preprocess
+from miniclip.train.evaluate import caption_labels, read_zeroshot_classes
 from miniclip.train.loop import TrainArgs, main, train
-from miniclip.train.owndata import caption_labels, read_zeroshot_classes
 
 wds = pytest.importorskip("webdataset", reason="the [data] extra (in [test]) installs it")
 
@@ -219,6 +219,7 @@ def test_a_corrupt_sample_in_a_shard_is_skipped_once_per_epoch(own):
     from miniclip.train.owndata import ShardSource
 
     source = ShardSource(own / "shards", TrainArgs(seed=1), resolution=32)
+    assert source.count_pairs() == N_TRAIN  # what --epochs counts in, without decoding
     rng = np.random.default_rng(0)
     with pytest.warns(UserWarning, match=r"sample00050 in the shards.*1 image\(s\) skipped"):
         batches = [source.batch(step, 16, 1, rng) for step in range(12)]  # one epoch

@@ -116,13 +116,18 @@ class ShardStream:
         return self
 
 
-def read_shard_pairs(urls, limit: int | None = None, captions_only: bool = False):
-    """The first ``limit`` samples of the shards in file order (for evaluation and for training
-    a tokenizer) -> list of (key, image bytes or None, caption)."""
-    out = []
+def iter_shard_samples(urls):
+    """Every sample of the shards in file order, one at a time (key, image bytes, caption)."""
     for url in urls:
-        for key, image, caption in shard_samples(url):
-            out.append((key, None if captions_only else image, caption))
-            if limit is not None and len(out) >= limit:
-                return out
+        yield from shard_samples(url)
+
+
+def read_shard_pairs(urls, limit: int | None = None, captions_only: bool = False):
+    """The first ``limit`` samples of the shards in file order (for training a tokenizer, and
+    small checks) -> list of (key, image bytes or None, caption)."""
+    out = []
+    for key, image, caption in iter_shard_samples(urls):
+        if limit is not None and len(out) >= limit:
+            break
+        out.append((key, None if captions_only else image, caption))
     return out

@@ -67,6 +67,7 @@ from miniclip.train.data import (
     tokenize_captions,
     train_tokenizer,
 )
+from miniclip.train.evaluate import evaluate_own, format_own_metrics
 from miniclip.train.finetune import FINETUNE_DEFAULTS, load_init
 from miniclip.train.optim import AdamW, cosine_lr
 from miniclip.train.report import open_report
@@ -322,10 +323,10 @@ def finish(run: Run, train_seconds: float, final_eval: bool = True, wall_start: 
                "out_dir": str(out_dir)}
     if final_eval and run.source is not None:  # own data: --val-data, --zeroshot-classes
         t0 = time.perf_counter()
-        metrics = owndata.evaluate_own(run.model, run.preprocess, run.tokenizer, args, log)
+        metrics = evaluate_own(run.model, run.preprocess, run.tokenizer, args)
         summary = {**metrics, **summary, "eval_seconds": round(time.perf_counter() - t0, 1),
                    "skipped_images": run.source.skips.count}
-        log(owndata.format_own_metrics(metrics))
+        log(format_own_metrics(metrics))
         final_eval = False  # the toy world's summary line below does not apply
     if final_eval:
         from miniclip.train.evaluate import evaluate, format_metrics, save_pictures
