@@ -252,3 +252,13 @@ def test_init_from_a_run_on_the_toy_data(own, tmp_path):
     assert a.config == b.config and a.tokenizer["merges"] == b.tokenizer["merges"]
     moved = max(float(np.abs(a.params[k] - b.params[k]).max()) for k in a.params)
     assert 0 < moved < 1e-3
+
+
+def test_own_data_options_on_the_toy_world_are_an_error(own, tmp_path):
+    args = TrainArgs(data=str(own / "toy"), out=str(tmp_path / "x"), model="toy-tiny",
+                     val_data=str(own / "csv" / "val.tsv"))
+    with pytest.raises(ValueError, match="--val-data: only for --data CSV/TSV or .tar shards"):
+        train(args, progress=False, log=quiet)
+    with pytest.raises(ValueError, match="report_to must be one of"):
+        train(TrainArgs(data=str(own / "toy"), report_to="wandb"), progress=False, log=quiet)
+    assert not (tmp_path / "x").exists()  # refused before the run folder is made

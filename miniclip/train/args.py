@@ -71,6 +71,24 @@ def check_args(args: TrainArgs) -> None:
         raise ValueError(f"grad_clip must be > 0 (or None), got {args.grad_clip}")
     if args.epochs is not None and not args.epochs > 0:
         raise ValueError(f"epochs must be > 0, got {args.epochs}")
+    check_own_data_args(args)
+
+
+def check_own_data_args(args: TrainArgs) -> None:
+    """--report-to, and the options that only a run on your own data (--data CSV or shards)
+    uses: given to a toy-world run they would be silently ignored, so they are an error."""
+    from miniclip.datasets.csv_pairs import CSV_SUFFIXES
+    from miniclip.datasets.shards import is_shard_spec
+    from miniclip.train.report import REPORT_TO
+
+    if args.report_to not in REPORT_TO:
+        raise ValueError(f"report_to must be one of {REPORT_TO}, got {args.report_to!r}")
+    if not (str(args.data).endswith(CSV_SUFFIXES) or is_shard_spec(args.data)):
+        given = [f"--{name.replace('_', '-')}" for name in ("val_data", "zeroshot_classes")
+                 if getattr(args, name) is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)}: only for --data CSV/TSV or .tar shards; the "
+                             f"toy dataset in {args.data} is evaluated on its own splits")
 
 
 # ---- command line ----------------------------------------------------------------------------
