@@ -95,7 +95,8 @@ def check_own_data_args(args: TrainArgs) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m miniclip.train",
-                                 description="Train a small CLIP on the toy caption dataset.")
+                                 description="Train a small CLIP on the toy caption dataset, "
+                                             "or on your own (--data CSV or .tar shards).")
     defaults = TrainArgs()
     helps = {
         "data": "toy dataset folder (generated if missing), a .csv/.tsv of (image path, "

@@ -309,7 +309,7 @@ def main(argv=None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m miniclip.evaluate",
                                  description="Zero-shot and retrieval metrics of a trained model.")
-    ap.add_argument("path", help="a run folder (runs/NAME) or a checkpoint .npz")
+    ap.add_argument("path", help="a run folder (runs/NAME) or its checkpoint file")
     ap.add_argument("--data", help="dataset folder (default: the one the model was trained on)")
     ap.add_argument("--out", help="where metrics.json and the pictures go (default: beside the "
                                   "checkpoint)")
