@@ -17,6 +17,7 @@ _EXPORTS = {
     "tokenize": "text.tokenizer",
     "load": "pretrained.loading",
     "load_model": "pretrained.loading",
+    "available_models": "pretrained.hub",
     "save_weights": "pretrained.loading",
     "infer_config": "pretrained.loading",
     "Preprocess": "pretrained.preprocess",

@@ -235,18 +235,17 @@ def test_miniclip_load_opens_a_training_run(tmp_path):
         assert isinstance(preprocess, ToyPreprocess)
 
 
-def test_preprocess_rejects_wrong_input():
+def test_preprocess_resizes_other_sizes_and_rejects_wrong_input():
     pre = ToyPreprocess(32, MEAN, STD)
-    with pytest.raises(ValueError, match=r"must have shape \(N, 32, 32, 3\).*got \(1, 16, 16, 3\)"):
-        pre(np.zeros((1, 16, 16, 3), np.uint8))
-    with pytest.raises(TypeError, match="dtype uint8"):
+    assert pre(np.zeros((1, 16, 16, 3), np.uint8)).shape == (1, 3, 32, 32)  # squashed to R x R
+    with pytest.raises(ValueError, match=r"uint8 \(N, H, W, 3\), got dtype float32"):
         pre(np.zeros((1, 32, 32, 3), np.float32))
-    with pytest.raises(TypeError, match="PIL image"):
+    with pytest.raises(FileNotFoundError, match="image.png"):
         pre("image.png")
 
 
 def test_load_trained_on_a_folder_without_a_model(tmp_path):
-    with pytest.raises(FileNotFoundError, match="without model.npz or checkpoint.npz"):
+    with pytest.raises(FileNotFoundError, match="without model.safetensors or checkpoint.safetensors"):
         load_trained(tmp_path)
 
 
@@ -269,3 +268,71 @@ def test_is_trained_checkpoint(tmp_path):
     assert not is_trained_checkpoint(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
     assert not is_trained_checkpoint(tmp_path / "empty")
+
+
+# ---- safetensors: the format of runs since issue 12 --------------------------------------------
+
+def test_safetensors_round_trip_and_other_readers(tmp_path):
+    """The weights are plain OpenAI-named tensors any safetensors reader opens; the config and
+    training state are JSON metadata; miniclip.load reads the same file."""
+    from safetensors import safe_open
+    from safetensors.numpy import load_file
+
+    import miniclip
+
+    path = tmp_path / "ckpt.safetensors"
+    model, optimizer, rng_state = make_checkpoint(path)
+    ckpt = load_checkpoint(path)
+    assert ckpt.step == 1 and ckpt.rng_state == rng_state and ckpt.extra["train_seconds"] == 1.5
+    for k, v in model.params.items():
+        assert np.array_equal(ckpt.params[k], v), k
+        assert np.array_equal(ckpt.optimizer["m"][k], optimizer.m[k]), k
+    raw = load_file(path)
+    assert np.array_equal(raw["visual.proj"], model.params["visual.proj"])
+    assert "adam_m/visual.proj" in raw
+    with safe_open(path, "np") as f:
+        meta = f.metadata()
+    assert json.loads(meta["miniclip_config"]) == CFG.to_dict()
+    assert json.loads(meta["meta.json"])["step"] == 1
+    assert is_trained_checkpoint(path)
+    # a weights-only file (a run's model.safetensors) is also a plain OpenAI-layout weights file
+    make_checkpoint(tmp_path / "model.safetensors", with_optimizer=False)
+    loaded = miniclip.load_model(tmp_path / "model.safetensors")
+    assert loaded.cfg == CFG
+    np.testing.assert_array_equal(loaded.params["visual.proj"], model.params["visual.proj"])
+
+
+def test_safetensors_truncated_or_flipped_bytes_are_reported(tmp_path):
+    path = tmp_path / "ckpt.safetensors"
+    make_checkpoint(path)
+    data = bytearray(path.read_bytes())
+    path.write_bytes(bytes(data[: len(data) // 2]))
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_checkpoint(path)
+    data[-100:-92] = bytes(b ^ 0xFF for b in data[-100:-92])  # inside the last tensor's bytes
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="do not match the sha256 digest"):
+        load_checkpoint(path)
+
+
+def test_weights_file_is_not_a_checkpoint(tmp_path):
+    from safetensors.numpy import save_file
+
+    save_file({"x": np.zeros(3, np.float32)}, tmp_path / "w.safetensors")
+    with pytest.raises(CheckpointError, match="not a miniclip checkpoint"):
+        load_checkpoint(tmp_path / "w.safetensors")
+    assert not is_trained_checkpoint(tmp_path / "w.safetensors")
+
+
+def test_an_older_runs_npz_files_still_load(tmp_path):
+    """Runs written before checkpoints became safetensors: model.npz in the folder."""
+    import miniclip
+
+    tok = BPETokenizer.train(["a red circle.", "a blue square."], vocab_size=520)
+    cfg = CLIPConfig(**{**CONFIGS["toy-tiny"].to_dict(), "vocab_size": tok.vocab_size})
+    model = CLIP(cfg, seed=4)
+    save_checkpoint(tmp_path / "model.npz", cfg, model.params, step=1, tokenizer=tok.to_dict(),
+                    data={"resolution": 32, "mean": MEAN, "std": STD})
+    loaded, preprocess, tokenizer = miniclip.load(tmp_path)
+    np.testing.assert_array_equal(loaded.params["visual.proj"], model.params["visual.proj"])
+    assert preprocess(np.zeros((32, 32, 3), np.uint8)).shape == (1, 3, 32, 32)

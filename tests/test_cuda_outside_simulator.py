@@ -124,7 +124,7 @@ def test_backend_without_gpu_says_how_to_use_the_simulator():
 
 @pytest.mark.skipif(cuda.is_available(), reason="a GPU is present")
 def test_train_cli_without_gpu_is_a_clear_error(tmp_path, capsys):
-    from miniclip.train.loop import main
+    from miniclip.train.cli import main
 
     assert main(["--backend", "cuda", "--out", str(tmp_path / "run"),
                  "--data", str(tmp_path / "data"), "--no-progress"]) == 2

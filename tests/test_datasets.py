@@ -23,7 +23,6 @@ from miniclip.datasets import (
     class_index,
     ensure_dataset,
     generate_dataset,
-    images_to_model_input,
     load_meta,
     load_split,
     prompts_for,
@@ -414,10 +413,12 @@ def test_augment_keeps_colours_recognisable(toy, rng):
     )
 
 
-def test_images_to_model_input(toy):
+def test_toy_preprocess_normalises_with_the_training_statistics(toy):
+    from miniclip.pretrained.preprocess import ToyPreprocess
+
     meta = load_meta(toy)
     train = load_split(toy, "train")
-    x = images_to_model_input(train.images, meta["mean"], meta["std"])
+    x = ToyPreprocess(32, meta["mean"], meta["std"])(train.images)
     assert x.shape == (len(train), 3, 32, 32) and x.dtype == np.float32
     assert x.flags.c_contiguous
     np.testing.assert_allclose(x.mean(axis=(0, 2, 3)), 0, atol=1e-4)  # train statistics
@@ -471,12 +472,14 @@ def test_transforms_reject_bad_input(rng):
         augment(images, rng, brightness=2.0)
     with pytest.raises(ValueError, match="max_shift"):
         augment(images, rng, max_shift=5)
-    with pytest.raises(ValueError, match=r"shape \(N, R, R, 3\)"):
-        images_to_model_input(np.zeros((2, 8, 8, 4), np.uint8), [0, 0, 0], [1, 1, 1])
-    with pytest.raises(ValueError, match="std"):
-        images_to_model_input(images, [0, 0, 0], [1, 0, 1])
-    with pytest.raises(ValueError, match="mean"):
-        images_to_model_input(images, [0, 0], [1, 1, 1])
+    from miniclip.pretrained.preprocess import ToyPreprocess
+
+    with pytest.raises(ValueError, match=r"uint8 \(N, H, W, 3\)"):
+        ToyPreprocess(8, [0, 0, 0], [1, 1, 1])(np.zeros((2, 8, 8, 4), np.uint8))
+    with pytest.raises(ValueError, match="std must be positive"):
+        ToyPreprocess(8, [0, 0, 0], [1, 0, 1])
+    with pytest.raises(ValueError, match="mean must be 3 finite numbers"):
+        ToyPreprocess(8, [0, 0], [1, 1, 1])
 
 
 # ----------------------------------------------------------------------------- ensure + CLI

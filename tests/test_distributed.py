@@ -24,7 +24,8 @@ from miniclip.model.local_loss import local_loss_and_grads
 from miniclip.model.loss import batch_loss_backward, batch_loss_forward
 from miniclip.nn.gradcheck import check_gradient
 from miniclip.pretrained.checkpoint import load_checkpoint
-from miniclip.train.loop import TrainArgs, main, train
+from miniclip.train.cli import main
+from miniclip.train.loop import TrainArgs, train
 
 from .gradcheck_helpers import record
 
@@ -154,7 +155,7 @@ def one_process_run(tiny_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("one_process")
     train(TrainArgs(data=str(tiny_data), out=str(out), **ARGS), progress=False,
           final_eval=False, log=lambda *a, **k: None)
-    return load_checkpoint(out / "checkpoint.npz")
+    return load_checkpoint(out / "checkpoint.safetensors")
 
 
 def assert_same_training(ckpt, ref):
@@ -174,11 +175,11 @@ def assert_same_training(ckpt, ref):
 def test_two_processes_train_like_one(tiny_data, one_process_run, tmp_path):
     out = run_mpi(2, "-m", "miniclip.train", "--distributed", *cli(tiny_data, tmp_path / "w2"))
     assert out.returncode == 0, out.stderr[-3000:]
-    assert_same_training(load_checkpoint(tmp_path / "w2" / "checkpoint.npz"), one_process_run)
+    assert_same_training(load_checkpoint(tmp_path / "w2" / "checkpoint.safetensors"), one_process_run)
     # the root alone logged: one metrics.jsonl line per step, no duplicates
     lines = (tmp_path / "w2" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == list(range(1, 21))
-    assert (tmp_path / "w2" / "model.npz").exists()
+    assert (tmp_path / "w2" / "model.safetensors").exists()
 
 
 def test_failing_process_ends_the_job_and_the_run_resumes_at_another_W(tiny_data,
@@ -192,12 +193,12 @@ def test_failing_process_ends_the_job_and_the_run_resumes_at_another_W(tiny_data
     assert time.perf_counter() - t0 < 90  # start-up included; the abort itself is immediate
     # rank 1 finished step 11, so rank 0 had saved step 10 (its save comes before step 11's
     # collectives); the abort may have cut rank 0 in any place after that, the file is intact
-    assert load_checkpoint(run_dir / "checkpoint.npz").step == 10
+    assert load_checkpoint(run_dir / "checkpoint.safetensors").step == 10
     # resume the W=2 run's checkpoint with 3 processes (shares 6 + 5 + 5 of 16)
     out = run_mpi(3, "-m", "miniclip.train", "--distributed", "--resume",
-                  run_dir / "checkpoint.npz", "--no-progress")
+                  run_dir / "checkpoint.safetensors", "--no-progress")
     assert out.returncode == 0, out.stderr[-3000:]
-    assert_same_training(load_checkpoint(run_dir / "checkpoint.npz"), one_process_run)
+    assert_same_training(load_checkpoint(run_dir / "checkpoint.safetensors"), one_process_run)
 
 
 def test_killed_process_ends_the_job(tiny_data, tmp_path):
@@ -211,7 +212,7 @@ def test_killed_process_ends_the_job(tiny_data, tmp_path):
                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 120
-        started = [pids / "rank1.pid", run_dir / "checkpoint.npz"]
+        started = [pids / "rank1.pid", run_dir / "checkpoint.safetensors"]
         while not all(p.exists() for p in started) and time.time() < deadline:
             time.sleep(0.2)
         assert all(p.exists() for p in started), "the job did not start"
@@ -222,7 +223,7 @@ def test_killed_process_ends_the_job(tiny_data, tmp_path):
         assert time.perf_counter() - t0 < 30
         assert "BAD TERMINATION" in stdout + stderr  # mpiexec says a process died; ends the rest
         # the checkpoint the root wrote last is whole (written atomically) and loads
-        assert load_checkpoint(run_dir / "checkpoint.npz").step >= 2
+        assert load_checkpoint(run_dir / "checkpoint.safetensors").step >= 2
     finally:
         if job.poll() is None:
             job.kill()

@@ -84,7 +84,9 @@ class FakeModel:
 
 
 class FakeTokenizer:
-    def tokenize(self, texts, context_length):
+    """miniclip's tokenizer interface: tokenizer(list_of_str, context_length) -> ids."""
+
+    def __call__(self, texts, context_length):
         return np.array([[sum(map(ord, t)) % 10_000] + [0] * (context_length - 1) for t in texts])
 
 
@@ -96,7 +98,7 @@ def test_prompt_ensemble_is_the_renormalised_mean_of_unit_prompt_embeddings():
     for c, name in enumerate(names):
         prompts = prompts_for(name)
         assert len(prompts) == len(PROMPT_TEMPLATES)
-        emb = model.encode_text(tok.tokenize(prompts, 8))
+        emb = model.encode_text(tok(prompts, 8))
         unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
         mean = unit.mean(axis=0)
         np.testing.assert_allclose(w[c], mean / np.linalg.norm(mean), rtol=1e-12)

@@ -56,7 +56,7 @@ def test_center_crop_box_too_small():
 
 def test_image_of_the_right_size_is_only_normalised(rng):
     rgb = rng.integers(0, 256, size=(6, 6, 3), dtype=np.uint8)
-    x = Preprocess(6)(Image.fromarray(rgb))
+    x = Preprocess(6)(Image.fromarray(rgb))[0]
     assert x.dtype == np.float32 and x.shape == (3, 6, 6)
     np.testing.assert_allclose(x, expected_from_rgb(rgb), rtol=0, atol=2e-6)
 
@@ -75,14 +75,14 @@ def test_wide_image_of_the_right_height_is_cropped_in_the_middle():
     """30 x 16 with R = 16: no resize (the short side is already 16), columns 7..22 kept."""
     rgb = np.zeros((16, 30, 3), np.uint8)
     rgb[:, :, 0] = np.arange(30, dtype=np.uint8) * 8  # column index in the red channel
-    x = Preprocess(16)(Image.fromarray(rgb))
+    x = Preprocess(16)(Image.fromarray(rgb))[0]
     kept = np.round((x[0, 0] * STD[0] + MEAN[0]) * 255 / 8).astype(int)
     assert kept.tolist() == list(range(7, 23))
 
 
 def test_constant_image_stays_constant_through_bicubic():
     image = Image.new("RGB", (37, 23), (10, 200, 99))
-    x = Preprocess(8)(image)
+    x = Preprocess(8)(image)[0]
     expected = expected_from_rgb(np.array([[[10, 200, 99]]], np.uint8))[:, 0, 0]
     np.testing.assert_allclose(x, np.broadcast_to(expected[:, None, None], x.shape), atol=2e-6)
 
@@ -91,7 +91,7 @@ def test_bicubic_resize_is_pillows():
     """A downscale that changes values: the result must be Pillow's BICUBIC resize, then the crop."""
     rgb = (np.indices((12, 20)).sum(axis=0) * 9 % 256).astype(np.uint8)  # (12, 20) stripes
     image = Image.fromarray(np.stack([rgb, rgb.T[:12, :12].repeat(2, axis=1)[:, :20], rgb], -1))
-    x = Preprocess(6)(image)
+    x = Preprocess(6)(image)[0]
     resized = np.asarray(image.resize((10, 6), Image.BICUBIC))  # 6 * 20 / 12 = 10
     np.testing.assert_allclose(x, expected_from_rgb(resized[:, 2:8]), atol=2e-6)  # left = 2
     nearest = np.asarray(image.resize((10, 6), Image.NEAREST))[:, 2:8]
@@ -100,7 +100,7 @@ def test_bicubic_resize_is_pillows():
 
 def test_greyscale_is_repeated_over_channels():
     grey = np.arange(16, dtype=np.uint8).reshape(4, 4) * 16
-    x = Preprocess(4)(Image.fromarray(grey, mode="L"))
+    x = Preprocess(4)(Image.fromarray(grey, mode="L"))[0]
     np.testing.assert_allclose(x, expected_from_rgb(np.repeat(grey[..., None], 3, -1)), atol=2e-6)
 
 
@@ -110,7 +110,7 @@ def test_palette_image_is_looked_up_and_resized_with_nearest():
     indices = np.array([[0, 1], [2, 0]], np.uint8)
     image = Image.fromarray(indices, mode="P")
     image.putpalette(palette)
-    x = Preprocess(4)(image)  # 2x2 -> 4x4: every pixel becomes a 2x2 block
+    x = Preprocess(4)(image)[0]  # 2x2 -> 4x4: every pixel becomes a 2x2 block
     colours = np.array(palette[:9], np.uint8).reshape(3, 3)[indices.repeat(2, 0).repeat(2, 1)]
     np.testing.assert_allclose(x, expected_from_rgb(colours), atol=2e-6)
 
@@ -120,11 +120,11 @@ def test_rgba_drops_alpha_without_compositing():
     rgba[..., :3] = (40, 80, 120)
     rgba[..., 3] = 100  # translucent: converting to RGB ignores it (no white background)
     image = Image.fromarray(rgba, mode="RGBA")
-    x = Preprocess(5)(image)  # no resize: the colour comes through exactly
+    x = Preprocess(5)(image)[0]  # no resize: the colour comes through exactly
     np.testing.assert_allclose(x, expected_from_rgb(rgba[..., :3]), atol=2e-6)
     # Resizing: Pillow premultiplies by alpha, resizes, divides again. 80 * 100 / 255 is not a
     # whole number, so a level can be lost on the way; OpenAI's pipeline does the same.
-    x = Preprocess(3)(image)
+    x = Preprocess(3)(image)[0]
     via_pillow = np.asarray(image.resize((3, 3), Image.BICUBIC).convert("RGB"))
     np.testing.assert_allclose(x, expected_from_rgb(via_pillow), atol=2e-6)
     assert np.abs(via_pillow.astype(int) - (40, 80, 120)).max() <= 1
@@ -133,7 +133,7 @@ def test_rgba_drops_alpha_without_compositing():
 def test_16_bit_greyscale_clips_at_255_as_pillow_does():
     values = np.array([[0, 100], [255, 40000]], np.uint16)
     image = Image.frombytes("I;16", (2, 2), values.astype("<u2").tobytes())  # a 16-bit PNG's mode
-    x = Preprocess(2)(image)
+    x = Preprocess(2)(image)[0]
     clipped = np.array([[0, 100], [255, 255]], np.uint8)
     np.testing.assert_allclose(x, expected_from_rgb(np.repeat(clipped[..., None], 3, -1)),
                                atol=2e-6)
@@ -143,7 +143,7 @@ def test_paths_and_batches(tmp_path):
     Image.new("RGB", (9, 7), (1, 2, 3)).save(tmp_path / "a.png")
     Image.new("L", (7, 9), 50).save(tmp_path / "b.png")
     pre = Preprocess(5)
-    batch = pre.batch([tmp_path / "a.png", str(tmp_path / "b.png")])
+    batch = pre([tmp_path / "a.png", str(tmp_path / "b.png")])
     assert batch.shape == (2, 3, 5, 5) and batch.dtype == np.float32
     np.testing.assert_allclose(batch[1], expected_from_rgb(np.full((5, 5, 3), 50, np.uint8)),
                                atol=2e-6)
@@ -155,9 +155,50 @@ def test_bad_input():
         Preprocess(0)
     with pytest.raises(ValueError, match="resolution"):
         Preprocess(2.5)
-    with pytest.raises(TypeError, match="PIL.Image.Image or a path, got ndarray"):
-        Preprocess(4)(np.zeros((4, 4, 3), np.uint8))
+    with pytest.raises(TypeError, match=r"images\[0\] must be a PIL image, a path or a uint8"):
+        Preprocess(4)([1.5])
+    with pytest.raises(ValueError, match=r"uint8 \(H, W, 3\) RGB array, got dtype float32"):
+        Preprocess(4)(np.zeros((4, 4, 3), np.float32))
     with pytest.raises(ValueError, match="non-empty list"):
-        Preprocess(4).batch([])
-    with pytest.raises(FileNotFoundError):
+        Preprocess(4)([])
+    with pytest.raises(FileNotFoundError, match="no_such_image.png"):
         Preprocess(4)("no_such_image.png")
+    with pytest.raises(TypeError, match="dtype must be a floating dtype, got int64"):
+        Preprocess(4, dtype=np.int64)
+
+
+def _three_kinds_of_input(tmp_path):
+    """The same 9 x 7 picture as a PIL image, a path and a uint8 array."""
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, size=(7, 9, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "pic.png")
+    return [Image.fromarray(rgb), tmp_path / "pic.png", str(tmp_path / "pic.png"), rgb]
+
+
+@pytest.mark.parametrize("kind", ["openai", "toy"])
+def test_one_convention_for_every_kind(tmp_path, kind):
+    """Regression (issue 12): both kinds take one image or a list of PIL images, paths or uint8
+    arrays (any size), and a uint8 (N, H, W, 3) batch, and give (N, 3, R, R) in their dtype."""
+    from miniclip.pretrained.preprocess import ToyPreprocess
+
+    make = {"openai": lambda dt: Preprocess(5, dtype=dt),
+            "toy": lambda dt: ToyPreprocess(5, [0.2, 0.3, 0.4], [0.1, 0.2, 0.3], dtype=dt)}[kind]
+    pre = make(np.float32)
+    inputs = _three_kinds_of_input(tmp_path)
+    one = pre(inputs[0])
+    assert one.shape == (1, 3, 5, 5) and one.dtype == np.float32
+    for image in inputs[1:]:  # a path, a str path, an array: the same numbers
+        np.testing.assert_array_equal(pre(image), one)
+    batch = pre(inputs)  # a list mixing all kinds
+    assert batch.shape == (4, 3, 5, 5)
+    for row in batch:
+        np.testing.assert_array_equal(row, one[0])
+    np.testing.assert_array_equal(pre(np.stack([inputs[3], inputs[3]])), batch[:2])
+    wide = make(np.float64)(inputs)
+    assert wide.dtype == np.float64
+    np.testing.assert_array_equal(wide, batch.astype(np.float64))
+    # an R x R uint8 array goes straight to normalisation in both kinds
+    square = np.asarray(inputs[3][:5, :5])
+    expected = (square.astype(np.float32) / np.float32(255) - pre.mean.astype(np.float32)) \
+        / pre.std.astype(np.float32)
+    np.testing.assert_array_equal(pre(square)[0], expected.transpose(2, 0, 1))

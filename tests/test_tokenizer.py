@@ -303,7 +303,7 @@ def test_docstring_examples_are_right():
     import doctest
 
     result = doctest.testmod(tk)
-    assert result.attempted == 3 and result.failed == 0
+    assert result.attempted == 5 and result.failed == 0
 
 
 def test_special_token_strings_in_text_encode_as_specials(openai):

@@ -19,8 +19,10 @@ from miniclip.model.clip import CLIP
 from miniclip.model.config import CONFIGS, CLIPConfig
 from miniclip.model.gradcache import loss_and_grads, micro_batches
 from miniclip.pretrained.checkpoint import load_checkpoint
-from miniclip.train.loop import TrainArgs, TrainingDiverged, batch_indices, main, train
+from miniclip.train.cli import main
+from miniclip.train.loop import TrainArgs, batch_indices, train
 from miniclip.train.optim import cosine_lr
+from miniclip.train.step import TrainingDiverged
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -131,13 +133,13 @@ def test_resume_equals_uninterrupted_bit_for_bit(tiny_data, tmp_path):
     part = train(tiny_args(tiny_data, tmp_path / "part"), progress=False, final_eval=False,
                  log=quiet, after_step=press_ctrl_c_at(3))
     assert part["stopped"] and part["steps"] == 3
-    ckpt = load_checkpoint(tmp_path / "part" / "checkpoint.npz")
+    ckpt = load_checkpoint(tmp_path / "part" / "checkpoint.safetensors")
     assert ckpt.step == 3 and ckpt.optimizer["t"] == 3
-    resumed = train(None, resume=tmp_path / "part" / "checkpoint.npz", progress=False,
+    resumed = train(None, resume=tmp_path / "part" / "checkpoint.safetensors", progress=False,
                     final_eval=False, log=quiet)
     assert full["steps"] == resumed["steps"] == 6
-    a = load_checkpoint(tmp_path / "full" / "checkpoint.npz")
-    b = load_checkpoint(tmp_path / "part" / "checkpoint.npz")
+    a = load_checkpoint(tmp_path / "full" / "checkpoint.safetensors")
+    b = load_checkpoint(tmp_path / "part" / "checkpoint.safetensors")
     assert a.step == b.step == 6
     for k in a.params:
         assert np.array_equal(a.params[k], b.params[k]), k
@@ -155,7 +157,7 @@ def test_resume_refuses_a_weights_only_file(tiny_data, tmp_path):
     train(tiny_args(tiny_data, tmp_path / "run", steps=2, eval_every=0), progress=False,
           final_eval=False, log=quiet)
     with pytest.raises(ValueError, match="weights only"):
-        train(None, resume=tmp_path / "run" / "model.npz", progress=False, log=quiet)
+        train(None, resume=tmp_path / "run" / "model.safetensors", progress=False, log=quiet)
 
 
 def test_fresh_run_refuses_to_overwrite_a_run(tiny_data, tmp_path):
@@ -179,10 +181,10 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path, 
     monkeypatch.setattr(step_module, "loss_and_grads", poisoned)
     with pytest.raises(TrainingDiverged, match=r"step 5: the loss became nan.*\(step 4\)"):
         train(tiny_args(tiny_data, tmp_path / "run"), progress=False, log=quiet)
-    ckpt = load_checkpoint(tmp_path / "run" / "checkpoint.npz")
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoint.safetensors")
     assert ckpt.step == 4  # checkpoints every 2 steps: 2, 4; step 5 never saved
     assert all(np.isfinite(v).all() for v in ckpt.params.values())
-    assert not (tmp_path / "run" / "model.npz").exists()
+    assert not (tmp_path / "run" / "model.safetensors").exists()
 
 
 def test_nan_in_gradient_also_stops(tiny_data, tmp_path, monkeypatch):
@@ -212,7 +214,7 @@ def test_cli_reports_divergence_with_exit_code_1(tiny_data, tmp_path, monkeypatc
 def test_logit_scale_is_clamped_and_lr_follows_the_schedule(tiny_data, tmp_path):
     args = tiny_args(tiny_data, tmp_path / "run", lr=0.5, warmup=2, eval_every=0)
     train(args, progress=False, final_eval=False, log=quiet)  # a huge lr pushes logit_scale
-    scale = float(load_checkpoint(tmp_path / "run" / "model.npz").params["logit_scale"])
+    scale = float(load_checkpoint(tmp_path / "run" / "model.safetensors").params["logit_scale"])
     assert 0.0 <= scale <= np.log(100) + 1e-6
     records = train_module.read_jsonl(tmp_path / "run" / "metrics.jsonl")
     lrs = [r["lr"] for r in records if "lr" in r]
@@ -231,7 +233,7 @@ def test_cli_smoke_run(tiny_data, tmp_path):
          "--eval-images", "8", "--no-progress"],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    for name in ("checkpoint.npz", "model.npz", "metrics.jsonl", "metrics.json", "curves.png",
+    for name in ("checkpoint.safetensors", "model.safetensors", "metrics.jsonl", "metrics.json", "curves.png",
                  "confusion.png", "similarity.png"):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
@@ -241,7 +243,7 @@ def test_cli_smoke_run(tiny_data, tmp_path):
     assert metrics["steps"] == 4 and 0 <= metrics["zeroshot_top1_heldout"] <= 1
     last = proc.stdout.strip().splitlines()[-1]
     assert last.startswith("done: 4 steps in") and "held-out" in last
-    assert str(out / "model.npz") in proc.stdout
+    assert str(out / "model.safetensors") in proc.stdout
 
 
 def test_cli_rejects_settings_with_resume(capsys):

@@ -43,9 +43,9 @@ LABELS = ["a red square", "a blue square", "a diagram"]
 
 def test_probabilities_are_the_softmax_of_clips_logits(checkpoint):
     model, preprocess, tokenizer = load(checkpoint / "clip")
-    images = preprocess.batch([checkpoint / "red.png", checkpoint / "blue.jpg"])
+    images = preprocess([checkpoint / "red.png", checkpoint / "blue.jpg"])
     probs = zero_shot_probs(model, images, text_classifier(model, tokenizer, LABELS))
-    logits_per_image, _ = model(images, tokenizer.tokenize(LABELS))
+    logits_per_image, _ = model(images, tokenizer(LABELS))
     expected = np.exp(logits_per_image - logits_per_image.max(1, keepdims=True))
     expected /= expected.sum(1, keepdims=True)
     assert probs.shape == (2, 3)
@@ -59,7 +59,7 @@ def test_templates_are_ensembled_by_mean_of_unit_embeddings(checkpoint):
     rows = text_classifier(model, tokenizer, LABELS, templates)
     np.testing.assert_allclose(np.linalg.norm(rows, axis=1), 1, rtol=1e-6)
     for k, label in enumerate(LABELS):
-        feats = model.encode_text(tokenizer.tokenize([t.format(label) for t in templates]))
+        feats = model.encode_text(tokenizer([t.format(label) for t in templates]))
         feats = feats / np.linalg.norm(feats, axis=1, keepdims=True)
         mean = feats.mean(0)
         np.testing.assert_allclose(rows[k], mean / np.linalg.norm(mean), rtol=1e-5, atol=1e-6)
@@ -98,7 +98,7 @@ def test_command_line(checkpoint, capsys):
     main(["--weights", str(checkpoint / "clip"), *images, "--labels", ",".join(LABELS)])
     printed = parse(capsys.readouterr().out)
     model, preprocess, tokenizer = load(checkpoint / "clip")
-    probs = zero_shot_probs(model, preprocess.batch(images),
+    probs = zero_shot_probs(model, preprocess(images),
                             text_classifier(model, tokenizer, LABELS))
     assert list(printed) == images
     for row, image in zip(probs, images, strict=True):
@@ -110,7 +110,7 @@ def test_command_line(checkpoint, capsys):
           "--templates", "--top", "2"])
     printed = parse(capsys.readouterr().out)
     classifier = text_classifier(model, tokenizer, LABELS, list(DEFAULT_TEMPLATES))
-    row = zero_shot_probs(model, preprocess.batch(images[:1]), classifier)[0]
+    row = zero_shot_probs(model, preprocess(images[:1]), classifier)[0]
     best = [LABELS[k] for k in np.argsort(-row)[:2]]
     assert list(printed[images[0]]) == best
 

@@ -9,7 +9,7 @@ asks whether a model that has seen "blue" and "circle" separately recognises a b
     python -m miniclip.datasets generate --out data/toy     # 55k images, about 15 s
     python -m miniclip.datasets grid --data data/toy --out docs/images/toy_samples.png
 
-    >>> from miniclip.datasets import load_split, load_meta, images_to_model_input
+    >>> from miniclip.datasets import load_split, load_meta
     >>> train = load_split("data/toy", "train")                        # doctest: +SKIP
     >>> train.images.shape, train.captions[0]                          # doctest: +SKIP
     ((50000, 32, 32, 3), 'a photo of a purple circle in the top right.')
@@ -20,7 +20,7 @@ Files, one concept each:
     draw.py        Pillow drawing: supersampled shapes over a textured background
     captions.py    templates and synonyms that turn a scene into a true caption
     storage.py     generate the splits, write .npz + meta.json, load them back
-    transforms.py  augmentation that keeps captions true; uint8 -> normalised float32 input
+    transforms.py  augmentation that keeps captions true
     grid.py        a PNG of samples with their captions
 """
 
@@ -52,7 +52,7 @@ from miniclip.datasets.storage import (
     load_meta,
     load_split,
 )
-from miniclip.datasets.transforms import augment, images_to_model_input
+from miniclip.datasets.transforms import augment
 
 __all__ = [
     "CLASS_PAIRS",
@@ -76,7 +76,6 @@ __all__ = [
     "draw_example",
     "ensure_dataset",
     "generate_dataset",
-    "images_to_model_input",
     "load_meta",
     "load_split",
     "plot_grid",

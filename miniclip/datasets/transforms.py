@@ -1,14 +1,14 @@
-"""From stored uint8 images to model input: augmentation that keeps captions true, normalisation.
+"""Augmentation of stored uint8 images that keeps the captions true.
 
 ``augment`` changes what a caption cannot see: a little brightness and contrast, a little noise,
 a shift of at most one pixel. It never flips (captions say "left" and "above") and never shifts far
-enough to move an object into another cell. ``images_to_model_input`` turns uint8 (N, R, R, 3)
-into the float32 (N, 3, R, R) that ``CLIP.encode_image`` takes, normalised per channel with the
-training set's mean and std (``meta.json``).
+enough to move an object into another cell. Turning uint8 images into the normalised float
+input of the model is the model's preprocessing (``miniclip.pretrained.preprocess.ToyPreprocess``,
+with the training set's mean and std from ``meta.json``): there is one normalisation path.
 
-    >>> images = np.zeros((2, 32, 32, 3), np.uint8)
-    >>> images_to_model_input(images, mean=[0.1, 0.1, 0.1], std=[0.2, 0.2, 0.2])[0, :, 0, 0]
-    array([-0.5, -0.5, -0.5], dtype=float32)
+    >>> out = augment(np.zeros((2, 32, 32, 3), np.uint8), np.random.default_rng(0))
+    >>> out.shape, out.dtype
+    ((2, 32, 32, 3), dtype('uint8'))
 """
 
 from __future__ import annotations
@@ -73,25 +73,3 @@ def augment(
         x = padded[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]  # (N, R, R, 3)
 
     return np.clip(np.rint(x), 0, 255).astype(np.uint8)
-
-
-def images_to_model_input(images: np.ndarray, mean, std) -> np.ndarray:
-    """uint8 (N, R, R, 3) -> float32 (N, 3, R, R): ``(images / 255 - mean) / std`` per channel.
-
-    mean, std: three numbers each, on the [0, 1] scale (``meta["mean"]``, ``meta["std"]``).
-    """
-    _check_images(images)
-    mean = np.asarray(mean, dtype=np.float64)
-    std = np.asarray(std, dtype=np.float64)
-    if mean.shape != (3,):
-        raise ValueError(f"mean must hold 3 numbers (one per channel), got shape {mean.shape}")
-    if std.shape != (3,):
-        raise ValueError(f"std must hold 3 numbers (one per channel), got shape {std.shape}")
-    if not np.all(np.isfinite(mean)):
-        raise ValueError(f"mean must be finite, got {mean.tolist()}")
-    if not (np.all(np.isfinite(std)) and np.all(std > 0)):
-        raise ValueError(f"std must be positive and finite, got {std.tolist()}")
-    scale = (1.0 / (255.0 * std)).astype(np.float32)  # (3,)
-    shift = (mean / std).astype(np.float32)  # (3,)
-    out = images.astype(np.float32) * scale - shift  # (N, R, R, 3)
-    return np.ascontiguousarray(out.transpose(0, 3, 1, 2))  # (N, 3, R, R)

@@ -1,27 +1,36 @@
-"""Training checkpoints: one ``.npz`` file, written atomically, read back with every check.
+"""Training checkpoints: one ``.safetensors`` file, written atomically, read back with every check.
 
-A checkpoint is everything a run needs to go on exactly where it stopped, in one file that
-NumPy opens without pickle (``np.load(path, allow_pickle=False)``):
+A checkpoint is everything a run needs to go on exactly where it stopped, in one file that the
+rest of the ecosystem reads (``safetensors.numpy.load_file``, ``safetensors.torch``, and
+``miniclip.load``): the weights under OpenAI's state-dict names, so a final ``model.safetensors``
+is an OpenAI-layout weights file for any reader; AdamW's moments beside them; everything else as
+JSON in the file's metadata:
 
-    meta.json          a JSON string: format, version, model config, step, training arguments,
-                       the augmentation RNG's state, the tokenizer's merges, the dataset's identity
-                       (seed, sizes, resolution, mean and std), seconds trained so far
-    params/<name>      every weight, under OpenAI's state-dict name (float32)
-    adam_m/<name>      AdamW's first moments      (training checkpoints only)
-    adam_v/<name>      AdamW's second moments     (training checkpoints only)
+    <name>                  every weight, under OpenAI's state-dict name (float32)
+    adam_m/<name>           AdamW's first moments      (training checkpoints only)
+    adam_v/<name>           AdamW's second moments     (training checkpoints only)
+    metadata "meta.json"    format, version, model config, step, training arguments, the
+                            augmentation RNG's state, the tokenizer's merges, the dataset's
+                            identity and preprocessing, seconds trained so far
+    metadata "miniclip_config"  the model config alone (what ``miniclip.load`` reads)
+    metadata "sha256"       a digest of every tensor's name, dtype, shape and bytes
 
 Writing goes to a temporary file in the same folder, which is flushed to disk (fsync) and then
 renamed over the old checkpoint (``os.replace``, atomic on POSIX and Windows): a crash at any
 moment leaves either the old checkpoint or the new one, never half of one.
 
-Reading checks, in order, and says what is wrong: the file exists; it is a zip NumPy can read
-and every entry passes its CRC (corrupt or truncated files fail here); meta.json is there, with
-this format and version; the config is valid; every weight the config implies is present with
-the right shape, and no other; the optimizer's moments match the weights; nothing is NaN or inf.
+Reading checks, in order, and says what is wrong: the file exists; it is readable (a truncated
+file fails here) and its digest matches (flipped bytes fail here); the metadata has this format
+and version; the config is valid; every weight the config implies is present with the right
+shape, and no other; the optimizer's moments match the weights; nothing is NaN or inf.
+
+Checkpoints of earlier miniclip versions are ``.npz`` files (``params/<name>``, ``adam_m/...``,
+a ``meta.json`` entry); they still load, and ``save_checkpoint`` still writes one when the path
+ends in ``.npz``.
 
     >>> import numpy as np, miniclip, tempfile, os
     >>> model = miniclip.CLIP(miniclip.CONFIGS["tiny"], seed=0)
-    >>> path = os.path.join(tempfile.mkdtemp(), "ckpt.npz")
+    >>> path = os.path.join(tempfile.mkdtemp(), "ckpt.safetensors")
     >>> save_checkpoint(path, model.cfg, model.params, step=7)
     >>> ckpt = load_checkpoint(path)
     >>> ckpt.step, np.array_equal(ckpt.params["visual.proj"], model.params["visual.proj"])
@@ -30,6 +39,7 @@ the right shape, and no other; the optimizer's moments match the weights; nothin
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -43,12 +53,20 @@ import numpy as np
 from miniclip import backend
 from miniclip.model.config import CLIPConfig
 from miniclip.model.params import parameter_shapes
+from miniclip.pretrained.preprocess import ToyPreprocess, preprocess_from_dict
 from miniclip.text.bpe import BPETokenizer
+from miniclip.text.tokenizer import ModelTokenizer
+
+__all__ = ["Checkpoint", "CheckpointError", "ModelTokenizer", "ToyPreprocess", "load_checkpoint",
+           "load_trained", "save_checkpoint"]  # ModelTokenizer, ToyPreprocess: re-exported
 
 FORMAT = "miniclip-checkpoint"
 VERSION = 1
 META_KEY = "meta.json"
-PREFIXES = {"params": "params/", "m": "adam_m/", "v": "adam_v/"}
+PREFIXES = {"params": "params/", "m": "adam_m/", "v": "adam_v/"}  # in .npz files
+ST_PREFIXES = {"params": "", "m": "adam_m/", "v": "adam_v/"}  # in .safetensors files
+CONFIG_KEY = "miniclip_config"  # = pretrained.loading.CONFIG_METADATA_KEY
+DIGEST_KEY = "sha256"
 
 
 class CheckpointError(ValueError):
@@ -119,14 +137,37 @@ def save_checkpoint(path, config: CLIPConfig, params: dict, *, step: int = 0,
         "rng_state": rng_state, "tokenizer": tokenizer, "data": data or {},
         "train_args": train_args or {}, "extra": extra or {},
     }
-    arrays = {META_KEY: np.array(json.dumps(meta))}  # a 0-d unicode array: no pickle needed
+    legacy = Path(path).suffix == ".npz"
+    prefixes = PREFIXES if legacy else ST_PREFIXES
+    arrays = {}
     for name, value in params.items():
-        arrays[PREFIXES["params"] + name] = np.asarray(backend.to_host(value))
+        arrays[prefixes["params"] + name] = np.asarray(backend.to_host(value))
     if optimizer is not None:
         for moment in ("m", "v"):
             for name, value in optimizer[moment].items():
-                arrays[PREFIXES[moment] + name] = np.asarray(backend.to_host(value))
-    atomic_write(path, lambda f: np.savez(f, **arrays))
+                arrays[prefixes[moment] + name] = np.asarray(backend.to_host(value))
+    if legacy:
+        arrays[META_KEY] = np.array(json.dumps(meta))  # a 0-d unicode array: no pickle needed
+        atomic_write(path, lambda f: np.savez(f, **arrays))
+        return
+    from safetensors.numpy import save
+
+    arrays = {k: v if v.flags.c_contiguous else np.array(v, order="C") for k, v in arrays.items()}
+    metadata = {"format": FORMAT, META_KEY: json.dumps(meta),
+                CONFIG_KEY: json.dumps(config.to_dict()), DIGEST_KEY: tensor_digest(arrays)}
+    data = save(arrays, metadata=metadata)
+    atomic_write(path, lambda f: f.write(data))
+
+
+def tensor_digest(arrays: dict) -> str:
+    """sha256 over every tensor's name, dtype, shape and bytes, in name order (safetensors has
+    no checksum of its own; this catches flipped bytes)."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
 
 
 # ---- reading ---------------------------------------------------------------------------------
@@ -159,17 +200,50 @@ def _check_tensors(path, what, found: dict, shapes: dict) -> None:
             raise CheckpointError(f"{path}: {what} {k!r} contains NaN or inf")
 
 
-def load_checkpoint(path) -> Checkpoint:
-    """Read and check a checkpoint; raise CheckpointError saying what is wrong."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
+def _read_safetensors_checkpoint(path: Path):
+    """-> (meta dict, {group: {name: array}}) of a .safetensors checkpoint."""
+    from miniclip.pretrained.weights_io import read_safetensors
+
+    try:
+        arrays, metadata = read_safetensors(path)
+    except Exception as e:  # safetensors' own error type, ValueError, OSError, ...
+        raise CheckpointError(f"{path} is not a readable checkpoint: the file is corrupt or "
+                              f"truncated ({type(e).__name__}: {e})") from e
+    if metadata.get("format") != FORMAT or META_KEY not in metadata:
+        raise CheckpointError(f"{path} is not a miniclip checkpoint: its metadata has format "
+                              f"{metadata.get('format')!r}, expected {FORMAT!r} (for weights "
+                              "files, use miniclip.load)")
+    if metadata.get(DIGEST_KEY) != tensor_digest(arrays):
+        raise CheckpointError(f"{path} is corrupt or truncated: its tensors do not match the "
+                              "sha256 digest stored in it")
+    groups = {name: {} for name in ST_PREFIXES}
+    for key, value in arrays.items():
+        group = next((g for g in ("m", "v") if key.startswith(ST_PREFIXES[g])), "params")
+        groups[group][key[len(ST_PREFIXES[group]):]] = value
+    return _parse_meta(path, metadata[META_KEY]), groups
+
+
+def _read_npz_checkpoint(path: Path):
+    """-> (meta dict, {group: {name: array}}) of a legacy .npz checkpoint."""
     arrays = _read_arrays(path)
     if META_KEY not in arrays:
         raise CheckpointError(f"{path} is not a miniclip checkpoint: it has no {META_KEY!r} entry "
                               f"(entries: {sorted(arrays)[:5]})")
+    meta = _parse_meta(path, str(arrays.pop(META_KEY)))
+    groups = {name: {} for name in PREFIXES}
+    for key, value in arrays.items():
+        for name, prefix in PREFIXES.items():
+            if key.startswith(prefix):
+                groups[name][key[len(prefix):]] = value
+                break
+        else:
+            raise CheckpointError(f"{path}: unexpected entry {key!r}")
+    return meta, groups
+
+
+def _parse_meta(path, text):
     try:
-        meta = json.loads(str(arrays.pop(META_KEY)))
+        meta = json.loads(text)
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{path}: its {META_KEY!r} entry is not valid JSON ({e})") from e
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
@@ -179,19 +253,24 @@ def load_checkpoint(path) -> Checkpoint:
     if meta.get("version") != VERSION:
         raise CheckpointError(f"{path} is a version {meta.get('version')!r} checkpoint; this "
                               f"miniclip reads version {VERSION}")
+    return meta
+
+
+def load_checkpoint(path) -> Checkpoint:
+    """Read and check a checkpoint (.safetensors, or a legacy .npz); raise CheckpointError
+    saying what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    if path.suffix == ".npz":
+        meta, groups = _read_npz_checkpoint(path)
+    else:
+        meta, groups = _read_safetensors_checkpoint(path)
     try:
         config = CLIPConfig.from_dict(meta["config"])
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: its model config is not valid ({e})") from e
 
-    groups = {name: {} for name in PREFIXES}
-    for key, value in arrays.items():
-        for name, prefix in PREFIXES.items():
-            if key.startswith(prefix):
-                groups[name][key[len(prefix):]] = value
-                break
-        else:
-            raise CheckpointError(f"{path}: unexpected entry {key!r}")
     shapes = parameter_shapes(config)
     _check_tensors(path, "weight", groups["params"], shapes)
     optimizer = None
@@ -210,15 +289,17 @@ def load_checkpoint(path) -> Checkpoint:
 
 # ---- using a trained model -------------------------------------------------------------------
 
-MODEL_FILE = "model.npz"  # the final weights of a run (no optimizer state)
-CHECKPOINT_FILE = "checkpoint.npz"  # the latest training checkpoint of a run
+MODEL_FILE = "model.safetensors"  # the final weights of a run (no optimizer state)
+CHECKPOINT_FILE = "checkpoint.safetensors"  # the latest training checkpoint of a run
+LEGACY_FILES = ("model.npz", "checkpoint.npz")  # what earlier miniclip versions wrote
 
 
 def resolve_checkpoint_path(path) -> Path:
-    """A run folder -> its model.npz (or checkpoint.npz); a file -> itself."""
+    """A run folder -> its model.safetensors (or checkpoint.safetensors, or an older run's
+    model.npz / checkpoint.npz); a file -> itself."""
     path = Path(path)
     if path.is_dir():
-        for name in (MODEL_FILE, CHECKPOINT_FILE):
+        for name in (MODEL_FILE, CHECKPOINT_FILE, *LEGACY_FILES):
             if (path / name).is_file():
                 return path / name
         raise FileNotFoundError(f"{path} is a folder without {MODEL_FILE} or {CHECKPOINT_FILE}; "
@@ -229,74 +310,24 @@ def resolve_checkpoint_path(path) -> Path:
 
 
 def is_trained_checkpoint(path) -> bool:
-    """True for a run folder of ``python -m miniclip.train`` or a miniclip .npz checkpoint (for
+    """True for a run folder of ``python -m miniclip.train`` or a miniclip checkpoint file (for
     ``miniclip.load`` to choose between this and Hugging Face / OpenAI weights). Reads only the
-    zip's table of contents."""
+    safetensors header, or the zip's table of contents of a legacy .npz."""
+    from miniclip.pretrained.weights_io import read_safetensors_header
+
     path = Path(path)
-    if path.is_dir():
-        return any((path / name).is_file() for name in (MODEL_FILE, CHECKPOINT_FILE))
+    if path.is_dir():  # an HF folder has a model.safetensors too: look inside
+        return any(is_trained_checkpoint(path / name) for name in (MODEL_FILE, CHECKPOINT_FILE,
+                                                                   *LEGACY_FILES))
+    if path.is_file() and path.suffix == ".safetensors":
+        try:
+            return read_safetensors_header(path)[1].get("format") == FORMAT
+        except ValueError:
+            return False
     if not (path.is_file() and zipfile.is_zipfile(path)):
         return False
     with zipfile.ZipFile(path) as z:
         return META_KEY + ".npy" in z.namelist()
-
-
-class ToyPreprocess:
-    """Images -> the normalised float32 (N, 3, R, R) the model takes.
-
-    Accepts a uint8 array (R, R, 3) or (N, R, R, 3), a PIL image, or a list of PIL images. PIL
-    images are converted to RGB and resized to R x R (bicubic); arrays must already be R x R.
-    Normalisation uses the training set's per-channel mean and std.
-    """
-
-    def __init__(self, resolution: int, mean, std):
-        self.resolution, self.mean, self.std = int(resolution), list(mean), list(std)
-
-    def __repr__(self):
-        mean, std = [round(m, 4) for m in self.mean], [round(s, 4) for s in self.std]
-        return f"ToyPreprocess(resolution={self.resolution}, mean={mean}, std={std})"
-
-    def __call__(self, images) -> np.ndarray:
-        from miniclip.datasets import images_to_model_input
-
-        R = self.resolution
-        if isinstance(images, (list, tuple)) or _is_pil(images):
-            pil = list(images) if isinstance(images, (list, tuple)) else [images]
-            if not pil or not all(_is_pil(im) for im in pil):
-                raise TypeError("images must be a uint8 array, a PIL image or a list of PIL "
-                                "images")
-            from PIL import Image
-
-            images = np.stack([np.asarray(im.convert("RGB").resize((R, R), Image.BICUBIC))
-                               for im in pil])  # (N, R, R, 3) uint8
-        if not isinstance(images, np.ndarray):
-            raise TypeError(f"images must be a uint8 array or PIL image(s), got "
-                            f"{type(images).__name__}")
-        if images.ndim == 3:
-            images = images[None]
-        if images.shape[1:] != (R, R, 3):
-            raise ValueError(f"images must have shape (N, {R}, {R}, 3) or ({R}, {R}, 3) for this "
-                             f"model, got {images.shape}; pass PIL images to have them resized")
-        return images_to_model_input(images, self.mean, self.std)
-
-
-def _is_pil(x) -> bool:
-    return type(x).__module__.startswith("PIL.")
-
-
-class ModelTokenizer(BPETokenizer):
-    """The BPE tokenizer saved with a trained model; it knows the model's context length, so
-    ``tokenizer(["a red circle."])`` gives the (N, context_length) ids the model takes."""
-
-    def __init__(self, merges, context_length: int):
-        super().__init__(merges)
-        self.context_length = int(context_length)
-
-    def tokenize(self, texts, context_length=None, truncate=False):
-        T = self.context_length if context_length is None else context_length
-        return super().tokenize(texts, T, truncate)
-
-    __call__ = tokenize
 
 
 def tokenizer_from_checkpoint(ckpt: Checkpoint) -> ModelTokenizer:
@@ -314,22 +345,35 @@ def tokenizer_from_checkpoint(ckpt: Checkpoint) -> ModelTokenizer:
     return tokenizer
 
 
-def load_trained(path):
+def preprocess_from_checkpoint(ckpt: Checkpoint, dtype=np.float32):
+    """The preprocessing a run used: the kind it recorded (``Preprocess.to_dict``), or, for runs
+    that recorded only their dataset's mean and std (the toy world), ``ToyPreprocess``."""
+    if "preprocess" in ckpt.data:
+        try:
+            return preprocess_from_dict(ckpt.data["preprocess"], dtype)
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"{ckpt.path}: its preprocessing is not valid ({e})") from e
+    if not {"resolution", "mean", "std"} <= set(ckpt.data):
+        raise CheckpointError(f"{ckpt.path} does not record its dataset's mean and std, so its "
+                              "images cannot be preprocessed")
+    return ToyPreprocess(ckpt.config.image_resolution, ckpt.data["mean"], ckpt.data["std"], dtype)
+
+
+def load_trained(path, dtype=None):
     """A model trained by ``python -m miniclip.train``: -> (model, preprocess, tokenizer).
 
-    ``path``: a run folder (its model.npz, else its checkpoint.npz) or a checkpoint file.
+    ``path``: a run folder (its model.safetensors, else its checkpoint.safetensors; an older
+    run's .npz files too) or a checkpoint file.
+    ``dtype``: the model's (None: float32, the dtype it was trained in); preprocess returns it.
 
         model, preprocess, tokenizer = load_trained("runs/toy")
-        image_features = model.encode_image(preprocess(images_uint8))      # (N, E)
+        image_features = model.encode_image(preprocess(images))            # (N, E)
         text_features = model.encode_text(tokenizer(["a red circle."]))    # (1, E)
     """
     from miniclip.model.clip import CLIP
 
     ckpt = load_checkpoint(resolve_checkpoint_path(path))
-    model = CLIP(ckpt.config, seed=0, dtype=np.float32)
+    model = CLIP(ckpt.config, seed=0, dtype=np.float32 if dtype is None else dtype)
     model.load_state_dict(ckpt.params)
-    if not {"resolution", "mean", "std"} <= set(ckpt.data):
-        raise CheckpointError(f"{ckpt.path} does not record its dataset's mean and std, so its "
-                              "images cannot be preprocessed")
-    preprocess = ToyPreprocess(ckpt.config.image_resolution, ckpt.data["mean"], ckpt.data["std"])
+    preprocess = preprocess_from_checkpoint(ckpt, model.dtype)
     return model, preprocess, tokenizer_from_checkpoint(ckpt)

@@ -3,6 +3,7 @@
     python -m miniclip.convert ViT-B-32.pt ViT-B-32.safetensors
     python -m miniclip.convert ViT-B-32.pt ViT-B-32.npz --dtype float32
     python -m miniclip.convert hf-folder/pytorch_model.bin clip.safetensors   # HF's old format
+    python -m miniclip.convert runs/toy runs/toy-hf --hf      # a trained run -> an HF folder
 
 OpenAI's files are TorchScript archives (what ``clip.load(..., jit=True)`` runs), and some
 checkpoints are plain pickled state dicts; both are read the way ``clip.load`` reads them:
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import warnings
 from pathlib import Path
 
@@ -97,19 +99,47 @@ def convert(src, dst, dtype=None):
     return cfg
 
 
+def export_hf(src, folder):
+    """Anything ``miniclip.load`` takes (a run folder above all) -> an HF folder that
+    ``transformers.CLIPModel.from_pretrained`` and ``miniclip.load`` read: model.safetensors,
+    config.json, the tokenizer as HF's CLIPTokenizer files (vocab.json, merges.txt), and the
+    images' mean and std in preprocessor_config.json."""
+    from miniclip.pretrained.hf import save_hf
+    from miniclip.pretrained.loading import load
+
+    model, preprocess, tokenizer = load(src)
+    save_hf(model, folder, tokenizer=tokenizer, preprocess=preprocess)
+    return model.cfg
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m miniclip.convert", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("src", help="OpenAI checkpoint, e.g. ViT-B-32.pt")
-    ap.add_argument("dst", help="output file, .safetensors or .npz")
+    ap.add_argument("src", help="OpenAI checkpoint, e.g. ViT-B-32.pt; with --hf anything "
+                                "miniclip.load takes (a run folder)")
+    ap.add_argument("dst", help="output file, .safetensors or .npz; with --hf a folder")
     ap.add_argument("--dtype", choices=["float16", "float32", "float64"], default=None,
                     help="dtype of the output (default: as stored)")
+    ap.add_argument("--hf", action="store_true", help="export an HF folder (transformers' "
+                    "CLIPModel.from_pretrained reads it), tokenizer included")
     args = ap.parse_args(argv)
+    if args.hf:
+        if args.dtype is not None:
+            ap.error("--dtype is not used with --hf (the model's dtype is kept)")
+        try:
+            cfg = export_hf(args.src, args.dst)
+        except (FileNotFoundError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(f"wrote {args.dst}/ (model.safetensors, config.json, vocab.json, merges.txt, "
+              f"preprocessor_config.json): {cfg}")
+        return 0
     if Path(args.dst).suffix not in (".safetensors", ".npz"):
         ap.error(f"dst must end in .safetensors or .npz, got {args.dst!r}")
     cfg = convert(args.src, args.dst, args.dtype)
     print(f"wrote {args.dst}: {cfg}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -287,8 +287,10 @@ def hf_config_dict(cfg: CLIPConfig, logit_scale: float = 2.6592) -> dict:
     }
 
 
-def save_hf(model, folder, dtype=None):
-    """Write a model in HF's layout: folder/model.safetensors + folder/config.json.
+def save_hf(model, folder, dtype=None, tokenizer=None, preprocess=None):
+    """Write a model in HF's layout: folder/model.safetensors + folder/config.json; with a
+    ``tokenizer`` (a BPETokenizer) HF's CLIPTokenizer files vocab.json and merges.txt; with a
+    ``preprocess`` its mean and std in HF's preprocessor_config.json.
 
     ``transformers.CLIPModel.from_pretrained(folder)`` and ``miniclip.loading.load`` both read
     it. dtype: None keeps the model's dtype; np.float16 halves the file (a lossy choice you
@@ -305,4 +307,43 @@ def save_hf(model, folder, dtype=None):
     write_safetensors(tensors, folder / "model.safetensors", metadata={"format": "pt"})
     config = hf_config_dict(model.cfg, float(model.params["logit_scale"]))
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    if tokenizer is not None:
+        save_hf_tokenizer(tokenizer, folder)
+    if preprocess is not None:
+        R = model.cfg.image_resolution
+        processor = {"image_processor_type": "CLIPImageProcessor", "do_resize": True,
+                     "size": {"shortest_edge": R}, "resample": 3, "do_center_crop": True,
+                     "crop_size": {"height": R, "width": R}, "do_rescale": True,
+                     "rescale_factor": 1 / 255, "do_normalize": True, "do_convert_rgb": True,
+                     "image_mean": [float(m) for m in preprocess.mean],
+                     "image_std": [float(x) for x in preprocess.std]}
+        (folder / "preprocessor_config.json").write_text(json.dumps(processor, indent=2) + "\n")
     return folder
+
+
+def read_hf_mean_std(folder):
+    """(image_mean, image_std) of an HF folder's preprocessor_config.json, or None."""
+    path = Path(folder) / "preprocessor_config.json"
+    if not path.is_file():
+        return None
+    d = json.loads(path.read_text())
+    if "image_mean" in d and "image_std" in d:
+        return d["image_mean"], d["image_std"]
+    return None
+
+
+def save_hf_tokenizer(tokenizer, folder):
+    """vocab.json (symbol -> id) and merges.txt, the files of HF's CLIPTokenizer. miniclip's
+    byte-level BPE has OpenAI's layout (bytes, bytes + "</w>", merges, the two specials), so
+    the ids are the same ones."""
+    folder = Path(folder)
+    (folder / "vocab.json").write_text(json.dumps(tokenizer.encoder, ensure_ascii=False))
+    tokenizer.save(folder / "merges.txt")
+
+
+def read_hf_tokenizer_merges(folder):
+    """The merges of an HF folder's merges.txt, or None if it has none."""
+    from miniclip.text.bpe import read_merges
+
+    path = Path(folder) / "merges.txt"
+    return read_merges(path) if path.is_file() else None

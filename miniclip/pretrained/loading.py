@@ -7,9 +7,10 @@ What ``load`` accepts (``ACCEPTED`` below says the same to a user who passes som
   ``openai/clip-vit-base-patch32``;
 * one ``.safetensors`` file, in HF's layout or OpenAI's (told apart by the key names);
 * an ``.npz`` of OpenAI-named arrays;
-* a run folder of ``python -m miniclip.train`` or its ``model.npz`` / ``checkpoint.npz``
-  (handed to ``miniclip.checkpoint.load_trained``, which also restores the run's tokenizer and
-  preprocessing).
+* a run folder of ``python -m miniclip.train`` or its ``model.safetensors`` /
+  ``checkpoint.safetensors`` (or an older run's .npz), handed to
+  ``miniclip.pretrained.checkpoint.load_trained``, which also restores the run's tokenizer and
+  preprocessing.
 
 OpenAI's own ``.pt`` releases are PyTorch pickles: convert them once with
 ``python -m miniclip.convert ViT-B-32.pt ViT-B-32.safetensors`` (needs torch) and load the result.
@@ -32,7 +33,14 @@ import numpy as np
 from miniclip.model.clip import CLIP
 from miniclip.model.config import CLIPConfig
 from miniclip.model.params import parameter_shapes
-from miniclip.pretrained.hf import config_fields_from_hf, hf_key, hf_to_openai, is_hf_layout
+from miniclip.pretrained.hf import (
+    config_fields_from_hf,
+    hf_key,
+    hf_to_openai,
+    is_hf_layout,
+    read_hf_mean_std,
+    read_hf_tokenizer_merges,
+)
 from miniclip.pretrained.weights_io import (
     read_npz,
     read_safetensors,
@@ -44,7 +52,9 @@ from miniclip.pretrained.weights_io import (
 ACCEPTED = (
     "a Hugging Face CLIP folder (model.safetensors or model.safetensors.index.json, with "
     "config.json), a .safetensors file (HF or OpenAI layout), an .npz of OpenAI-named arrays, "
-    "or a `python -m miniclip.train` run folder or its model.npz / checkpoint.npz. "
+    "or a `python -m miniclip.train` run folder or its model.safetensors / "
+    "checkpoint.safetensors, or a name from miniclip.available_models() or an HF repo id "
+    "(\"ViT-B/32\", \"openai/clip-vit-base-patch32\"). "
     "OpenAI's .pt files: convert first with `python -m miniclip.convert IN.pt OUT.safetensors`."
 )
 CONFIG_METADATA_KEY = "miniclip_config"  # metadata entry holding CLIPConfig.to_dict() as JSON
@@ -251,25 +261,45 @@ def load_model(path, dtype=None, config=None):
 
 
 def load(path, dtype=None, config=None):
-    """-> (model, preprocess, tokenizer) for a CLIP checkpoint (see ``ACCEPTED``).
+    """-> (model, preprocess, tokenizer) for a CLIP checkpoint (see ``ACCEPTED``), or a name
+    from ``miniclip.available_models()`` or any HF repo id (downloaded once into the hub's
+    cache: ``pretrained/hub.py``).
 
-    A miniclip training run (folder or .npz checkpoint) goes to ``checkpoint.load_trained``, which
-    returns the run's own preprocessing and BPE tokenizer; ``dtype`` and ``config`` apply only to
-    Hugging Face / OpenAI weights.
+    Whatever was loaded, the three follow one convention:
 
-    preprocess: ``Preprocess(model.cfg.image_resolution)``, OpenAI's image pipeline.
-    tokenizer: OpenAI's ``SimpleTokenizer`` when the model has OpenAI's 49,408-token vocabulary;
-    None for a model with any other vocabulary (there is no way to know its tokenizer).
+    * ``preprocess(image_or_images)``: one PIL image, path or uint8 (H, W, 3) array, or a list
+      of them, or a uint8 (N, H, W, 3) batch -> (N, 3, R, R) in the model's dtype;
+    * ``tokenizer(list_of_str)`` -> (N, context_length) int64 ids;
+    * ``model.encode_image``, ``model.encode_text`` and ``model(images, tokens)``.
+
+    A miniclip training run (folder or checkpoint) gives its own preprocessing (the kind it was
+    trained with) and its own BPE tokenizer; ``config`` applies only to HF / OpenAI weights.
+    HF / OpenAI weights give ``Preprocess`` (OpenAI's pipeline) and OpenAI's ``SimpleTokenizer``
+    when the model has OpenAI's 49,408-token vocabulary; the BPE of an HF folder's merges.txt
+    for another vocabulary (a run exported with ``python -m miniclip.convert RUN OUT --hf``);
+    else None (there is no way to know its tokenizer).
     """
     from miniclip.pretrained.checkpoint import is_trained_checkpoint, load_trained
+    from miniclip.pretrained.hub import download, is_model_name
     from miniclip.pretrained.preprocess import Preprocess
-    from miniclip.text.tokenizer import OPENAI_VOCAB_SIZE, SimpleTokenizer
+    from miniclip.text.tokenizer import OPENAI_VOCAB_SIZE, ModelTokenizer, SimpleTokenizer
 
+    if is_model_name(path):  # "ViT-B/32", "openai/clip-vit-base-patch32": the hub's cache
+        path = download(path)
     if is_trained_checkpoint(path):
-        return load_trained(path)
+        if config is not None:
+            raise ValueError("config applies to HF / OpenAI weights only; a miniclip run "
+                             f"carries its own (got a run at {path})")
+        return load_trained(path, dtype=dtype)
     model = load_model(path, dtype=dtype, config=config)
-    preprocess = Preprocess(model.cfg.image_resolution)
-    tokenizer = SimpleTokenizer() if model.cfg.vocab_size == OPENAI_VOCAB_SIZE else None
+    stats = read_hf_mean_std(path) if Path(path).is_dir() else None  # else CLIP's mean, std
+    preprocess = Preprocess(model.cfg.image_resolution, *(stats or ()), dtype=model.dtype)
+    tokenizer = None
+    merges = read_hf_tokenizer_merges(path) if Path(path).is_dir() else None
+    if model.cfg.vocab_size == OPENAI_VOCAB_SIZE:
+        tokenizer = SimpleTokenizer(context_length=model.cfg.context_length)
+    elif merges is not None and len(merges) + 514 == model.cfg.vocab_size:  # an exported run
+        tokenizer = ModelTokenizer(merges, model.cfg.context_length)
     return model, preprocess, tokenizer
 
 

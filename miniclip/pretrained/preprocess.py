@@ -24,8 +24,8 @@ onto white instead of dropping alpha.
 
     >>> from PIL import Image
     >>> x = Preprocess(224)(Image.new("RGB", (640, 480), (255, 0, 0)))
-    >>> x.shape, x.dtype, round(float(x[0, 0, 0]), 4)    # red: (1 - 0.4815) / 0.2686
-    ((3, 224, 224), dtype('float32'), 1.9303)
+    >>> x.shape, x.dtype, round(float(x[0, 0, 0, 0]), 4)    # red: (1 - 0.4815) / 0.2686
+    ((1, 3, 224, 224), dtype('float32'), 1.9303)
 """
 
 from __future__ import annotations
@@ -99,35 +99,140 @@ def normalize(x):
     return (x - mean) / std
 
 
-class Preprocess:
-    """OpenAI's CLIP preprocessing for one resolution: image or path -> float32 (3, R, R).
+def _is_pil(x) -> bool:
+    return isinstance(x, Image.Image)
 
-    Call it on one image; ``batch`` stacks several into (N, 3, R, R) for ``encode_image``.
+
+def _is_one_image(x) -> bool:
+    """One image: a path, a PIL image or a uint8 (H, W, 3) array (as opposed to a batch)."""
+    return isinstance(x, (str, Path)) or _is_pil(x) or (isinstance(x, np.ndarray) and x.ndim == 3)
+
+
+def _open(image):
+    """A path -> its PIL image, read now (the file is closed)."""
+    if not Path(image).is_file():
+        raise FileNotFoundError(f"image {str(image)!r}: no such file")
+    with Image.open(image) as opened:
+        opened.load()
+        return opened
+
+
+def _check_array(image, where):
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"{where} must be a uint8 (H, W, 3) RGB array, got dtype {image.dtype} "
+                         f"and shape {image.shape}")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f"{where} must not be empty, got shape {image.shape}")
+
+
+class Preprocess:
+    """OpenAI's CLIP preprocessing for one resolution: image(s) -> float (N, 3, R, R).
+
+    The one preprocessing convention of miniclip (``ToyPreprocess`` below is the other kind):
+
+        preprocess(image)            one PIL image, path or uint8 (H, W, 3) array -> (1, 3, R, R)
+        preprocess([im1, "b.png"])   a list of those                             -> (N, 3, R, R)
+        preprocess(uint8 (N, H, W, 3))  a batch as one array                     -> (N, 3, R, R)
+
+    The result is in ``dtype`` (the model's, when ``miniclip.load`` builds it); the arithmetic
+    is float32, as OpenAI's, and is widened at the end for a float64 model.
     """
 
-    def __init__(self, resolution):
+    def __init__(self, resolution, mean=MEAN, std=STD, dtype=np.float32):
         _check_resolution(resolution)
         self.resolution = resolution
+        self.mean, self.std = _check_stats(mean, "mean"), _check_stats(std, "std")
+        if not (self.std > 0).all():
+            raise ValueError(f"std must be positive, got {self.std.tolist()}")
+        self.dtype = np.dtype(dtype)
+        if self.dtype.kind != "f":
+            raise TypeError(f"dtype must be a floating dtype, got {self.dtype}")
 
     def __repr__(self):
-        return f"Preprocess(resolution={self.resolution})"
+        return f"{type(self).__name__}(resolution={self.resolution})"
 
-    def __call__(self, image):
-        if isinstance(image, (str, Path)):
-            with Image.open(image) as opened:
-                opened.load()
-                return self(opened)
-        if not isinstance(image, Image.Image):
-            raise TypeError(f"image must be a PIL.Image.Image or a path, got "
-                            f"{type(image).__name__}")
-        if image.width < 1 or image.height < 1:
-            raise ValueError(f"image must not be empty, got size {image.size}")
+    def pixels(self, image):
+        """One PIL image -> uint8 (R, R, 3): steps 1-3 (resize the shorter side, centre crop,
+        RGB). ``ToyPreprocess`` squashes instead."""
         image = resize_shorter_side(image, self.resolution)
-        image = center_crop(image, self.resolution)
-        return normalize(to_float_chw(image))  # (3, R, R)
+        return np.asarray(center_crop(image, self.resolution).convert("RGB"))
 
-    def batch(self, images):
-        """A list of images or paths -> float32 (N, 3, R, R)."""
-        if isinstance(images, (str, Path, Image.Image)) or len(images) == 0:
-            raise ValueError("images must be a non-empty list of images or paths")
-        return np.stack([self(im) for im in images])
+    def normalize(self, pixels):
+        """uint8 (N, R, R, 3) -> (N, 3, R, R): steps 4-5 in float32, then ``dtype``."""
+        x = pixels.astype(np.float32) / np.float32(255)  # (N, R, R, 3) in [0, 1]
+        x = (x - self.mean.astype(np.float32)) / self.std.astype(np.float32)
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=self.dtype)  # (N, 3, R, R)
+
+    def _one(self, image, where):
+        if isinstance(image, (str, Path)):
+            image = _open(image)
+        elif isinstance(image, np.ndarray):
+            _check_array(image, where)
+            R = self.resolution
+            if image.shape[:2] == (R, R):
+                return image  # both kinds leave an R x R image as it is
+            image = Image.fromarray(image)
+        elif not _is_pil(image):
+            raise TypeError(f"{where} must be a PIL image, a path or a uint8 (H, W, 3) array, "
+                            f"got {type(image).__name__}")
+        if image.width < 1 or image.height < 1:
+            raise ValueError(f"{where} must not be empty, got size {image.size}")
+        return self.pixels(image)
+
+    def __call__(self, images):
+        R = self.resolution
+        if isinstance(images, np.ndarray) and images.ndim == 4:  # a batch in one array
+            if images.dtype != np.uint8 or images.shape[3] != 3:
+                raise ValueError(f"images must be uint8 (N, H, W, 3), got dtype {images.dtype} "
+                                 f"and shape {images.shape}")
+            if images.shape[1:3] == (R, R):
+                return self.normalize(images)
+            images = list(images)
+        if _is_one_image(images):
+            images = [images]
+        if not isinstance(images, (list, tuple)) or len(images) == 0:
+            raise ValueError("images must be one image (PIL, path or uint8 (H, W, 3) array) or a "
+                             f"non-empty list of them, got {type(images).__name__}"
+                             + (" of length 0" if isinstance(images, (list, tuple)) else ""))
+        pixels = np.stack([self._one(im, f"images[{i}]") for i, im in enumerate(images)])
+        return self.normalize(pixels)  # (N, 3, R, R)
+
+    def to_dict(self):
+        """What a checkpoint stores to rebuild this preprocessing (``preprocess_from_dict``)."""
+        return {"kind": KINDS_BY_CLASS[type(self).__name__], "resolution": self.resolution,
+                "mean": self.mean.tolist(), "std": self.std.tolist()}
+
+
+class ToyPreprocess(Preprocess):
+    """The toy world's preprocessing: a PIL image is squashed to R x R (bicubic, no crop; the
+    toy images are square and R x R already), then normalised with the training set's own
+    per-channel mean and std. Same inputs and output as ``Preprocess``."""
+
+    def __init__(self, resolution, mean, std, dtype=np.float32):
+        super().__init__(resolution, mean, std, dtype)
+
+    def __repr__(self):
+        mean, std = [round(m, 4) for m in self.mean.tolist()], [round(s, 4) for s in self.std.tolist()]
+        return f"ToyPreprocess(resolution={self.resolution}, mean={mean}, std={std})"
+
+    def pixels(self, image):
+        R = self.resolution
+        return np.asarray(image.convert("RGB").resize((R, R), Image.BICUBIC))
+
+
+KINDS = {"openai": Preprocess, "toy": ToyPreprocess}
+KINDS_BY_CLASS = {cls.__name__: kind for kind, cls in KINDS.items()}
+
+
+def preprocess_from_dict(d, dtype=np.float32):
+    """The preprocessing a checkpoint describes (``Preprocess.to_dict``)."""
+    if not isinstance(d, dict) or d.get("kind") not in KINDS:
+        raise ValueError(f"a preprocessing description needs 'kind' in {sorted(KINDS)}, got {d!r}")
+    return KINDS[d["kind"]](d["resolution"], d["mean"], d["std"], dtype=dtype)
+
+
+def _check_stats(values, name):
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.shape != (3,) or not np.isfinite(arr).all():
+        raise ValueError(f"{name} must be 3 finite numbers (one per channel), got {values!r}")
+    return arr

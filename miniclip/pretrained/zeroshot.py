@@ -18,6 +18,7 @@ as it is, so the probabilities are the softmax of the model's ``logits_per_image
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +69,7 @@ def classifier_from_prompts(model, tokenizer, prompts, batch_size=64):
     if any(len(p) != n_forms for p in prompts):
         raise ValueError("every class needs the same number of prompts")
     texts = [text for per_class in prompts for text in per_class]  # class-major, K * F
-    tokens = tokenizer.tokenize(texts, context_length=model.cfg.context_length)
+    tokens = tokenizer(texts, context_length=model.cfg.context_length)  # (K * F, T)
     feats = np.concatenate([model.encode_text(tokens[i:i + batch_size])
                             for i in range(0, len(texts), batch_size)])  # (K * F, E)
     feats = _unit_rows(feats).reshape(len(prompts), n_forms, -1)  # (K, F, E)
@@ -106,7 +107,8 @@ def main(argv=None):
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("images", nargs="+", help="image files")
     ap.add_argument("--weights", required=True,
-                    help="HF folder, .safetensors or .npz (see miniclip.loading.ACCEPTED)")
+                    help="anything miniclip.load takes: a run folder, an HF folder, "
+                         ".safetensors or .npz")
     ap.add_argument("--labels", required=True, help='comma-separated, e.g. "a dog,a cat"')
     ap.add_argument("--templates", action="store_true",
                     help="ensemble over the built-in prompt templates (DEFAULT_TEMPLATES)")
@@ -129,14 +131,19 @@ def main(argv=None):
     elif args.template_file is not None:
         templates = read_templates(args.template_file)
 
-    model, preprocess, tokenizer = load(args.weights)
-    if tokenizer is None:
-        raise SystemExit(f"{args.weights} does not use OpenAI's vocabulary; this command needs "
-                         "it to turn labels into tokens")
-    classifier = text_classifier(model, tokenizer, labels, templates)
-    images = preprocess.batch(args.images).astype(model.dtype, copy=False)
+    try:
+        model, preprocess, tokenizer = load(args.weights)
+        if tokenizer is None:
+            raise ValueError(f"{args.weights} does not use OpenAI's vocabulary and carries no "
+                             "tokenizer; this command needs one to turn labels into tokens")
+        classifier = text_classifier(model, tokenizer, labels, templates)
+        images = preprocess(args.images)  # (N, 3, R, R) in the model's dtype
+    except (FileNotFoundError, ValueError, TypeError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(format_results(args.images, labels, zero_shot_probs(model, images, classifier), top))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

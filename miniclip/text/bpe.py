@@ -252,6 +252,7 @@ class BPETokenizer:
     """
 
     max_cache_words = 100_000  # the word cache is emptied when it grows past this
+    context_length = 77  # what `tokenizer(texts)` pads to; a model's tokenizer sets its own
 
     def __init__(self, merges):
         merges = [tuple(m) for m in merges]
@@ -398,6 +399,18 @@ class BPETokenizer:
                 ids[-1] = self.eot_token
             result[row, :len(ids)] = ids
         return result
+
+    def __call__(self, texts, context_length=None, truncate=False):
+        """The one tokenizer interface of miniclip: ``tokenizer(list_of_str)`` -> (N, T) int64 ids.
+
+        T is ``context_length`` if given, else the tokenizer's own (77 for OpenAI's; a trained
+        model's tokenizer knows its model's). Same semantics as `tokenize`.
+
+        >>> BPETokenizer([])(["hi"], context_length=6)
+        array([[512,  71, 328, 513,   0,   0]])
+        """
+        T = self.context_length if context_length is None else context_length
+        return self.tokenize(texts, T, truncate)
 
     # ---- saving and loading ---------------------------------------------------------------------
     def to_dict(self):

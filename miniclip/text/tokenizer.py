@@ -18,6 +18,7 @@ import argparse
 import hashlib
 import os
 from functools import lru_cache
+from numbers import Integral
 from pathlib import Path
 
 from miniclip.text.bpe import BPETokenizer, clean_text, pre_tokenize, read_merges  # noqa: F401 (re-exported)
@@ -63,14 +64,38 @@ class SimpleTokenizer(BPETokenizer):
     """OpenAI CLIP's tokenizer: the same ids as `clip.simple_tokenizer.SimpleTokenizer`.
 
     48,894 merges, vocab_size 49,408, sot_token 49406, eot_token 49407. Everything else
-    (encode, decode, tokenize, the word cache) is `BPETokenizer`'s.
+    (encode, decode, tokenize, ``tokenizer(texts)``, the word cache) is `BPETokenizer`'s.
     """
 
-    def __init__(self, bpe_path=None):
+    def __init__(self, bpe_path=None, context_length=77):
         path = resolve_bpe_path(bpe_path)
         check_openai_vocab(path.read_bytes(), str(path))
         super().__init__(read_merges(path, max_merges=OPENAI_NUM_MERGES))
         self.bpe_path = path
+        self.context_length = context_length  # tokenizer(texts) -> (N, context_length)
+
+
+class ModelTokenizer(BPETokenizer):
+    """A BPE tokenizer that knows its model's context length: the one a trained model carries
+    (merges learned on its captions, saved in its checkpoint).
+
+    Like every tokenizer of miniclip it is called on a list of texts:
+
+    >>> tok = ModelTokenizer([], context_length=6)
+    >>> tok(["hi"])                                  # (1, 6): start, h, i, end, zeros
+    array([[512,  71, 328, 513,   0,   0]])
+    """
+
+    def __init__(self, merges, context_length: int):
+        super().__init__(merges)
+        if isinstance(context_length, bool) or not isinstance(context_length, Integral) \
+                or context_length < 2:
+            raise ValueError(f"context_length must be an int >= 2, got {context_length!r}")
+        self.context_length = int(context_length)
+
+    def tokenize(self, texts, context_length=None, truncate=False):
+        T = self.context_length if context_length is None else context_length
+        return super().tokenize(texts, T, truncate)
 
 
 @lru_cache(maxsize=4)

@@ -36,6 +36,14 @@ class TrainArgs:
     checkpoint_every: int = 200
     n_train: int | None = None  # dataset sizes if it has to be generated (None: its default)
     backend: str | None = None  # kernels backend; None: miniclip's default
+    # your own data (train/owndata.py): --data a.csv|a.tsv or WebDataset shards; OpenCLIP's flags
+    csv_img_key: str = "filepath"
+    csv_caption_key: str = "title"
+    csv_separator: str = "\t"
+    val_data: str | None = None  # CSV or shards for retrieval metrics at the end
+    zeroshot_classes: str | None = None  # class names (one per line, optional {} templates)
+    init: str | None = None  # fine-tune from this model (train/finetune.py)
+    report_to: str = "jsonl"  # "tensorboard": also TensorBoard event files (train/report.py)
 
 
 def total_steps(args: TrainArgs, n_pairs: int) -> int:
@@ -45,7 +53,7 @@ def total_steps(args: TrainArgs, n_pairs: int) -> int:
 
 
 def check_args(args: TrainArgs) -> None:
-    if args.model not in CONFIGS:
+    if args.init is None and args.model not in CONFIGS:
         raise ValueError(f"model must be one of {sorted(CONFIGS)}, got {args.model!r}")
     if args.loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {args.loss!r}")
@@ -63,16 +71,36 @@ def check_args(args: TrainArgs) -> None:
         raise ValueError(f"grad_clip must be > 0 (or None), got {args.grad_clip}")
     if args.epochs is not None and not args.epochs > 0:
         raise ValueError(f"epochs must be > 0, got {args.epochs}")
+    check_own_data_args(args)
+
+
+def check_own_data_args(args: TrainArgs) -> None:
+    """--report-to, and the options that only a run on your own data (--data CSV or shards)
+    uses: given to a toy-world run they would be silently ignored, so they are an error."""
+    from miniclip.datasets.csv_pairs import CSV_SUFFIXES
+    from miniclip.datasets.shards import is_shard_spec
+    from miniclip.train.report import REPORT_TO
+
+    if args.report_to not in REPORT_TO:
+        raise ValueError(f"report_to must be one of {REPORT_TO}, got {args.report_to!r}")
+    if not (str(args.data).endswith(CSV_SUFFIXES) or is_shard_spec(args.data)):
+        given = [f"--{name.replace('_', '-')}" for name in ("val_data", "zeroshot_classes")
+                 if getattr(args, name) is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)}: only for --data CSV/TSV or .tar shards; the "
+                             f"toy dataset in {args.data} is evaluated on its own splits")
 
 
 # ---- command line ----------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m miniclip.train",
-                                 description="Train a small CLIP on the toy caption dataset.")
+                                 description="Train a small CLIP on the toy caption dataset, "
+                                             "or on your own (--data CSV or .tar shards).")
     defaults = TrainArgs()
     helps = {
-        "data": "dataset folder (generated if missing)",
+        "data": "toy dataset folder (generated if missing), a .csv/.tsv of (image path, "
+                "caption), or WebDataset .tar shards (a folder or 'shards/{000..003}.tar')",
         "out": "run folder (default: runs/<model>, numbered if taken)",
         "model": f"model config, one of {sorted(CONFIGS)}",
         "loss": "clip (softmax, OpenAI) or siglip (sigmoid)",
@@ -87,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
         "eval_images": "images per curve point", "checkpoint_every": "steps between checkpoints",
         "n_train": "training pairs if the dataset has to be generated",
         "backend": f"kernels backend, one of {backend.available_backends()}",
+        "csv_img_key": "CSV column of image paths", "csv_caption_key": "CSV column of captions",
+        "csv_separator": "CSV separator ('\\t' or a tab: tab)", "val_data": "CSV or shards for retrieval metrics",
+        "zeroshot_classes": "file of class names (one per line; lines with {} are templates)",
+        "report_to": "jsonl (metrics.jsonl only) or tensorboard (also RUN/tensorboard/)",
+        "init": "fine-tune from this model (anything miniclip.load takes); changes the "
+                "defaults to --lr 1e-5 --weight-decay 0.1 --warmup 50",
     }
     for f in fields(TrainArgs):
         flag = "--" + f.name.replace("_", "-")
@@ -99,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "int | None": int, "str | None": str}[f.type]
         ap.add_argument(flag, type=kind, default=None, help=f"{helps[f.name]} (default: {default})")
     ap.add_argument("--resume", metavar="CHECKPOINT", help="continue the run saved in this "
-                    "checkpoint.npz, with its own settings")
+                    "checkpoint.safetensors, with its own settings")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     ap.add_argument("--distributed", action="store_true", help="one of W processes started by "
                     "mpiexec -n W; --batch-size is the global batch (train/distributed.py)")

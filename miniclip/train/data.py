@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from miniclip.pretrained.checkpoint import ModelTokenizer
+from miniclip.text.tokenizer import ModelTokenizer
 
 _PERMUTATION = {}  # (n_pairs, seed, epoch) -> the permutation of that epoch, the latest only
 
@@ -43,7 +43,7 @@ def train_tokenizer(captions, vocab_size: int, context_length: int) -> ModelToke
 
 def tokenize_captions(tokenizer: ModelTokenizer, captions) -> np.ndarray:
     try:
-        return tokenizer.tokenize(list(captions))
+        return tokenizer(list(captions))
     except ValueError as e:
         raise ValueError(f"a caption does not fit the model's context_length "
                          f"{tokenizer.context_length}: {e}. Use a config with a longer context.") \

@@ -2,7 +2,7 @@
 
     python -m miniclip.train                        # defaults: the toy dataset, the "toy" model
     python -m miniclip.train --steps 200 --out runs/quick
-    python -m miniclip.train --resume runs/toy/checkpoint.npz
+    python -m miniclip.train --resume runs/toy/checkpoint.safetensors
     python -m miniclip.train --loss siglip          # SigLIP's sigmoid loss instead of softmax
 
 What one run does, in order:
@@ -24,10 +24,10 @@ saved in each checkpoint). That is why ``--resume`` ends with the very same weig
 as a run that was never interrupted.
 
 A run folder (``runs/NAME``) holds:
-    checkpoint.npz   latest training checkpoint (weights, optimizer, step, RNG, tokenizer, ...)
-    model.npz        the final weights, tokenizer and preprocessing (for ``load_trained``)
-    metrics.jsonl    one JSON line per logged step (loss, lr, temperature, images/s, accuracy)
-    metrics.json     the final evaluation
+    checkpoint.safetensors  latest training checkpoint (weights, optimizer, step, RNG, tokenizer)
+    model.safetensors       the final weights, tokenizer and preprocessing (``miniclip.load``)
+    metrics.jsonl           one JSON line per logged step (loss, lr, temperature, images/s, ...)
+    metrics.json            the final evaluation
     curves.png, confusion.png, similarity.png
 
 The code follows that order: ``setup`` (steps 1-3, or a checkpoint's state on --resume),
@@ -37,9 +37,8 @@ The code follows that order: ``setup`` (steps 1-3, or a checkpoint's state on --
 from __future__ import annotations
 
 import json
-import sys
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -51,12 +50,13 @@ from miniclip.pretrained.checkpoint import (
     CHECKPOINT_FILE,
     MODEL_FILE,
     CheckpointError,
-    ModelTokenizer,
-    ToyPreprocess,
     load_checkpoint,
     save_checkpoint,
 )
-from miniclip.train.args import TrainArgs, build_parser, check_args, total_steps
+from miniclip.pretrained.preprocess import Preprocess, ToyPreprocess
+from miniclip.text.tokenizer import ModelTokenizer
+from miniclip.train import owndata  # your own data: --data CSV or shards
+from miniclip.train.args import TrainArgs, check_args, total_steps
 from miniclip.train.data import (
     CurveProbe,
     batch_indices,
@@ -66,9 +66,13 @@ from miniclip.train.data import (
     tokenize_captions,
     train_tokenizer,
 )
+from miniclip.train.evaluate import evaluate_own, format_own_metrics
+from miniclip.train.finetune import load_init
 from miniclip.train.optim import AdamW, cosine_lr
+from miniclip.train.report import open_report
 from miniclip.train.runfolder import StopRequest, default_out_dir, read_jsonl
-from miniclip.train.step import TrainingDiverged, take_step
+from miniclip.train.runfolder import format_duration as _duration
+from miniclip.train.step import take_step
 
 # ---- the run ---------------------------------------------------------------------------------
 
@@ -85,12 +89,14 @@ class Run:
     cfg: CLIPConfig
     model: CLIP
     optimizer: AdamW
-    preprocess: ToyPreprocess
+    preprocess: Preprocess  # ToyPreprocess for the toy world
     aug_rng: np.random.Generator
     total_steps: int
     probe: CurveProbe | None
     log_path: Path
     records: list  # metrics.jsonl's lines so far
+    source: object = None  # your own data (train/owndata.py); None: the toy world
+    report: object = None  # --report-to tensorboard (train/report.py); None: JSONL only
     step: int = 0
     start_step: int = 0  # the step this process started at (0, or the resumed checkpoint's)
     seconds_before: float = 0.0  # training time of the earlier processes of this run
@@ -111,10 +117,14 @@ class Run:
             return
         state = dict(optimizer=self.optimizer.state_dict(),
                      rng_state=self.aug_rng.bit_generator.state) if with_optimizer else {}
+        extra = {"train_seconds": seconds}
+        if self.source is not None:  # own data: what it is, and how far its stream got
+            data, extra["data_position"] = self.meta, self.source.position()
+        else:
+            data = data_identity(self.meta, self.args.data)
         save_checkpoint(path, self.cfg, self.model.params, step=self.step,
-                        tokenizer=self.tokenizer.to_dict(),
-                        data=data_identity(self.meta, self.args.data),
-                        train_args=asdict(self.args), extra={"train_seconds": seconds}, **state)
+                        tokenizer=self.tokenizer.to_dict(), data=data,
+                        train_args=asdict(self.args), extra=extra, **state)
 
 
 def setup(args: TrainArgs, resume: str | None = None, log=print, world=None) -> Run:
@@ -127,7 +137,7 @@ def setup(args: TrainArgs, resume: str | None = None, log=print, world=None) -> 
         ckpt = load_checkpoint(resume)
         if ckpt.optimizer is None:
             raise CheckpointError(f"{resume} holds weights only (no optimizer state): it cannot "
-                                  "be resumed; resume from a run's checkpoint.npz")
+                                  "be resumed; resume from a run's checkpoint.safetensors")
         try:
             args = TrainArgs(**ckpt.train_args)
         except TypeError as e:
@@ -146,37 +156,50 @@ def setup(args: TrainArgs, resume: str | None = None, log=print, world=None) -> 
     out_dir.mkdir(parents=True, exist_ok=True)
     args = replace(args, out=str(out_dir))
 
-    # 1. data
-    meta = (world.root_first(prepare_dataset, args.data, args.n_train, log) if world
-            else prepare_dataset(args.data, args.n_train, log))
-    if ckpt is not None and not same_dataset(data_identity(meta, args.data), ckpt.data):
-        raise CheckpointError(f"the dataset in {args.data} is not the one {resume} was trained "
-                              f"on: {data_identity(meta, args.data)} vs {ckpt.data}")
-    train_split = load_split(args.data, "train")
-    n_pairs = len(train_split)
-    if n_pairs < args.batch_size:
-        raise ValueError(f"batch_size {args.batch_size} is larger than the {n_pairs} training "
-                         "pairs")
-
-    # 2. tokenizer, 3. model and optimizer
-    if ckpt is None:
-        base_cfg = CONFIGS[args.model]
-        tokenizer = train_tokenizer(train_split.captions, args.vocab_size,
-                                    base_cfg.context_length)
-        cfg = replace(base_cfg, vocab_size=tokenizer.vocab_size, loss=args.loss)
+    init = load_init(args.init) if args.init is not None and ckpt is None else None  # --init
+    source = train_split = tokens = None
+    if owndata.own_data_kind(args.data) is not None:  # 1-3 for your own data: train/owndata.py
+        own = owndata.setup_own_data(args, ckpt, init, log)
+        source, tokenizer, cfg, meta = own["source"], own["tokenizer"], own["cfg"], own["meta"]
+        preprocess, n_pairs = own["preprocess"], own["n_pairs"]
     else:
-        cfg = ckpt.config
-        tokenizer = ModelTokenizer(ckpt.tokenizer["merges"], cfg.context_length)
+        # 1. data
+        meta = (world.root_first(prepare_dataset, args.data, args.n_train, log) if world
+                else prepare_dataset(args.data, args.n_train, log))
+        if ckpt is not None and not same_dataset(data_identity(meta, args.data), ckpt.data):
+            raise CheckpointError(f"the dataset in {args.data} is not the one {resume} was "
+                                  f"trained on: {data_identity(meta, args.data)} vs {ckpt.data}")
+        train_split = load_split(args.data, "train")
+        n_pairs = len(train_split)
+        if n_pairs < args.batch_size:
+            raise ValueError(f"batch_size {args.batch_size} is larger than the {n_pairs} "
+                             "training pairs")
+
+        # 2. tokenizer, 3. model and optimizer
+        if ckpt is not None:
+            cfg = ckpt.config
+            tokenizer = ModelTokenizer(ckpt.tokenizer["merges"], cfg.context_length)
+        elif init is not None:
+            cfg, tokenizer = replace(init.cfg, loss=args.loss), init.tokenizer
+        else:
+            base_cfg = CONFIGS[args.model]
+            tokenizer = train_tokenizer(train_split.captions, args.vocab_size,
+                                        base_cfg.context_length)
+            cfg = replace(base_cfg, vocab_size=tokenizer.vocab_size, loss=args.loss)
+        tokens = tokenize_captions(tokenizer, train_split.captions)
+        preprocess = ToyPreprocess(cfg.image_resolution, meta["mean"], meta["std"])
     model = CLIP(cfg, seed=args.seed, dtype=np.float32)
+    if init is not None:
+        model.load_state_dict(init.params)
     optimizer = AdamW(model.params, lr=args.lr, weight_decay=args.weight_decay)
-    run = Run(args=args, out_dir=out_dir, meta=meta, train_split=train_split,
-              tokens=tokenize_captions(tokenizer, train_split.captions), tokenizer=tokenizer,
-              cfg=cfg, model=model, optimizer=optimizer,
-              preprocess=ToyPreprocess(cfg.image_resolution, meta["mean"], meta["std"]),
-              aug_rng=np.random.default_rng([args.seed, 1]),
+    run = Run(args=args, out_dir=out_dir, meta=meta, train_split=train_split, tokens=tokens,
+              tokenizer=tokenizer, cfg=cfg, model=model, optimizer=optimizer,
+              preprocess=preprocess, aug_rng=np.random.default_rng([args.seed, 1]),
               total_steps=total_steps(args, n_pairs),
-              probe=CurveProbe(args.data, args.eval_images) if args.eval_every else None,
-              log_path=out_dir / "metrics.jsonl", records=[], world=world)
+              probe=(CurveProbe(args.data, args.eval_images)
+                     if args.eval_every and source is None else None),
+              log_path=out_dir / "metrics.jsonl", records=[], source=source,
+              report=open_report(args.report_to, out_dir), world=world)
     if not run.is_root:
         run.probe = None  # the root alone evaluates
     if ckpt is not None:
@@ -198,11 +221,13 @@ def setup(args: TrainArgs, resume: str | None = None, log=print, world=None) -> 
     n_params = sum(p.size for p in model.params.values())
     log(f"miniclip.train: model {args.model!r} ({n_params:,} parameters, {args.loss} loss), "
         f"backend {backend.get_backend()!r}")
-    log(f"  data {args.data}: {n_pairs:,} training pairs; tokenizer: {tokenizer.vocab_size} "
-        f"tokens, context {cfg.context_length}")
+    pairs = "streamed" if n_pairs is None else f"{n_pairs:,}"
+    log(f"  data {args.data}: {pairs} training pairs; tokenizer: {tokenizer.vocab_size} "
+        f"tokens, context {cfg.context_length}" + (f"; from {args.init}" if init else ""))
+    epochs = "" if n_pairs is None else f" (~{run.total_steps * args.batch_size / n_pairs:.1f} epochs)"
     log(f"  {run.total_steps} steps of {args.batch_size} pairs"
         + (f" in {args.accum} micro-batches" if args.accum > 1 else "")
-        + f" (~{run.total_steps * args.batch_size / n_pairs:.1f} epochs), lr {args.lr:g}, warmup "
+        + f"{epochs}, lr {args.lr:g}, warmup "
         f"{args.warmup}; run folder {out_dir}" + (f"; resuming at step {run.step}" if ckpt else ""))
     return run
 
@@ -226,16 +251,20 @@ def run_steps(run: Run, progress: bool = True, after_step=None, log=print) -> tu
         with StopRequest() as stop, run.log_path.open("a") as log_file:
             while run.step < run.total_steps:
                 t0 = time.perf_counter()
-                idx = batch_indices(run.step, len(run.train_split), args.batch_size, args.seed)
+                if run.source is not None:  # own data: decoded and cropped here (owndata.py)
+                    images, tokens = owndata.next_batch(run)
+                else:
+                    idx = batch_indices(run.step, len(run.train_split), args.batch_size,
+                                        args.seed)
+                    images, tokens = run.train_split.images[idx], run.tokens[idx]
                 lr = cosine_lr(run.step, run.total_steps, args.lr, args.warmup, args.min_lr)
-                loss, grad_norm = take_step(model, run.optimizer, run.preprocess,
-                                            run.train_split.images[idx], run.tokens[idx], lr,
-                                            args, run.aug_rng, run.checkpoint_path, run.step,
-                                            world=run.world)
+                loss, grad_norm = take_step(model, run.optimizer, run.preprocess, images, tokens,
+                                            lr, args, run.aug_rng, run.checkpoint_path, run.step,
+                                            world=run.world, toy_augment=run.source is None)
                 run.step += 1
                 step = run.step
                 dt = time.perf_counter() - t0
-                recent = (recent + [(dt, len(idx))])[-20:]
+                recent = (recent + [(dt, len(tokens))])[-20:]
                 ips = sum(n for _, n in recent) / sum(t for t, _ in recent)
                 temperature = float(np.exp(-model.params["logit_scale"]))
                 if bar is not None:
@@ -264,6 +293,8 @@ def run_steps(run: Run, progress: bool = True, after_step=None, log=print) -> tu
                     log_file.write(json.dumps(record) + "\n")
                     log_file.flush()
                     run.records.append(record)
+                    if run.report is not None:
+                        run.report(record)
                 seconds = run.seconds_before + time.perf_counter() - loop_start
                 if step % args.checkpoint_every == 0 or step == run.total_steps:
                     run.save(run.checkpoint_path, seconds)
@@ -302,6 +333,13 @@ def finish(run: Run, train_seconds: float, final_eval: bool = True, wall_start: 
                "final_loss": run.records[-1].get("loss") if run.records else None,
                "model": args.model, "loss": args.loss, "backend": backend.get_backend(),
                "out_dir": str(out_dir)}
+    if final_eval and run.source is not None:  # own data: --val-data, --zeroshot-classes
+        t0 = time.perf_counter()
+        metrics = evaluate_own(run.model, run.preprocess, run.tokenizer, args)
+        summary = {**metrics, **summary, "eval_seconds": round(time.perf_counter() - t0, 1),
+                   "skipped_images": run.source.skips.count}
+        log(format_own_metrics(metrics))
+        final_eval = False  # the toy world's summary line below does not apply
     if final_eval:
         from miniclip.train.evaluate import evaluate, format_metrics, save_pictures
 
@@ -311,6 +349,9 @@ def finish(run: Run, train_seconds: float, final_eval: bool = True, wall_start: 
         written += save_pictures(details, out_dir)
         log(format_metrics(metrics))
     (out_dir / "metrics.json").write_text(json.dumps(summary, indent=1) + "\n")
+    if run.report is not None:
+        run.report({**summary, "step": run.step}, prefix="final/")
+        run.report.close()
     written.append(out_dir / "metrics.json")
     log("wrote " + ", ".join(str(p) for p in written))
     line = f"done: {run.step} steps in {_duration(train_seconds)} ({images_per_second:.0f} images/s"
@@ -344,38 +385,3 @@ def train(args: TrainArgs, resume: str | None = None, progress: bool = True,
     if not run.is_root:  # the root writes the model and evaluates
         return {"steps": run.step, "train_seconds": train_seconds, "out_dir": str(run.out_dir)}
     return finish(run, train_seconds, final_eval, wall_start, log)
-
-
-def _duration(seconds: float) -> str:
-    m, s = divmod(int(round(seconds)), 60)
-    return f"{m}m{s:02d}s" if m else f"{seconds:.1f}s"
-
-
-# ---- command line ----------------------------------------------------------------------------
-
-def main(argv=None, after_step=None) -> int:
-    ap = build_parser()
-    ns = ap.parse_args(argv)
-    given = {f.name: getattr(ns, f.name) for f in fields(TrainArgs)
-             if getattr(ns, f.name) is not None}
-    if ns.resume and given:
-        ap.error(f"--resume continues a run with the settings saved in its checkpoint; drop "
-                 f"{', '.join('--' + k.replace('_', '-') for k in given)}")
-    if ns.distributed:  # every process runs this; train/distributed.py
-        from miniclip.train.distributed import main_distributed
-
-        return main_distributed(lambda world, log: train(
-            TrainArgs(**given), resume=ns.resume, progress=not ns.no_progress,
-            after_step=after_step, log=log, world=world))
-    try:
-        train(TrainArgs(**given), resume=ns.resume, progress=not ns.no_progress,
-              after_step=after_step)
-    except TrainingDiverged as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:  # a second Ctrl-C: train() has said what was kept
-        return 130
-    except (CheckpointError, FileExistsError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0

@@ -54,3 +54,9 @@ def read_jsonl(path) -> list[dict]:
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def format_duration(seconds: float) -> str:
+    """72.4 -> '1m12s'; 9.25 -> '9.2s'."""
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m}m{s:02d}s" if m else f"{seconds:.1f}s"

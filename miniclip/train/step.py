@@ -19,15 +19,16 @@ class TrainingDiverged(RuntimeError):
 
 
 def take_step(model, optimizer, preprocess, images, tokens, lr, args, aug_rng, last_checkpoint,
-              step, world=None) -> tuple[float, float]:
+              step, world=None, toy_augment=True) -> tuple[float, float]:
     """One optimizer step on a batch: images uint8 (B, R, R, 3), tokens (B, T).
 
     augment -> normalise -> loss and gradients (in args.accum micro-batches) -> clip the global
     gradient norm (if args.grad_clip) -> stop on NaN/inf -> AdamW -> clamp logit_scale.
     Returns (loss, gradient norm before clipping). With a ``world`` (train/distributed.py) the
-    batch is the global one: augmented whole, then this process keeps its rows.
+    batch is the global one: augmented whole, then this process keeps its rows. ``toy_augment=False`` for your own data,
+    whose images were cropped at random when read (train/owndata.py).
     """
-    if args.augment:
+    if args.augment and toy_augment:
         from miniclip.datasets import augment
 
         images = augment(images, aug_rng)  # keeps the captions true: no flips, tiny shifts

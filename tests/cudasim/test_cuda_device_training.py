@@ -154,10 +154,10 @@ def test_train_on_the_cuda_backend(tmp_path, monkeypatch):
         with pytest.raises(KeyboardInterrupt):
             train(TrainArgs(**args, out=str(tmp_path / "cuda"), backend="cuda"), **quiet,
                   after_step=stop_after_two)
-        assert load_checkpoint(tmp_path / "cuda" / "checkpoint.npz").step == 2
-        train(None, resume=str(tmp_path / "cuda" / "checkpoint.npz"), **quiet)  # step 3
-    want = load_checkpoint(tmp_path / "numpy" / "checkpoint.npz")
-    got = load_checkpoint(tmp_path / "cuda" / "checkpoint.npz")
+        assert load_checkpoint(tmp_path / "cuda" / "checkpoint.safetensors").step == 2
+        train(None, resume=str(tmp_path / "cuda" / "checkpoint.safetensors"), **quiet)  # step 3
+    want = load_checkpoint(tmp_path / "numpy" / "checkpoint.safetensors")
+    got = load_checkpoint(tmp_path / "cuda" / "checkpoint.safetensors")
     assert got.step == want.step == 3
     losses = [read_jsonl(tmp_path / run / "metrics.jsonl") for run in ("numpy", "cuda")]
     assert [r["step"] for r in losses[1]] == [1, 2, 3]

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from miniclip.train.loop import main
+from miniclip.train.cli import main
 
 RANK = int(os.environ.get("PMI_RANK", "0"))
 
