@@ -26,9 +26,9 @@ from miniclip.model.loss import (  # noqa: E402
     siglip_loss_forward,
 )
 from miniclip.model.mlp import mlp_backward  # noqa: E402
+from miniclip.model.patch_embed import patchify  # noqa: E402
 from miniclip.model.towers import text_backward, vision_backward  # noqa: E402
 from miniclip.nn import activations, attention, embedding, gradcheck, layernorm, linear  # noqa: E402
-from miniclip.model.patch_embed import patchify  # noqa: E402
 from miniclip.nn.pooling import eot_pool_forward  # noqa: E402
 from miniclip.text import bpe  # noqa: E402
 

@@ -51,7 +51,7 @@ def read_solutions(path):
     text = path.read_text(encoding="utf-8")
     parts = SECTION.split(text)          # [preamble, id1, body1, id2, body2, ...]
     solutions = {}
-    for ex_id, body in zip(parts[1::2], parts[2::2]):
+    for ex_id, body in zip(parts[1::2], parts[2::2], strict=True):
         assert ex_id not in solutions, f"{path.name}: exercise {ex_id!r} twice"
         solutions[ex_id] = body.strip("\n") + "\n"
     return solutions
