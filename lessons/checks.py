@@ -376,10 +376,10 @@ def check_pool_at_id(pool_at_id):
 
 # ---- lesson 07 -------------------------------------------------------------------------------
 
-def _feature_batch(seed=15, N=6, E=8):
+def _feature_batch(seed=15, N=6, E=8, noise=1.2):
     rng = _rng(seed)
     x = rng.standard_normal((N, E))
-    return x, x + 1.2 * rng.standard_normal((N, E))
+    return x, x + noise * rng.standard_normal((N, E))
 
 
 def check_contrastive_backward(contrastive_backward):
@@ -411,7 +411,7 @@ def check_siglip(siglip_loss, siglip_backward):
 def check_best_log_scale(best_log_scale):
     """best_log_scale(x, y) -> the logit_scale s in [0, ln 100] where dL/ds = 0."""
     from miniclip.model.loss import contrastive_loss_backward, contrastive_loss_forward
-    x, y = _feature_batch(17, N=8, E=16)
+    x, y = _feature_batch(17, N=8, E=16, noise=2.0)  # noisy: dL/ds < 0 at s = 0, > 0 at ln 100
     s = float(call(best_log_scale, x, y))
     grad = float(contrastive_loss_backward(contrastive_loss_forward(x, y, np.array(s))[1])[2])
     expect(0 <= s <= math.log(100), f"range: s = {s:.4f} lies in [0, ln 100]")
@@ -586,3 +586,56 @@ def check_row_logsumexp(row_logsumexp, launch):
     call_inplace(launch, row_logsumexp, scores, lse)
     peak = scores.max(1)
     compare("lse", lse, peak + np.log(np.exp(scores - peak[:, None]).sum(1)), 1e-12)
+
+
+# ---- lesson 19 -------------------------------------------------------------------------------
+
+def check_adamw_update(adamw_update):
+    """adamw_update(p, g, m, v, t, lr, decay) -> (p, m, v) after AdamW's step t (1-based), with
+    CLIP's betas (0.9, 0.98), eps 1e-6 and weight decay 0.2 where decay is True."""
+    from miniclip.train.optim import AdamW
+    rng = _rng(23)
+    params = {"w": rng.standard_normal((3, 4)), "ln.bias": rng.standard_normal(4)}
+    theirs = {k: v.copy() for k, v in params.items()}
+    opt = AdamW(theirs, lr=0.01)
+    mine = {k: (v.copy(), np.zeros_like(v), np.zeros_like(v)) for k, v in params.items()}
+    for t in range(1, 6):
+        grads = {k: rng.standard_normal(v.shape) for k, v in params.items()}
+        lr = 0.01 * t
+        opt.step(grads, lr=lr)
+        for k in params:
+            p, m, v = mine[k]
+            mine[k] = call(adamw_update, p, grads[k], m, v, t, lr, opt.decay[k])
+    for k in params:
+        compare(f"{k} after 5 steps ({'decayed' if opt.decay[k] else 'not decayed'})",
+                mine[k][0], theirs[k], 1e-12)
+        compare(f"{k}: first moment m", mine[k][1], opt.m[k], 1e-12)
+        compare(f"{k}: second moment v", mine[k][2], opt.v[k], 1e-12)
+
+
+def check_decays(decays):
+    """decays(name, param) -> bool, for every parameter of CLIP 'tiny' and of a SigLIP model."""
+    import dataclasses
+
+    from miniclip import CLIP, CONFIGS
+    from miniclip.train.optim import decays as mc_decays
+    wrong = []
+    names = 0
+    for cfg in (CONFIGS["tiny"], dataclasses.replace(CONFIGS["tiny"], loss="siglip")):
+        for k, p in CLIP(cfg, seed=0).params.items():
+            names += 1
+            if bool(call(decays, k, p)) != mc_decays(k, p):
+                wrong.append(f"{k} {p.shape}: you say {bool(decays(k, p))}")
+    if wrong:
+        raise ExerciseIncorrect(f"{len(wrong)} tensors wrong, e.g. " + "; ".join(wrong[:4]))
+    print(f"{names} tensors: decay where miniclip decays: right")
+
+
+def check_cosine_lr(cosine_lr):
+    """cosine_lr(step, total_steps, base_lr, warmup_steps, min_lr) -> learning rate."""
+    from miniclip.train.optim import cosine_lr as mc_cosine
+    for total, warmup, base, low in [(100, 10, 5e-4, 0.0), (50, 0, 1.0, 0.1), (30, 29, 2.0, 0.0)]:
+        got = np.array([call(cosine_lr, s, total, base, warmup, low) for s in range(total + 5)],
+                       dtype=np.float64)
+        want = np.array([mc_cosine(s, total, base, warmup, low) for s in range(total + 5)])
+        compare(f"{total} steps, warmup {warmup}, min_lr {low}", got, want, 1e-12)

@@ -31,6 +31,7 @@ from miniclip.model.towers import text_backward, vision_backward  # noqa: E402
 from miniclip.nn import activations, attention, embedding, gradcheck, layernorm, linear  # noqa: E402
 from miniclip.nn.pooling import eot_pool_forward  # noqa: E402
 from miniclip.text import bpe  # noqa: E402
+from miniclip.train import optim  # noqa: E402
 
 
 def starter(*_, **__):
@@ -281,6 +282,26 @@ def eot_pool_wrong(x, tokens):
     return x[:, -1]
 
 
+def adamw_update(p, g, m, v, t, lr, decay):
+    m = 0.9 * m + 0.1 * g
+    v = 0.98 * v + 0.02 * g * g
+    update = (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.98**t)) + 1e-6)
+    return p - lr * (update + 0.2 * p * decay), m, v
+
+
+def adam_coupled(p, g, m, v, t, lr, decay):    # L2 in the gradient: Adam, not AdamW
+    return adamw_update(p, g + 0.2 * p * decay, m, v, t, lr, False)
+
+
+def decays_all_matrices(name, param):           # forgets the positional embeddings
+    return param.ndim >= 2
+
+
+def cosine_no_warmup(step, total, base, warmup=0, low=0.0):
+    progress = min(1.0, step / total)
+    return low + 0.5 * (base - low) * (1 + math.cos(math.pi * progress))
+
+
 CASES = {
     "linear_backward": (checks.check_linear_backward, [linear_bwd], [linear_bwd_wrong]),
     "numerical_gradient": (checks.check_numerical_gradient, [gradcheck.numerical_gradient],
@@ -313,6 +334,9 @@ CASES = {
     "train": (checks.check_train, [bpe.train_merges_naive], [train_wrong]),
     "eot_pool": (checks.check_eot_pool, [eot_pool], [eot_pool_wrong]),
     "combine_lse": (checks.check_combine_lse, [combine], [combine_wrong]),
+    "adamw_update": (checks.check_adamw_update, [adamw_update], [adam_coupled]),
+    "decays": (checks.check_decays, [optim.decays], [decays_all_matrices]),
+    "cosine_lr": (checks.check_cosine_lr, [optim.cosine_lr], [cosine_no_warmup]),
 }
 
 
