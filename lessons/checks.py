@@ -10,6 +10,9 @@ It raises ``ExerciseNotDone`` when the learner's code still raises ``NotImplemen
 returns None, the value of a body that is only ``...``), and ``ExerciseIncorrect`` (an
 ``AssertionError``) when an answer is wrong. tests/test_lesson_checks.py checks that every check
 passes a right answer, fails a wrong one and recognises a starter.
+
+Longer than 400 lines because it holds one check per exercise of every lesson, grouped by lesson;
+each check is short and reads on its own.
 """
 
 from __future__ import annotations
@@ -112,7 +115,8 @@ def _grads_compare(prefix, got, want, tol):
 
 def check_linear_backward(linear_backward):
     """linear_backward(dout, (x, w)) -> dx, dw, db for y = x w^T + b, x of any leading shape."""
-    from miniclip.nn.linear import linear_backward as mc_backward, linear_forward
+    from miniclip.nn.linear import linear_backward as mc_backward
+    from miniclip.nn.linear import linear_forward
     rng = _rng(1)
     x, w, b = rng.standard_normal((2, 3, 5)), rng.standard_normal((4, 5)), rng.standard_normal(4)
     out, cache = linear_forward(x, w, b)
@@ -154,7 +158,8 @@ def check_proj(proj_forward, proj_backward):
 
 def check_layernorm_backward(layernorm_backward):
     """layernorm_backward(dout, xhat, rstd, w) -> dx, dw, db (the compact form)."""
-    from miniclip.nn.layernorm import layernorm_backward as mc_backward, layernorm_forward
+    from miniclip.nn.layernorm import layernorm_backward as mc_backward
+    from miniclip.nn.layernorm import layernorm_forward
     rng = _rng(4)
     x = rng.standard_normal((2, 3, 6)) * 3 + 1
     w, b = 1 + 0.3 * rng.standard_normal(6), 0.3 * rng.standard_normal(6)
@@ -194,7 +199,8 @@ def check_quick_gelu_backward(quick_gelu_backward):
 
 def check_mlp_backward(mlp_forward, mlp_backward):
     """mlp_backward(dout, cache) -> dx, grads, for the cache of the lesson's mlp_forward(x, p)."""
-    from miniclip.model.mlp import mlp_backward as mc_backward, mlp_forward as mc_forward
+    from miniclip.model.mlp import mlp_backward as mc_backward
+    from miniclip.model.mlp import mlp_forward as mc_forward
     rng = _rng(7)
     C = 4
     p = {"c_fc.weight": 0.5 * rng.standard_normal((4 * C, C)), "c_fc.bias": rng.standard_normal(4 * C),
@@ -223,7 +229,8 @@ def check_best_slope(best_slope):
 
 def check_attention_backward(attention_backward):
     """attention_backward(dout, (q, k, v, probs)) -> dq, dk, dv; probs already include any mask."""
-    from miniclip.nn.attention import attention_backward as mc_backward, attention_forward
+    from miniclip.nn.attention import attention_backward as mc_backward
+    from miniclip.nn.attention import attention_forward
     rng = _rng(8)
     q, k, v = (rng.standard_normal((2, 3, 5, 4)) for _ in range(3))
     for causal in (False, True):
@@ -286,7 +293,8 @@ def _small_block(rng, C=8):
 
 def check_block_backward(block_backward):
     """block_backward(dout, cache) -> dx, grads, for the cache of miniclip's block_forward."""
-    from miniclip.model.block import block_backward as mc_backward, block_forward
+    from miniclip.model.block import block_backward as mc_backward
+    from miniclip.model.block import block_forward
     rng = _rng(11)
     p = _small_block(rng)
     x = rng.standard_normal((2, 5, 8))
