@@ -60,9 +60,13 @@ def micro_batches(n: int, accum_steps: int) -> list[slice]:
 
 
 def loss_and_grads(params: dict, cfg, images: np.ndarray, tokens: np.ndarray,
-                   accum_steps: int = 1):
+                   accum_steps: int = 1, loss_scale: float = 1.0):
     """Loss of the whole batch and its gradient for every parameter, computed in accum_steps
     micro-batches (1: all at once). images (N, 3, R, R) float, tokens (N, T) int.
+
+    loss_scale: the gradients returned are those of ``loss_scale * loss`` (the loss itself is
+    returned unscaled). float16 training multiplies by 2^k so that small gradients do not
+    underflow to 0 in 16 bits, and divides the float32 gradients by it afterwards.
 
     -> (loss: float, grads: dict keyed like params). The result equals the one-batch result up
     to floating-point rounding, whatever accum_steps is.
@@ -76,7 +80,7 @@ def loss_and_grads(params: dict, cfg, images: np.ndarray, tokens: np.ndarray,
         img, c_vis = vision_forward(params, cfg, images)  # (N, E)
         txt, c_txt = text_forward(params, cfg, tokens)  # (N, E)
         loss, c_loss = batch_loss_forward(cfg.loss, img, txt, loss_params)
-        dimg, dtxt, grads = batch_loss_backward(c_loss)
+        dimg, dtxt, grads = batch_loss_backward(c_loss, loss_scale)
         grads.update(vision_backward(dimg, c_vis, cfg))
         grads.update(text_backward(dtxt, c_txt, cfg))
         return loss, {k: grads[k] for k in params}
@@ -87,7 +91,7 @@ def loss_and_grads(params: dict, cfg, images: np.ndarray, tokens: np.ndarray,
     txt = np.concatenate([text_forward(params, cfg, tokens[s])[0] for s in parts])  # (N, E)
     # 2. the loss of the full batch, and its gradient with respect to every embedding
     loss, c_loss = batch_loss_forward(cfg.loss, img, txt, loss_params)
-    dimg, dtxt, grads = batch_loss_backward(c_loss)  # (N, E), (N, E), loss-parameter grads
+    dimg, dtxt, grads = batch_loss_backward(c_loss, loss_scale)  # (N, E), (N, E), loss grads
     # 3. forward again with caches, backward each micro-batch's rows of d(embeddings), add up
     for s in parts:
         _, c_vis = vision_forward(params, cfg, images[s])

@@ -36,6 +36,8 @@ class TrainArgs:
     checkpoint_every: int = 200
     n_train: int | None = None  # dataset sizes if it has to be generated (None: its default)
     backend: str | None = None  # kernels backend; None: miniclip's default
+    precision: str = "fp32"  # "fp32", or mixed precision "bf16" / "fp16" (train/precision.py)
+    stochastic_rounding: bool = False  # round the 16-bit weight copies stochastically
 
 
 def total_steps(args: TrainArgs, n_pairs: int) -> int:
@@ -63,6 +65,20 @@ def check_args(args: TrainArgs) -> None:
         raise ValueError(f"grad_clip must be > 0 (or None), got {args.grad_clip}")
     if args.epochs is not None and not args.epochs > 0:
         raise ValueError(f"epochs must be > 0, got {args.epochs}")
+    check_precision_args(args)
+
+
+def check_precision_args(args: TrainArgs) -> None:
+    from miniclip.kernels.dtypes import PRECISIONS
+
+    if args.precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {tuple(PRECISIONS)}, got {args.precision!r}")
+    if args.stochastic_rounding and args.precision == "fp32":
+        raise ValueError("stochastic_rounding rounds the 16-bit weight copies: it needs "
+                         "precision bf16 or fp16, got fp32")
+    if args.precision != "fp32" and args.backend == "cuda":
+        raise ValueError(f"precision {args.precision!r} runs on the numpy and numba backends; "
+                         "the cuda backend's DeviceArrays are float32/float64 only")
 
 
 # ---- command line ----------------------------------------------------------------------------
@@ -87,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
         "eval_images": "images per curve point", "checkpoint_every": "steps between checkpoints",
         "n_train": "training pairs if the dataset has to be generated",
         "backend": f"kernels backend, one of {backend.available_backends()}",
+        "precision": "fp32, or mixed precision bf16 / fp16 (float32 master weights)",
+        "stochastic_rounding": "round the 16-bit weight copies stochastically",
     }
     for f in fields(TrainArgs):
         flag = "--" + f.name.replace("_", "-")

@@ -19,21 +19,21 @@ class TrainingDiverged(RuntimeError):
 
 
 def take_step(model, optimizer, preprocess, images, tokens, lr, args, aug_rng, last_checkpoint,
-              step) -> tuple[float, float]:
+              step, precision=None) -> tuple[float, float]:
     """One optimizer step on a batch: images uint8 (B, R, R, 3), tokens (B, T).
 
     augment -> normalise -> loss and gradients (in args.accum micro-batches) -> clip the global
     gradient norm (if args.grad_clip) -> stop on NaN/inf -> AdamW -> clamp logit_scale.
     Returns (loss, gradient norm before clipping).
+    precision: a train.precision.MixedPrecision for --precision bf16/fp16 (None: float32).
     """
     if args.augment:
         from miniclip.datasets import augment
 
         images = augment(images, aug_rng)  # keeps the captions true: no flips, tiny shifts
     x = preprocess(images)  # (B, 3, R, R) float32
-    loss, grads = loss_and_grads(model.params, model.cfg, x, tokens, args.accum)
-    grad_norm = clip_grad_norm(grads, args.grad_clip or math.inf)
-    if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+
+    def diverged(loss, grad_norm):
         kept = (f"the last good checkpoint is {last_checkpoint} (step "
                 f"{load_checkpoint(last_checkpoint).step})" if last_checkpoint.exists()
                 else "no checkpoint was written yet")
@@ -41,6 +41,16 @@ def take_step(model, optimizer, preprocess, images, tokens, lr, args, aug_rng, l
             f"step {step + 1}: the loss became {loss} (gradient norm {grad_norm}); stopping "
             f"without saving this step: {kept}. Try a lower --lr, a longer --warmup or "
             "--grad-clip 1.0.")
+
+    if precision is not None:  # 16-bit copies, float32 masters (train/precision.py)
+        from miniclip.train.precision import mixed_step
+
+        return mixed_step(model, optimizer, precision, x, tokens, lr, args, step, diverged,
+                          MAX_LOGIT_SCALE)
+    loss, grads = loss_and_grads(model.params, model.cfg, x, tokens, args.accum)
+    grad_norm = clip_grad_norm(grads, args.grad_clip or math.inf)
+    if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+        diverged(loss, grad_norm)
     optimizer.step(grads, lr=lr)
     scale = model.params["logit_scale"]
     np.clip(scale, 0.0, MAX_LOGIT_SCALE, out=scale)  # in place: the array the optimizer updates
