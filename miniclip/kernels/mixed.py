@@ -83,11 +83,17 @@ def _widen(a):
     return a.astype(float32) if isinstance(a, np.ndarray) and is_half(a.dtype) else a
 
 
+def _same_kind(cache, items):
+    """A tuple like ``cache`` (a NamedTuple stays that NamedTuple: backends check their caches'
+    types) holding ``items``."""
+    return type(cache)(*items) if hasattr(cache, "_fields") else tuple(items)
+
+
 def _narrow_cache(cache, widened, act_dtype):
     """Replace each float32 array of the cache that is (a view of) a widened 16-bit input by
     that input in 16 bits; leave everything else (computed statistics) as it is."""
     if isinstance(cache, tuple):
-        return tuple(_narrow_cache(c, widened, act_dtype) for c in cache)
+        return _same_kind(cache, [_narrow_cache(c, widened, act_dtype) for c in cache])
     if not isinstance(cache, np.ndarray) or cache.dtype != float32:
         return cache
     for wide, half in widened:
@@ -100,7 +106,7 @@ def _narrow_cache(cache, widened, act_dtype):
 
 def _widen_cache(cache):
     if isinstance(cache, tuple):
-        return tuple(_widen_cache(c) for c in cache)
+        return _same_kind(cache, [_widen_cache(c) for c in cache])
     if isinstance(cache, _Half):
         return cache.array.astype(float32)
     return cache
