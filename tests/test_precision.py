@@ -68,6 +68,31 @@ def test_bfloat16_has_float32_range_and_float16_does_not(dtype):
         assert np.isinf(big).all()  # float16's largest is 65504
 
 
+def test_numba_conversions_are_exact():
+    """kernels/numba/halfconv.py against NumPy / ml_dtypes: widening every one of the 65,536
+    16-bit patterns, and rounding every 16-bit value, every midpoint between two neighbours
+    (ties), the float32 numbers just above and below each midpoint, overflow, underflow, NaN."""
+    from miniclip.kernels.numba.halfconv import narrow, widen
+
+    for dtype in HALF:
+        patterns = np.arange(65536, dtype=np.uint32).astype(np.uint16).view(dtype)
+        wide, ref = widen(patterns, dtype), patterns.astype(np.float32)
+        nan = np.isnan(ref)
+        assert np.array_equal(np.isnan(wide), nan)
+        assert np.array_equal(wide[~nan].view(np.uint32), ref[~nan].view(np.uint32))
+        values = np.unique(ref[np.isfinite(ref)].astype(np.float64))
+        mids = ((values[1:] + values[:-1]) / 2).astype(np.float32)  # exact in float32
+        x = np.concatenate([values.astype(np.float32), mids,
+                            np.nextafter(mids, np.float32(np.inf)),
+                            np.nextafter(mids, np.float32(-np.inf)),
+                            np.array([np.inf, -np.inf, 3e38, -3e38, 65520, 1e-45, -0.0],
+                                     np.float32)])
+        with np.errstate(over="ignore"):
+            want = x.astype(dtype)
+        assert np.array_equal(narrow(x, dtype).view(np.uint16), want.view(np.uint16))
+        assert np.isnan(narrow(np.array([np.nan], np.float32), dtype).astype(np.float32)).all()
+
+
 # ---- each op against float64 -----------------------------------------------------------------
 
 @pytest.mark.parametrize("name", BACKENDS)

@@ -17,11 +17,13 @@ When any array handed to an op is bfloat16 or float16, ``mixed_op`` below
 That is what PyTorch's autocast and a tensor core do: 16-bit operands, float32 accumulators.
 
 Why widen first rather than compute in 16 bits? NumPy's float16 matmul has no BLAS behind it
-(about 0.5 GFLOP/s, ~100x slower than float32) and NumPy knows no bfloat16 arithmetic at all, so
-the reference backend must upcast per op. The Numba and CUDA backends here take the same route:
+(about 0.5 GFLOP/s, ~100x slower than float32), nor has ml_dtypes' bfloat16 (its ufuncs convert
+every number to float32 and back, one at a time), so the reference backend upcasts per op. The Numba and CUDA backends here take the same route:
 their kernels, compiled for float32, are handed float32 copies made per op (the copy of a weight
 costs what one pass over it costs; a kernel that loads 16-bit numbers and widens them in
-registers would save that pass: not done yet, see benchmarks/README.md).
+registers would save that pass: not done yet, see benchmarks/README.md). The conversions
+themselves are Numba loops on the bits (kernels/numba/halfconv.py) where Numba is installed:
+NumPy's float16 conversions alone made a float16 step 3x slower than its arithmetic.
 
     >>> import numpy as np
     >>> from miniclip.kernels.dtypes import bfloat16
@@ -39,6 +41,26 @@ from __future__ import annotations
 import numpy as np
 
 from miniclip.kernels.dtypes import float32, is_half
+
+try:  # exact conversions on the bits, 2-6x faster than NumPy's for float16 (see halfconv.py)
+    from miniclip.kernels.numba.halfconv import narrow as _narrow_bits
+    from miniclip.kernels.numba.halfconv import widen as _widen_bits
+except ImportError:  # no Numba: NumPy's and ml_dtypes' astype, the same numbers
+    _narrow_bits = _widen_bits = None
+
+
+def to_float32(a):
+    """A 16-bit array -> float32 (exact); anything else unchanged."""
+    if not (isinstance(a, np.ndarray) and is_half(a.dtype)):
+        return a
+    return _widen_bits(a, a.dtype) if _widen_bits is not None else a.astype(float32)
+
+
+def to_half(a, dtype):
+    """A float32 array -> the 16-bit ``dtype``, rounded to nearest, ties to even."""
+    if _narrow_bits is not None and a.dtype == float32:
+        return _narrow_bits(a, dtype)
+    return a.astype(dtype)
 
 # which results of a backward are activation gradients (rounded to 16 bits); the rest are
 # parameter gradients, kept in float32. None: the backward returns one array, dx.
@@ -79,10 +101,6 @@ def _half_dtype(arrays):
     return found.pop() if found else None
 
 
-def _widen(a):
-    return a.astype(float32) if isinstance(a, np.ndarray) and is_half(a.dtype) else a
-
-
 def _same_kind(cache, items):
     """A tuple like ``cache`` (a NamedTuple stays that NamedTuple: backends check their caches'
     types) holding ``items``."""
@@ -100,7 +118,7 @@ def _narrow_cache(cache, widened, act_dtype):
         if cache is wide:
             return _Half(half)  # the caller's own 16-bit array: no copy
         if np.may_share_memory(cache, wide):
-            return _Half(cache.astype(half.dtype))  # a reshaped view: exact in 16 bits
+            return _Half(to_half(cache, half.dtype))  # a reshaped view: exact in 16 bits
     return cache
 
 
@@ -108,7 +126,7 @@ def _widen_cache(cache):
     if isinstance(cache, tuple):
         return _same_kind(cache, [_widen_cache(c) for c in cache])
     if isinstance(cache, _Half):
-        return cache.array.astype(float32)
+        return to_float32(cache.array)
     return cache
 
 
@@ -120,10 +138,10 @@ def mixed_op(forward):
         act_dtype = _half_dtype(args)
         if act_dtype is None:
             return forward(*args, **kwargs)
-        wide_args = [_widen(a) for a in args]
+        wide_args = [to_float32(a) for a in args]
         widened = [(w, a) for w, a in zip(wide_args, args, strict=True) if w is not a]
         out, cache = forward(*wide_args, **kwargs)  # float32 arithmetic, float32 sums
-        return out.astype(act_dtype), HalfCache(_narrow_cache(cache, widened, act_dtype),
+        return to_half(out, act_dtype), HalfCache(_narrow_cache(cache, widened, act_dtype),
                                                 act_dtype)
 
     op.__name__ = op.__qualname__ = forward.__name__
@@ -139,10 +157,10 @@ def mixed_backward(backward, name):
     def op(dout, cache):
         if not isinstance(cache, HalfCache):
             return backward(dout, cache)
-        grads = backward(_widen(dout), _widen_cache(cache.inner))
+        grads = backward(to_float32(dout), _widen_cache(cache.inner))
         if activation_grads is None:  # one array: dx
-            return grads.astype(cache.act_dtype)
-        return tuple(g.astype(cache.act_dtype) if i in activation_grads and g is not None else g
+            return to_half(grads, cache.act_dtype)
+        return tuple(to_half(g, cache.act_dtype) if i in activation_grads and g is not None else g
                      for i, g in enumerate(grads))
 
     op.__name__ = op.__qualname__ = backward.__name__
