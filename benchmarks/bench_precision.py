@@ -105,10 +105,11 @@ def toy_batch(cfg, rng):
 
 
 def activations(cfg, images, tokens):
-    print(f"toy model, batch {BATCH}: activations kept for the backward (numpy backend)")
-    print(f"{'precision':<10}{'caches':>12}{'tracemalloc peak':>20}")
-    with backend.use_backend("numpy"):
-        for precision, dtype in PRECISIONS.items():
+    print(f"toy model, batch {BATCH}: activations kept for the backward")
+    print(f"{'backend':<10}{'precision':<11}{'caches':>12}{'tracemalloc peak':>20}")
+    for name, precision in [(b, p) for b in ("numpy", "numba") for p in PRECISIONS]:
+        dtype = PRECISIONS[precision]
+        with backend.use_backend(name):
             model = CLIP(cfg, seed=0, dtype=dtype)
             img, c_vis = vision_forward(model.params, cfg, images)
             txt, c_txt = text_forward(model.params, cfg, tokens)
@@ -121,7 +122,7 @@ def activations(cfg, images, tokens):
             loss_and_grads(model.params, cfg, images, tokens)
             peak = tracemalloc.get_traced_memory()[1]
             tracemalloc.stop()
-            print(f"{precision:<10}{mb(held):>12}{mb(peak):>20}")
+            print(f"{name:<10}{precision:<11}{mb(held):>12}{mb(peak):>20}")
     print()
 
 

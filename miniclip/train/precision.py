@@ -77,8 +77,9 @@ def round_stochastic(x: np.ndarray, dtype, rng: np.random.Generator) -> np.ndarr
 
     >>> rng = np.random.default_rng(0)
     >>> x = np.full(100_000, 1 + 1 / 1024, np.float32)   # 1/8 of the way from 1 to 1 + 2^-7
-    >>> float(round_stochastic(x, "bfloat16", rng).astype(np.float64).mean())  # ~ 1.0009766
-    1.0009...
+    >>> sr = round_stochastic(x, "bfloat16", rng).astype(np.float64)
+    >>> round(float(sr.mean()), 4), sorted(set(sr.tolist()))   # the mean: 1 + 2^-10 = 1.00098
+    (1.001, [1.0, 1.0078125])
     """
     dtype = dtype_of(dtype)
     wide = np.asarray(x, np.float64)
