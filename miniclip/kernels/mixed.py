@@ -16,9 +16,12 @@ When any array handed to an op is bfloat16 or float16, ``mixed_op`` below
 
 That is what PyTorch's autocast and a tensor core do: 16-bit operands, float32 accumulators.
 
-Why widen first rather than compute in 16 bits? NumPy's float16 matmul has no BLAS behind it
-(about 0.5 GFLOP/s, ~100x slower than float32), nor has ml_dtypes' bfloat16 (its ufuncs convert
-every number to float32 and back, one at a time), so the reference backend upcasts per op. The Numba and CUDA backends here take the same route:
+Why widen first rather than compute in 16 bits? NumPy's float16 matmul has no BLAS behind it: it
+runs at about 0.1-0.5 GFLOP/s (measured on the 2-core machine of benchmarks/README.md, a
+256 x 256 x 256 product on one thread: 0.09 GFLOP/s against 75 for float32). ml_dtypes' bfloat16
+matmul is fast (52 GFLOP/s there) but says nothing of how it accumulates, and the element-wise
+ufuncs of both formats convert every number to float32 and back. So the reference backend
+upcasts per op, for both formats the same way, and the float32 accumulation is then certain. The Numba and CUDA backends here take the same route:
 their kernels, compiled for float32, are handed float32 copies made per op (the copy of a weight
 costs what one pass over it costs; a kernel that loads 16-bit numbers and widens them in
 registers would save that pass: not done yet, see benchmarks/README.md). The conversions
