@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from miniclip.kernels.dtypes import PRECISIONS, dtype_of, float32, is_half
+from miniclip.kernels.mixed import to_half
 from miniclip.model.clip import CLIP, parameter_dtype
 from miniclip.model.gradcache import loss_and_grads
 from miniclip.train.optim import clip_grad_norm
@@ -130,7 +131,7 @@ class MixedPrecision:
             elif rng is not None:
                 out[k] = round_stochastic(v, dtype, rng)
             else:
-                out[k] = v.astype(dtype)  # to nearest, ties to even
+                out[k] = to_half(v, dtype)  # to nearest, ties to even (= v.astype(dtype))
         return out
 
     def working_model(self, step: int) -> CLIP:
