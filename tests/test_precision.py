@@ -467,3 +467,26 @@ def test_cli_precision_errors_are_one_line(tiny_data, tmp_path, capsys, argv, me
                  "--steps", "1", "--no-progress", *argv])
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_numba_matmul_reads_16_bit_inputs(rng, dtype):
+    """The numba backend's linear_forward reads x in 16 bits (widening it row block by row
+    block inside the kernel): bit for bit the float32 kernel on the widened x, and its cache
+    holds x in 16 bits."""
+    from miniclip.kernels.numba import ops as numba_ops
+
+    x16, _ = half_randn(rng, (3, 70, 24), dtype)  # M = 210: four row blocks, the last ragged
+    w16, _ = half_randn(rng, (9, 24), dtype)
+    b16, _ = half_randn(rng, (9,), dtype)
+    with backend.use_backend("numba"):
+        out16, cache = backend.ops.linear_forward(x16, w16, b16)
+    wide = [a.astype(np.float32) for a in (x16, w16, b16)]
+    out32, _ = numba_ops.linear_forward(*wide)
+    assert np.array_equal(out16, out32.astype(dtype))
+    direct, direct_cache = numba_ops.linear_forward(x16, *wide[1:])
+    assert direct.dtype == np.float32 and np.array_equal(direct, out32)
+    assert direct_cache[0].dtype == dtype
+    assert cache.inner[0].dtype == dtype  # the activation kept for backward: 16 bits
+    with pytest.raises(TypeError, match="float32"):
+        numba_ops.linear_forward(x16, w16, None)

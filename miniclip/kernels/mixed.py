@@ -133,15 +133,16 @@ def _widen_cache(cache):
     return cache
 
 
-def mixed_op(forward):
+def mixed_op(forward, reads_16_bit=()):
     """A forward op ``(arrays..., options...) -> (out, cache)`` that also takes 16-bit arrays
-    (see the module docstring); float32/float64 calls go straight through."""
+    (see the module docstring); float32/float64 calls go straight through. ``reads_16_bit``:
+    positions of arguments the backend's op reads in 16 bits itself (not widened here)."""
 
     def op(*args, **kwargs):
         act_dtype = _half_dtype(args)
         if act_dtype is None:
             return forward(*args, **kwargs)
-        wide_args = [to_float32(a) for a in args]
+        wide_args = [a if i in reads_16_bit else to_float32(a) for i, a in enumerate(args)]
         widened = [(w, a) for w, a in zip(wide_args, args, strict=True) if w is not a]
         out, cache = forward(*wide_args, **kwargs)  # float32 arithmetic, float32 sums
         return to_half(out, act_dtype), HalfCache(_narrow_cache(cache, widened, act_dtype),
@@ -173,9 +174,12 @@ def mixed_backward(backward, name):
 
 def mixed_ops(module, names):
     """{name: op} for a backend module: every forward wrapped by mixed_op, every backward by
-    mixed_backward."""
+    mixed_backward. A module's ``READS_16_BIT`` ({op name: argument positions}) names the
+    16-bit arguments its ops read themselves (the numba backend's linear_forward reads x)."""
     ops = {}
+    reads_16_bit = getattr(module, "READS_16_BIT", {})
     for name in names:
         fn = getattr(module, name)
-        ops[name] = mixed_backward(fn, name) if name.endswith("_backward") else mixed_op(fn)
+        ops[name] = (mixed_backward(fn, name) if name.endswith("_backward")
+                     else mixed_op(fn, reads_16_bit.get(name, ())))
     return ops

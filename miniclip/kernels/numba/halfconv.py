@@ -105,22 +105,31 @@ def lookup(src, table, dst):
         dst[i] = table[src[i]]
 
 
-_F16_TABLE = None  # float32 bits of every float16 pattern, made on first use
+_TABLES = {}  # 16-bit format name -> float32 bits of each of its 65,536 patterns
+
+
+def widen_table(half_dtype) -> np.ndarray:
+    """(65536,) uint32: the float32 bits of every bfloat16 or float16 bit pattern."""
+    name = np.dtype(half_dtype).name
+    if name not in _TABLES:
+        patterns = np.arange(65536, dtype=np.uint32).astype(np.uint16)
+        table = np.empty(65536, np.uint32)
+        if np.dtype(half_dtype) == np.float16:
+            f16_bits_to_f32_bits(patterns, table)
+        else:
+            bf16_bits_to_f32_bits(patterns, table)
+        _TABLES[name] = table
+    return _TABLES[name]
 
 
 def widen(a: np.ndarray, half_dtype) -> np.ndarray:
     """A 16-bit array (bfloat16 or float16) -> float32, same shape. (bfloat16: ml_dtypes'
     astype, a shift, is as fast as a Numba loop.)"""
-    global _F16_TABLE
     if half_dtype != np.float16:
         return a.astype(np.float32)
-    if _F16_TABLE is None:
-        table = np.empty(65536, np.uint32)
-        f16_bits_to_f32_bits(np.arange(65536, dtype=np.uint32).astype(np.uint16), table)
-        _F16_TABLE = table
     src = np.ascontiguousarray(a).view(np.uint16).reshape(-1)
     out = np.empty(src.size, np.uint32)
-    lookup(src, _F16_TABLE, out)
+    lookup(src, widen_table(half_dtype), out)
     return out.view(np.float32).reshape(a.shape)
 
 

@@ -34,11 +34,18 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
 from miniclip.kernels.checks import check_linear_args, float_dtype, same_dtype  # noqa: E402
+from miniclip.kernels.dtypes import is_half  # noqa: E402
 from miniclip.kernels.numba import attention as numba_attention
 from miniclip.kernels.numba import elementwise as numba_elementwise
+from miniclip.kernels.numba import halfconv  # noqa: E402
 from miniclip.kernels.numba import matmul as numba_matmul  # noqa: E402
 
 _options = {"handwritten_matmul": False}
+
+# Mixed precision (kernels/mixed.py) widens every 16-bit input to float32 before calling an op,
+# except the arguments listed here, which the op reads in 16 bits itself: linear_forward's x,
+# widened row block by row block inside the matmul (matmul.matmul_nt_half).
+READS_16_BIT = {"linear_forward": (0,)}
 
 # When to hand a product to BLAS (np.matmul) instead of the hand-written kernel, per product
 # kind, as a minimum number of multiply-adds (M * N * K); None: never. The rule comes from
@@ -89,7 +96,10 @@ def linear_forward(x, w, b=None):
     """x: (..., C_in), w: (C_out, C_in), b: (C_out,) or None -> out: (..., C_out).
 
     cache = (x2d, w, has_bias, x.shape): x flattened to (M, C_in), as the reference keeps x.
+    A bfloat16/float16 x (with float32 w and b) is read in 16 bits: see _linear_forward_half.
     """
+    if isinstance(x, np.ndarray) and is_half(x.dtype):
+        return _linear_forward_half(x, w, b)
     dtype = check_linear_args(x, w, b)
     x2d = _contiguous(x.reshape(-1, x.shape[-1]))  # (M, C_in)
     w = _contiguous(w)
@@ -106,9 +116,32 @@ def linear_forward(x, w, b=None):
     return out.reshape(*x.shape[:-1], N), (x2d, w, b is not None, x.shape)
 
 
+def _linear_forward_half(x, w, b):
+    """x (..., C_in) bfloat16 or float16, w (C_out, C_in) float32, b (C_out,) float32 or None
+    -> out (..., C_out) float32 with float32 sums; cache holds x in 16 bits (it is not copied)."""
+    for name, a in (("w", w), ("b", b)):
+        if a is not None and (not isinstance(a, np.ndarray) or a.dtype != np.float32):
+            raise TypeError(f"{name} must be a float32 array with a {x.dtype} x, got "
+                            f"{getattr(a, 'dtype', type(a).__name__)}")
+    if w.ndim != 2 or x.shape[-1] != w.shape[1]:
+        raise ValueError(f"w must be (C_out, {x.shape[-1]}) for x of shape {x.shape}, "
+                         f"got {w.shape}")
+    if b is not None and b.shape != (w.shape[0],):
+        raise ValueError(f"b must have shape ({w.shape[0]},), got {b.shape}")
+    x2d = _contiguous(x.reshape(-1, x.shape[-1]))  # (M, C_in), 16-bit
+    N = w.shape[0]
+    out = np.empty((x2d.shape[0], N), np.float32)
+    bias = _contiguous(b) if b is not None else np.zeros(N, np.float32)
+    numba_matmul.matmul_nt_half(x2d.view(np.uint16), halfconv.widen_table(x.dtype),
+                                _contiguous(w), bias, out)
+    return out.reshape(*x.shape[:-1], N), (x2d, w, b is not None, x.shape)
+
+
 def linear_backward(dout, cache):
     """dout: (..., C_out) -> dx (..., C_in), dw (C_out, C_in), db (C_out,) or None."""
     x2d, w, has_bias, x_shape = cache
+    if is_half(x2d.dtype):  # kept in 16 bits by _linear_forward_half: widened for dW
+        x2d = halfconv.widen(x2d, x2d.dtype)
     same_dtype(x2d.dtype, dout=dout)
     N, K = w.shape
     if dout.shape != (*x_shape[:-1], N):
