@@ -41,6 +41,8 @@ NumPy's float16 conversions alone made a float16 step 3x slower than its arithme
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from miniclip.kernels.dtypes import float32, is_half
@@ -148,9 +150,7 @@ def mixed_op(forward, reads_16_bit=()):
         return to_half(out, act_dtype), HalfCache(_narrow_cache(cache, widened, act_dtype),
                                                 act_dtype)
 
-    op.__name__ = op.__qualname__ = forward.__name__
-    op.__doc__ = forward.__doc__
-    return op
+    return functools.wraps(forward)(op)  # name, docstring, and __wrapped__: the backend's op
 
 
 def mixed_backward(backward, name):
@@ -167,9 +167,7 @@ def mixed_backward(backward, name):
         return tuple(to_half(g, cache.act_dtype) if i in activation_grads and g is not None else g
                      for i, g in enumerate(grads))
 
-    op.__name__ = op.__qualname__ = backward.__name__
-    op.__doc__ = backward.__doc__
-    return op
+    return functools.wraps(backward)(op)
 
 
 def mixed_ops(module, names):
