@@ -58,7 +58,11 @@ def to_float32(a):
     """A 16-bit array -> float32 (exact); anything else unchanged."""
     if not (isinstance(a, np.ndarray) and is_half(a.dtype)):
         return a
-    return _widen_bits(a, a.dtype) if _widen_bits is not None else a.astype(float32)
+    if _widen_bits is not None:
+        return _widen_bits(a, a.dtype)
+    # C order (astype keeps a transposed view's order): a backend that needs C-contiguous input
+    # then keeps this very array in its cache, which mixed_op stores back in 16 bits
+    return a.astype(float32, order="C")
 
 
 def to_half(a, dtype):

@@ -126,7 +126,7 @@ def widen(a: np.ndarray, half_dtype) -> np.ndarray:
     """A 16-bit array (bfloat16 or float16) -> float32, same shape. (bfloat16: ml_dtypes'
     astype, a shift, is as fast as a Numba loop.)"""
     if half_dtype != np.float16:
-        return a.astype(np.float32)
+        return a.astype(np.float32, order="C")  # C order: a kernel can keep it without a copy
     src = np.ascontiguousarray(a).view(np.uint16).reshape(-1)
     out = np.empty(src.size, np.uint32)
     lookup(src, widen_table(half_dtype), out)
