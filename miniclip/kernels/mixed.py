@@ -21,12 +21,15 @@ runs at about 0.1-0.5 GFLOP/s (measured on the 2-core machine of benchmarks/READ
 256 x 256 x 256 product on one thread: 0.09 GFLOP/s against 75 for float32). ml_dtypes' bfloat16
 matmul is fast (52 GFLOP/s there) but says nothing of how it accumulates, and the element-wise
 ufuncs of both formats convert every number to float32 and back. So the reference backend
-upcasts per op, for both formats the same way, and the float32 accumulation is then certain. The Numba and CUDA backends here take the same route:
-their kernels, compiled for float32, are handed float32 copies made per op (the copy of a weight
-costs what one pass over it costs; a kernel that loads 16-bit numbers and widens them in
-registers would save that pass: not done yet, see benchmarks/README.md). The conversions
-themselves are Numba loops on the bits (kernels/numba/halfconv.py) where Numba is installed:
-NumPy's float16 conversions alone made a float16 step 3x slower than its arithmetic.
+upcasts per op, for both formats the same way, and the float32 accumulation is then certain.
+
+The Numba and CUDA backends take the same route, with one exception: a backend may list in
+``READS_16_BIT`` the arguments its ops read in 16 bits themselves. The numba backend's
+linear_forward reads x so (each thread widens its block of rows into a float32 buffer in L2,
+kernels/numba/matmul.matmul_nt_half), so no float32 copy of the activation is made. Every other
+kernel is handed float32 copies made per op (the attention kernel reading 16-bit q, k, v is not
+done yet). The conversions are Numba loops on the bits (kernels/numba/halfconv.py) where Numba
+is installed: NumPy's float16 conversions alone made a float16 step 3x slower than its arithmetic.
 
     >>> import numpy as np
     >>> from miniclip.kernels.dtypes import bfloat16
