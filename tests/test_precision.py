@@ -490,3 +490,24 @@ def test_numba_matmul_reads_16_bit_inputs(rng, dtype):
     assert cache.inner[0].dtype == dtype  # the activation kept for backward: 16 bits
     with pytest.raises(TypeError, match="float32"):
         numba_ops.linear_forward(x16, w16, None)
+
+
+@pytest.mark.parametrize("dtype", HALF)
+@pytest.mark.parametrize("causal", [False, True])
+def test_numba_attention_reads_16_bit_inputs(rng, dtype, causal):
+    """The numba attention kernel reads 16-bit q, k, v (widening each head in its thread): bit
+    for bit the float32 kernel on the widened inputs; the cache keeps q, k, v in 16 bits."""
+    from miniclip.kernels.numba import ops as numba_ops
+
+    q16, k16, v16 = (half_randn(rng, (2, 3, 7, 8), dtype)[0] for _ in range(3))
+    out32, _ = numba_ops.attention_forward(*(a.astype(np.float32) for a in (q16, k16, v16)),
+                                           causal)
+    direct, cache = numba_ops.attention_forward(q16, k16, v16, causal)
+    assert direct.dtype == np.float32 and np.array_equal(direct, out32)
+    assert {a.dtype for a in cache[:3]} == {np.dtype(dtype)}
+    with backend.use_backend("numba"):
+        out16, mixed_cache = backend.ops.attention_forward(q16, k16, v16, causal)
+    assert np.array_equal(out16, out32.astype(dtype))
+    assert mixed_cache.inner[0].dtype == dtype
+    with pytest.raises(TypeError, match="like q"):
+        numba_ops.attention_forward(q16, k16.astype(np.float32), v16, causal)

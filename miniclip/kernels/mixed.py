@@ -26,9 +26,10 @@ upcasts per op, for both formats the same way, and the float32 accumulation is t
 The Numba and CUDA backends take the same route, with one exception: a backend may list in
 ``READS_16_BIT`` the arguments its ops read in 16 bits themselves. The numba backend's
 linear_forward reads x so (each thread widens its block of rows into a float32 buffer in L2,
-kernels/numba/matmul.matmul_nt_half), so no float32 copy of the activation is made. Every other
-kernel is handed float32 copies made per op (the attention kernel reading 16-bit q, k, v is not
-done yet). The conversions are Numba loops on the bits (kernels/numba/halfconv.py) where Numba
+kernels/numba/matmul.matmul_nt_half) and its attention_forward reads q, k, v so (each thread
+widens its head): no float32 copy of those activations is made, and the caches keep them in 16
+bits. Every other kernel (the backward ones included) is handed float32 copies made per op. The
+conversions are Numba loops on the bits (kernels/numba/halfconv.py) where Numba
 is installed: NumPy's float16 conversions alone made a float16 step 3x slower than its arithmetic.
 
     >>> import numpy as np

@@ -44,8 +44,9 @@ _options = {"handwritten_matmul": False}
 
 # Mixed precision (kernels/mixed.py) widens every 16-bit input to float32 before calling an op,
 # except the arguments listed here, which the op reads in 16 bits itself: linear_forward's x,
-# widened row block by row block inside the matmul (matmul.matmul_nt_half).
-READS_16_BIT = {"linear_forward": (0,)}
+# widened row block by row block inside the matmul (matmul.matmul_nt_half), and
+# attention_forward's q, k, v, widened head by head (attention.attention_forward_kernel_half).
+READS_16_BIT = {"linear_forward": (0,), "attention_forward": (0, 1, 2)}
 
 # When to hand a product to BLAS (np.matmul) instead of the hand-written kernel, per product
 # kind, as a minimum number of multiply-adds (M * N * K); None: never. The rule comes from
@@ -244,8 +245,11 @@ def attention_forward(q, k, v, causal=False):
     """q, k, v: (B, H, T, D) -> out (B, H, T, D).
 
     cache = (q, k, v as contiguous copies, lse (B, H, T), causal): the probabilities are
-    recomputed in backward from the log-sum-exp (see numba_attention for why).
+    recomputed in backward from the log-sum-exp (see numba_attention for why). 16-bit q, k, v
+    (one format) are read in 16 bits and kept so in the cache; out and lse are float32.
     """
+    if isinstance(q, np.ndarray) and is_half(q.dtype):
+        return _attention_forward_half(q, k, v, causal)
     dtype = float_dtype("q", q)
     same_dtype(dtype, k=k, v=v)
     if q.ndim != 4 or k.shape != q.shape or v.shape != q.shape:
@@ -259,9 +263,29 @@ def attention_forward(q, k, v, causal=False):
     return out, (q, k, v, lse, bool(causal))
 
 
+def _attention_forward_half(q, k, v, causal):
+    for name, a in (("k", k), ("v", v)):
+        if not isinstance(a, np.ndarray) or a.dtype != q.dtype:
+            raise TypeError(f"{name} must be a {q.dtype} array like q, got "
+                            f"{getattr(a, 'dtype', type(a).__name__)}")
+    if q.ndim != 4 or k.shape != q.shape or v.shape != q.shape:
+        raise ValueError(f"q, k, v must all be (B, H, T, D), got {q.shape}, {k.shape}, {v.shape}")
+    if not isinstance(causal, (bool, np.bool_)):
+        raise TypeError(f"causal must be a bool, got {type(causal).__name__}")
+    q, k, v = _contiguous(q), _contiguous(k), _contiguous(v)  # (B, H, T, D), 16-bit
+    out = np.empty(q.shape, np.float32)
+    lse = np.empty(q.shape[:3], np.float32)
+    numba_attention.attention_forward_kernel_half(
+        q.view(np.uint16), k.view(np.uint16), v.view(np.uint16), halfconv.widen_table(q.dtype),
+        bool(causal), out, lse)
+    return out, (q, k, v, lse, bool(causal))
+
+
 def attention_backward(dout, cache):
     """dout: (B, H, T, D) -> dq, dk, dv, each (B, H, T, D)."""
     q, k, v, lse, causal = cache
+    if is_half(q.dtype):  # kept in 16 bits by _attention_forward_half: widened for backward
+        q, k, v = (halfconv.widen(a, a.dtype) for a in (q, k, v))
     same_dtype(q.dtype, dout=dout)
     if dout.shape != q.shape:
         raise ValueError(f"dout must have shape {q.shape}, got {dout.shape}")
