@@ -41,6 +41,7 @@ _MODULES = {
     "cuda": "miniclip.kernels.cuda.ops",
 }
 _loaded: dict = {}
+_mixed: dict = {}  # backend name -> {op name: the op, also taking 16-bit arrays (kernels/mixed.py)}
 _current = "numba" if importlib.util.find_spec("numba") is not None else "numpy"
 _default_unconfirmed = _current == "numba"  # the default; falls back to numpy if it fails to load
 
@@ -103,12 +104,21 @@ def get_backend() -> str:
 
 
 class _Ops:
-    """Attribute access forwards to the current backend: ``ops.linear_forward(...)``."""
+    """Attribute access forwards to the current backend: ``ops.linear_forward(...)``.
+
+    Every op also takes bfloat16 / float16 arrays: kernels/mixed.py widens them to float32 for
+    the backend's op and rounds the activations it returns back to 16 bits (float32 and float64
+    calls reach the backend's op unchanged)."""
 
     def __getattr__(self, name):
         if name not in OPS:
             raise AttributeError(f"no op named {name!r}; ops are {OPS}")
-        return getattr(_load(_current), name)
+        module = _load(_current)
+        if _current not in _mixed:
+            from miniclip.kernels.mixed import mixed_ops
+
+            _mixed[_current] = mixed_ops(module, OPS)
+        return _mixed[_current][name]
 
     def __dir__(self):
         return list(OPS)

@@ -213,3 +213,26 @@ def test_preprocess_matches_hf_image_processor():
         np.testing.assert_array_equal(preprocess(hf_way)[0], theirs, err_msg=name)
         if hf_way is not image:  # for these OpenAI's pipeline (miniclip's) gives other pixels
             assert np.abs(preprocess(image)[0] - theirs).max() > 0.1, name
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_16_bit_embeddings_are_within_a_stated_tolerance_of_float32(case, dtype):
+    """The same checkpoint loaded with dtype="bfloat16"/"float16" (weights rounded once, mixed
+    precision: kernels/mixed.py) against PyTorch's float32 embeddings. Each op rounds its result
+    to 16 bits (u16 relative) and the weights are rounded too; over the ~6 ops of each of L
+    blocks the errors add like a random walk. Stated tolerance, relative to the largest entry:
+    2 u16 sqrt(6 L + 4) (bfloat16: 0.031 for L = 2; float16: 0.0039). Measured on these cases:
+    up to 0.014 (bfloat16) and 0.0022 (float16)."""
+    from miniclip.kernels.dtypes import unit_roundoff
+
+    name, hf, folder, (images, tokens) = case
+    ours = load_model(folder, dtype=dtype)
+    img, txt, _ = reference(hf, images, tokens, torch.float32)
+    layers = max(ours.cfg.vision_layers, ours.cfg.transformer_layers)
+    tol = 2 * unit_roundoff(dtype) * np.sqrt(6 * layers + 4)
+    for what, got, want in (("image", ours.encode_image(images), img),
+                            ("text", ours.encode_text(tokens), txt)):
+        assert got.dtype == dtype
+        err = np.abs(got.astype(np.float64) - want).max() / np.abs(want).max()
+        print(f"{name} {dtype} {what}: relative error {err:.1e} (tolerance {tol:.1e})")
+        assert err <= tol, f"{name} {dtype} {what}: {err:.2e} > {tol:.2e}"

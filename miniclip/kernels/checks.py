@@ -1,8 +1,9 @@
-"""Argument checks shared by the fast backends: they take float32 or float64 and never cast."""
+"""Argument checks shared by the fast backends: they take float32 or float64 and never cast.
+(16-bit arrays reach them widened to float32 by kernels/mixed.py.)"""
 
 import numpy as np
 
-FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+from miniclip.kernels.dtypes import WIDE_DTYPES
 
 
 def float_dtype(name, array, types=(np.ndarray,)):
@@ -12,7 +13,7 @@ def float_dtype(name, array, types=(np.ndarray,)):
         expected = " or ".join(t.__name__ if t is not np.ndarray else "numpy.ndarray"
                                for t in types)
         raise TypeError(f"{name} must be a {expected}, got {type(array).__name__}")
-    if array.dtype not in FLOAT_DTYPES:
+    if array.dtype not in WIDE_DTYPES:
         raise TypeError(f"{name} must be float32 or float64, got {array.dtype}")
     return array.dtype
 

@@ -12,8 +12,9 @@ import math
 import numpy as np
 
 from miniclip import backend
+from miniclip.kernels.dtypes import compute_dtype, dtype_of, is_float, is_half
 from miniclip.model.config import CLIPConfig
-from miniclip.model.gradcache import loss_and_grads
+from miniclip.model.gradcache import LOSS_PARAMS, loss_and_grads
 from miniclip.model.loss import (
     SIGLIP_INIT_LOGIT_BIAS,
     SIGLIP_INIT_LOGIT_SCALE,
@@ -22,7 +23,18 @@ from miniclip.model.loss import (
 from miniclip.model.params import parameter_shapes
 from miniclip.model.towers import text_forward, vision_forward
 
-DTYPES = (np.float32, np.float64)
+
+def parameter_dtype(name: str, dtype) -> np.dtype:
+    """The dtype a model of ``dtype`` holds parameter ``name`` in: ``dtype`` itself, except that
+    the loss's own parameters (logit_scale, logit_bias) stay float32 in a 16-bit model: the
+    temperature exp(logit_scale) multiplies every logit, and bfloat16 would store ln(1/0.07) =
+    2.6593 as 2.6562, a 0.3% different temperature, and could not take AdamW's small steps.
+
+    >>> parameter_dtype("logit_scale", "bfloat16"), parameter_dtype("visual.proj", "bfloat16")
+    (dtype('float32'), dtype(bfloat16))
+    """
+    dtype = dtype_of(dtype)
+    return compute_dtype(dtype) if name in LOSS_PARAMS else dtype
 
 
 # ------------------------------------------------------------------------------------------
@@ -30,7 +42,8 @@ DTYPES = (np.float32, np.float64)
 # ------------------------------------------------------------------------------------------
 
 def initialize_parameters(cfg: CLIPConfig, seed: int = 0, dtype=np.float32) -> dict:
-    """Random weights drawn as OpenAI's ``CLIP.initialize_parameters`` does.
+    """Random weights drawn as OpenAI's ``CLIP.initialize_parameters`` does (in float64, then
+    rounded to ``dtype``: the same seed gives the same weights to the format's rounding).
 
     OpenAI re-initialises only some tensors; the rest keep PyTorch's defaults, reproduced here:
       * token embedding N(0, 0.02^2); text positions N(0, 0.01^2)
@@ -88,7 +101,7 @@ def initialize_parameters(cfg: CLIPConfig, seed: int = 0, dtype=np.float32) -> d
             value = uniform(shape, shapes[name[: -len("bias")] + "weight"][1])
         else:  # pragma: no cover - every key above is handled
             raise AssertionError(f"no initialiser for {name}")
-        params[name] = np.array(value, dtype=dtype, order="C")
+        params[name] = np.array(value, dtype=parameter_dtype(name, dtype), order="C")
     return params
 
 
@@ -98,6 +111,12 @@ def initialize_parameters(cfg: CLIPConfig, seed: int = 0, dtype=np.float32) -> d
 
 class CLIP:
     """CLIP with NumPy weights keyed by OpenAI's state-dict names.
+
+    dtype: "float32" (default), "float64" (gradient checks), or "bfloat16" / "float16" (also as
+    NumPy types): the weights are held in that format. A 16-bit model computes as mixed
+    precision does (kernels/mixed.py): 16-bit weights and activations, float32 arithmetic and
+    sums inside every op, LayerNorm statistics, softmax and the loss in float32; its
+    logit_scale (and logit_bias) stay float32 (``parameter_dtype``).
 
     >>> import miniclip, numpy as np
     >>> model = miniclip.CLIP(miniclip.CONFIGS["tiny"], seed=0)
@@ -117,17 +136,16 @@ class CLIP:
         would cost seconds and 1.7 GB only to be overwritten). Strict, as load_state_dict."""
         model = cls.__new__(cls)
         model._set_config(cfg, dtype)
-        model.params = {k: np.empty(s, model.dtype) for k, s in parameter_shapes(cfg).items()}
+        model.params = {k: np.empty(s, parameter_dtype(k, model.dtype))
+                        for k, s in parameter_shapes(cfg).items()}
         model.load_state_dict(state_dict)
         return model
 
     def _set_config(self, cfg, dtype):
         if not isinstance(cfg, CLIPConfig):
             raise TypeError(f"cfg must be a CLIPConfig, got {type(cfg).__name__}")
-        if np.dtype(dtype) not in [np.dtype(d) for d in DTYPES]:
-            raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
         self.cfg = cfg
-        self.dtype = np.dtype(dtype)
+        self.dtype = dtype_of(dtype)  # a TypeError naming the four formats for anything else
 
     # ---- input checks ----------------------------------------------------------------
 
@@ -135,19 +153,21 @@ class CLIP:
         R = self.cfg.image_resolution
         if not isinstance(images, np.ndarray):
             raise TypeError(f"images must be a numpy array, got {type(images).__name__}")
-        if not np.issubdtype(images.dtype, np.floating):
+        if not is_float(images.dtype):
             raise TypeError(f"images must be a float array (normalised pixels), got dtype "
                             f"{images.dtype}; see miniclip's preprocess for uint8 images")
         if images.ndim != 4 or images.shape[1:] != (3, R, R) or images.shape[0] == 0:
             raise ValueError(f"images must have shape (N, 3, {R}, {R}) with N >= 1, "
                              f"got {images.shape}")
-        if images.dtype.itemsize > self.dtype.itemsize:
-            raise TypeError(f"images are {images.dtype} but the model is {self.dtype}: cast them "
-                            f"yourself (images.astype(np.{self.dtype})); miniclip never lowers "
+        # a 16-bit model computes in float32: its first matmul takes float32 pixels unrounded
+        wide = compute_dtype(self.dtype)
+        if images.dtype.itemsize > wide.itemsize:
+            raise TypeError(f"images are {images.dtype} but the model computes in {wide}: cast "
+                            f"them yourself (images.astype(np.{wide})); miniclip never lowers "
                             "precision silently")
-        if not np.isfinite(images).all():
+        if not np.isfinite(images.astype(wide, copy=False)).all():
             raise ValueError("images contain NaN or inf")
-        return np.ascontiguousarray(images, dtype=self.dtype)
+        return np.ascontiguousarray(images, dtype=wide)
 
     def _check_tokens(self, tokens):
         T, V = self.cfg.context_length, self.cfg.vocab_size
@@ -213,7 +233,8 @@ class CLIP:
     def load_state_dict(self, state_dict: dict):
         """Load weights, strictly: every key present, none extra, every shape equal.
 
-        Values are converted to the model's dtype (chosen at construction). NumPy arrays or
+        Values are converted to the model's dtype (chosen at construction; a float32 or float16
+        checkpoint loaded into a bfloat16 model is rounded to it, as asked). NumPy arrays or
         DeviceArrays; the weights stay where the model's were (on the GPU after
         ``backend.to_device(model.params)``).
         """
@@ -230,12 +251,15 @@ class CLIP:
             if not isinstance(v, np.ndarray) and not np.isscalar(v):
                 raise TypeError(f"state_dict[{k!r}] must be a numpy array, got {type(v).__name__}")
             v = np.asarray(v)
-            if not np.issubdtype(v.dtype, np.floating):
+            if not is_float(v.dtype):
                 raise TypeError(f"state_dict[{k!r}] must be floating point, got {v.dtype}")
             if v.shape != ref.shape:
                 raise ValueError(f"state_dict[{k!r}] has shape {v.shape}, the model expects "
                                  f"{ref.shape}")
-            new[k] = np.array(v, dtype=self.dtype, order="C")  # a copy, C-contiguous, 0-d stays 0-d
+            new[k] = np.array(v, dtype=ref.dtype, order="C")  # a copy, C-contiguous, 0-d stays 0-d
         if any(backend.on_device(p) for p in self.params.values()):
+            if is_half(self.dtype):
+                raise TypeError(f"a {self.dtype} model cannot live on the GPU yet (DeviceArrays "
+                                "are float32 or float64)")
             new = backend.to_device(new)
         self.params = new

@@ -60,9 +60,13 @@ def micro_batches(n: int, accum_steps: int) -> list[slice]:
 
 
 def loss_and_grads(params: dict, cfg, images: np.ndarray, tokens: np.ndarray,
-                   accum_steps: int = 1):
+                   accum_steps: int = 1, loss_scale: float = 1.0):
     """Loss of the whole batch and its gradient for every parameter, computed in accum_steps
     micro-batches (1: all at once). images (N, 3, R, R) float, tokens (N, T) int.
+
+    loss_scale: the gradients returned are those of ``loss_scale * loss`` (the loss itself is
+    returned unscaled). float16 training multiplies by 2^k so that small gradients do not
+    underflow to 0 in 16 bits, and divides the float32 gradients by it afterwards.
 
     -> (loss: float, grads: dict keyed like params). The result equals the one-batch result up
     to floating-point rounding, whatever accum_steps is.
@@ -71,7 +75,7 @@ def loss_and_grads(params: dict, cfg, images: np.ndarray, tokens: np.ndarray,
 
     def whole_batch_loss(img, txt):  # (N, E), (N, E) -> loss, d img, d txt, loss-param grads
         loss, c_loss = batch_loss_forward(cfg.loss, img, txt, loss_params)
-        return (loss, *batch_loss_backward(c_loss))
+        return (loss, *batch_loss_backward(c_loss, loss_scale))
 
     return towers_around(params, cfg, images, tokens, accum_steps, whole_batch_loss)
 

@@ -42,10 +42,21 @@ def log_softmax(z):
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
+def widen(x):
+    """x in the dtype the loss computes in: float32 for 16-bit features (a 16-bit model's loss,
+    softmax and temperature are float32, as in every mixed-precision trainer), else unchanged.
+
+    >>> widen(np.ones(2, np.float16)).dtype, widen(np.ones(2)).dtype
+    (dtype('float32'), dtype('float64'))
+    """
+    wide = np.promote_types(x.dtype, np.float32)  # bfloat16, float16 -> float32
+    return x if x.dtype == wide else x.astype(wide)
+
+
 def clip_logits(image_features, text_features, logit_scale):
-    """(N_img, E), (N_txt, E), scalar -> logits_per_image (N_img, N_txt)."""
-    xhat, _ = l2_normalize_forward(image_features)
-    yhat, _ = l2_normalize_forward(text_features)
+    """(N_img, E), (N_txt, E), scalar -> logits_per_image (N_img, N_txt), in float32 or wider."""
+    xhat, _ = l2_normalize_forward(widen(image_features))
+    yhat, _ = l2_normalize_forward(widen(text_features))
     return np.exp(logit_scale) * (xhat @ yhat.T)
 
 
@@ -166,7 +177,9 @@ def batch_loss_forward(kind, image_features, text_features, params):
     """The batch loss named by ``kind`` ('clip' or 'siglip') -> (loss, cache).
 
     ``params`` holds the loss's own parameters: 'logit_scale', and 'logit_bias' for SigLIP.
+    16-bit features are widened to float32 first (``widen``): the loss is float32 arithmetic.
     """
+    image_features, text_features = widen(image_features), widen(text_features)
     if kind == "clip":
         loss, cache = contrastive_loss_forward(image_features, text_features,
                                                params["logit_scale"])
@@ -178,11 +191,12 @@ def batch_loss_forward(kind, image_features, text_features, params):
     return loss, (kind, cache)
 
 
-def batch_loss_backward(cache):
-    """-> dimage_features, dtext_features, {'logit_scale': ..., ['logit_bias': ...]}."""
+def batch_loss_backward(cache, dloss=1.0):
+    """-> dimage_features, dtext_features, {'logit_scale': ..., ['logit_bias': ...]}: the
+    gradients of ``dloss * loss`` (dloss > 1 is fp16 loss scaling: train/precision.py)."""
     kind, cache = cache
     if kind == "clip":
-        dimg, dtxt, dscale = contrastive_loss_backward(cache)
+        dimg, dtxt, dscale = contrastive_loss_backward(cache, dloss)
         return dimg, dtxt, {"logit_scale": dscale}
-    dimg, dtxt, dscale, dbias = siglip_loss_backward(cache)
+    dimg, dtxt, dscale, dbias = siglip_loss_backward(cache, dloss)
     return dimg, dtxt, {"logit_scale": dscale, "logit_bias": dbias}

@@ -14,6 +14,12 @@ with G = R / P. (``ln_pre`` follows in the model.)
 import numpy as np
 
 from miniclip import backend
+from miniclip.kernels.dtypes import compute_dtype, is_half
+
+
+def _sum_images(a):
+    """a (N, ...) -> (...): the sum over the images, accumulated in float32 for 16-bit a."""
+    return a.sum(axis=0, dtype=compute_dtype(a.dtype)) if is_half(a.dtype) else a.sum(axis=0)
 
 
 def patchify(images, patch_size):
@@ -58,8 +64,8 @@ def patch_embed_backward(dout, cache, need_dimages=False):
     """dout (N, 1 + G*G, C) -> dimages (or None), dconv_weight, dclass_embedding,
     dpositional_embedding. Training never needs dimages; ask for it with need_dimages."""
     c_lin, w_shape = cache
-    dpos = dout.sum(axis=0)  # positions were added to every image
-    dcls = dout[:, 0].sum(axis=0)  # the class token was copied to every image
+    dpos = _sum_images(dout)  # positions were added to every image
+    dcls = _sum_images(dout[:, 0])  # the class token was copied to every image
     dpatches, dw, _ = backend.ops.linear_backward(dout[:, 1:].copy(), c_lin)  # contiguous
     dimages = unpatchify(dpatches, w_shape[-1]) if need_dimages else None
     return dimages, dw.reshape(w_shape), dcls, dpos

@@ -49,8 +49,8 @@ def vision_backward(dfeats, cache, cfg):
     dh, dproj_t, _ = ops.linear_backward(dfeats, c_proj)
     g["visual.proj"] = dproj_t.T
     dcls, g["visual.ln_post.weight"], g["visual.ln_post.bias"] = ops.layernorm_backward(dh, c_post)
-    dx = np.zeros_like(dfeats, shape=x_shape)  # only the class token was used; (zeros_like:
-    # the zeros are made where dfeats lives, so on the GPU for a model on the GPU)
+    dx = np.zeros_like(dcls, shape=x_shape)  # only the class token was used; (zeros_like:
+    # the zeros are made where dcls lives, on the GPU for a model on the GPU, in its format)
     dx[:, 0] = dcls
     for i in reversed(range(cfg.vision_layers)):
         dx, gb = block_backward(dx, c_blocks[i])

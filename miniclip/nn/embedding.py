@@ -20,6 +20,8 @@ def token_embedding_backward(dout, cache):
     """
     tokens, vocab_size = cache
     C = dout.shape[-1]
+    if dout.dtype.itemsize == 2:  # 16-bit (bfloat16, float16): sum in float32, not in 16 bits
+        dout = dout.astype(np.float32)
     dweight = np.zeros_like(dout, shape=(vocab_size, C))  # where dout lives (host or GPU)
     np.add.at(dweight, tokens.reshape(-1), dout.reshape(-1, C))
     return dweight, dout.sum(axis=0)

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from miniclip.kernels.dtypes import bfloat16
 from miniclip.model.clip import CLIP
 from miniclip.model.config import CLIPConfig
 from miniclip.model.params import parameter_shapes
@@ -247,7 +248,9 @@ def load_model(path, dtype=None, config=None):
     """Read weights from `path` (see ``ACCEPTED``) into a CLIP model.
 
     dtype: None -> float32, or float64 when the file holds float64 (fp16 and bf16 weights are
-    upcast to float32; nothing is lowered unless you ask with an explicit dtype).
+    upcast to float32; nothing is lowered unless you ask with an explicit dtype). "bfloat16" or
+    "float16" keeps a 16-bit checkpoint 16-bit (half the memory: ViT-L/14 in 0.86 GB, not 1.7);
+    a float16 file asked for as bfloat16 is rounded once, to nearest.
     config: a CLIPConfig to use instead of the one inferred; it must fit the shapes.
     """
     if config is not None and not isinstance(config, CLIPConfig):
@@ -316,6 +319,9 @@ def save_weights(model, path, dtype=None):
     if path.suffix == ".safetensors":
         write_safetensors(tensors, path, metadata)
     elif path.suffix == ".npz":
+        if any(v.dtype == bfloat16 for v in tensors.values()):  # NumPy would store it as void
+            raise TypeError(f"{path.name}: .npz cannot hold bfloat16 (NumPy knows no such type); "
+                            "save a bfloat16 model to .safetensors")
         write_npz(tensors, path, metadata)
     else:
         raise ValueError(f"path must end in .safetensors or .npz, got {path.name!r}")

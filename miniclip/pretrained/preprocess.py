@@ -35,6 +35,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from miniclip.kernels.dtypes import dtype_of
+
 MEAN = (0.48145466, 0.4578275, 0.40821073)  # CLIP's training-set channel means (RGB)
 STD = (0.26862954, 0.26130258, 0.27577711)  # and standard deviations
 
@@ -144,9 +146,7 @@ class Preprocess:
         self.mean, self.std = _check_stats(mean, "mean"), _check_stats(std, "std")
         if not (self.std > 0).all():
             raise ValueError(f"std must be positive, got {self.std.tolist()}")
-        self.dtype = np.dtype(dtype)
-        if self.dtype.kind != "f":
-            raise TypeError(f"dtype must be a floating dtype, got {self.dtype}")
+        self.dtype = dtype_of(dtype)  # TypeError unless float64/32, bfloat16 or float16
 
     def __repr__(self):
         return f"{type(self).__name__}(resolution={self.resolution})"

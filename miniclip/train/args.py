@@ -44,6 +44,8 @@ class TrainArgs:
     zeroshot_classes: str | None = None  # class names (one per line, optional {} templates)
     init: str | None = None  # fine-tune from this model (train/finetune.py)
     report_to: str = "jsonl"  # "tensorboard": also TensorBoard event files (train/report.py)
+    precision: str = "fp32"  # "fp32", or mixed precision "bf16" / "fp16" (train/precision.py)
+    stochastic_rounding: bool = False  # round the 16-bit weight copies stochastically
 
 
 def total_steps(args: TrainArgs, n_pairs: int) -> int:
@@ -72,6 +74,7 @@ def check_args(args: TrainArgs) -> None:
     if args.epochs is not None and not args.epochs > 0:
         raise ValueError(f"epochs must be > 0, got {args.epochs}")
     check_own_data_args(args)
+    check_precision_args(args)
 
 
 def check_own_data_args(args: TrainArgs) -> None:
@@ -89,6 +92,19 @@ def check_own_data_args(args: TrainArgs) -> None:
         if given:
             raise ValueError(f"{', '.join(given)}: only for --data CSV/TSV or .tar shards; the "
                              f"toy dataset in {args.data} is evaluated on its own splits")
+
+
+def check_precision_args(args: TrainArgs) -> None:
+    from miniclip.kernels.dtypes import PRECISIONS
+
+    if args.precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {tuple(PRECISIONS)}, got {args.precision!r}")
+    if args.stochastic_rounding and args.precision == "fp32":
+        raise ValueError("stochastic_rounding rounds the 16-bit weight copies: it needs "
+                         "precision bf16 or fp16, got fp32")
+    if args.precision != "fp32" and args.backend == "cuda":
+        raise ValueError(f"precision {args.precision!r} runs on the numpy and numba backends; "
+                         "the cuda backend's DeviceArrays are float32/float64 only")
 
 
 # ---- command line ----------------------------------------------------------------------------
@@ -121,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
         "report_to": "jsonl (metrics.jsonl only) or tensorboard (also RUN/tensorboard/)",
         "init": "fine-tune from this model (anything miniclip.load takes); changes the "
                 "defaults to --lr 1e-5 --weight-decay 0.1 --warmup 50",
+        "precision": "fp32, or mixed precision bf16 / fp16 (float32 master weights)",
+        "stochastic_rounding": "round the 16-bit weight copies stochastically",
     }
     for f in fields(TrainArgs):
         flag = "--" + f.name.replace("_", "-")

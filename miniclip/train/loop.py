@@ -100,6 +100,7 @@ class Run:
     step: int = 0
     start_step: int = 0  # the step this process started at (0, or the resumed checkpoint's)
     seconds_before: float = 0.0  # training time of the earlier processes of this run
+    precision: object = None  # train.precision.MixedPrecision for --precision bf16/fp16
     world: object = None  # train/distributed.World under --distributed; None: one process
 
     @property
@@ -122,7 +123,10 @@ class Run:
             data, extra["data_position"] = self.meta, self.source.position()
         else:
             data = data_identity(self.meta, self.args.data)
-        save_checkpoint(path, self.cfg, self.model.params, step=self.step,
+        params = self.model.params
+        if self.precision is not None:  # the float32 masters are the weights; the scale too
+            params, extra["precision"] = self.precision.master, self.precision.state_dict()
+        save_checkpoint(path, self.cfg, params, step=self.step,
                         tokenizer=self.tokenizer.to_dict(), data=data,
                         train_args=asdict(self.args), extra=extra, **state)
 
@@ -209,6 +213,10 @@ def setup(args: TrainArgs, resume: str | None = None, log=print, world=None) -> 
         run.aug_rng.bit_generator.state = ckpt.rng_state
         run.step = run.start_step = ckpt.step
         run.seconds_before = float(ckpt.extra.get("train_seconds", 0.0))
+    if args.precision != "fp32":  # masters stay float32; the model becomes their 16-bit copies
+        from miniclip.train.precision import attach_precision
+
+        attach_precision(run, ckpt)
     if backend.get_backend() == "cuda":  # weights and Adam's moments move to the GPU, for good
         model.params = backend.to_device(model.params)
         optimizer.params = model.params
@@ -260,7 +268,8 @@ def run_steps(run: Run, progress: bool = True, after_step=None, log=print) -> tu
                 lr = cosine_lr(run.step, run.total_steps, args.lr, args.warmup, args.min_lr)
                 loss, grad_norm = take_step(model, run.optimizer, run.preprocess, images, tokens,
                                             lr, args, run.aug_rng, run.checkpoint_path, run.step,
-                                            world=run.world, toy_augment=run.source is None)
+                                            world=run.world, toy_augment=run.source is None,
+                                            precision=run.precision)
                 run.step += 1
                 step = run.step
                 dt = time.perf_counter() - t0
@@ -278,6 +287,8 @@ def run_steps(run: Run, progress: bool = True, after_step=None, log=print) -> tu
                               "seconds": run.seconds_before + time.perf_counter() - loop_start}
                     if "logit_bias" in model.params:
                         record["logit_bias"] = float(model.params["logit_bias"])
+                    if run.precision is not None:
+                        record.update(run.precision.log_fields())
                 if run.probe is not None and (step % args.eval_every == 0
                                               or step == run.total_steps):
                     record = {**(record or {"step": step}),
@@ -332,6 +343,7 @@ def finish(run: Run, train_seconds: float, final_eval: bool = True, wall_start: 
                "images_per_second": round(images_per_second, 1),
                "final_loss": run.records[-1].get("loss") if run.records else None,
                "model": args.model, "loss": args.loss, "backend": backend.get_backend(),
+               "precision": args.precision,
                "out_dir": str(out_dir)}
     if final_eval and run.source is not None:  # own data: --val-data, --zeroshot-classes
         t0 = time.perf_counter()

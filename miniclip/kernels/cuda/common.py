@@ -7,9 +7,11 @@ import dataclasses
 import numpy as np
 from numba import config, float32, float64
 
+from miniclip.kernels.dtypes import WIDE_DTYPES
+
 SIMULATOR = bool(config.ENABLE_CUDASIM)  # NUMBA_ENABLE_CUDASIM=1: kernels run as Python threads
 
-FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+KERNEL_DTYPES = WIDE_DTYPES  # what the kernels compile for (16-bit arrays: kernels/mixed.py)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -157,3 +157,35 @@ def attention_backward_kernel(dout, q, k, v, lse, causal, dq, dk, dv):
         transpose(dscores, square_t)
         transpose(q[b, h], thin_t)
         _head_product(square_t, thin_t, dk[b, h], False)  # dk = dS^T q
+
+
+@njit(cache=True, inline="always")
+def _widen_head(bits, table):
+    """(T, D) uint16 bit patterns -> (T, D) float32, through the 65,536-entry table."""
+    T, D = bits.shape
+    wide = np.empty((T, D), np.uint32)
+    for t in range(T):
+        for d in range(D):
+            wide[t, d] = table[bits[t, d]]
+    return wide.view(np.float32)
+
+
+@njit(fastmath=FASTMATH, parallel=True, cache=True)
+def attention_forward_kernel_half(q_bits, k_bits, v_bits, table, causal, out, lse):
+    """attention_forward_kernel for 16-bit q, k, v given as uint16 bit patterns (B, H, T, D):
+    each head is widened to float32 by its own thread just before use (halfconv.widen_table's
+    table), then computed exactly as attention_forward_kernel does: out (B, H, T, D) and lse
+    (B, H, T) are float32, bit for bit the float32 kernel's on the widened inputs."""
+    B, H, T, D = q_bits.shape
+    scale = np.float32(1.0 / math.sqrt(D))
+    for bh in prange(B * H):
+        b, h = bh // H, bh % H
+        qh = _widen_head(q_bits[b, h], table)
+        kh = _widen_head(k_bits[b, h], table)
+        vh = _widen_head(v_bits[b, h], table)
+        probs = np.empty((T, T), np.float32)
+        v_t = np.empty((D, T), np.float32)
+        _head_product(qh, kh, probs, causal)
+        _probs_from_scores(probs, scale, causal, lse[b, h], False)
+        transpose(vh, v_t)
+        _head_product(probs, v_t, out[b, h], False)

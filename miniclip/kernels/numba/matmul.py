@@ -187,3 +187,36 @@ def weight_grad(dy, x, dw, db, n_threads):
             db[n] += partial_db[part, n]
             for k in range(K):
                 dw[n, k] += partial_dw[part, n, k]
+
+
+# ---- 16-bit inputs (mixed precision) -------------------------------------------------------
+
+@njit(fastmath=FASTMATH, parallel=True, cache=True)
+def matmul_nt_half(a_bits, table, b, bias, out):
+    """out = widen(a) @ b^T + bias, with a read in 16 bits and every sum in float32.
+
+    a_bits: (M, K) uint16, the bit patterns of a bfloat16 or float16 matrix; table: (65536,)
+    uint32, the float32 bits of every pattern (halfconv.widen_table); b: (N, K), bias: (N,),
+    out: (M, N), float32. Each thread widens its ROWS_PER_TASK rows of a into a float32 buffer
+    (ROWS_PER_TASK x K, in L2) just before multiplying them, so the full float32 copy of a is
+    never made; then the same block_nt as matmul_nt, so the result is bit for bit that of
+    matmul_nt on the widened a.
+    """
+    M, K = a_bits.shape
+    N = b.shape[0]
+    b_rows = max(4, B_BLOCK_ELEMENTS // max(K, 1) // 4 * 4)
+    for task in prange((M + ROWS_PER_TASK - 1) // ROWS_PER_TASK):
+        i0 = task * ROWS_PER_TASK
+        i1 = min(M, i0 + ROWS_PER_TASK)
+        rows = i1 - i0
+        buf_bits = np.empty((rows, K), np.uint32)
+        for i in range(rows):
+            for k in range(K):
+                buf_bits[i, k] = table[a_bits[i0 + i, k]]
+        buf = buf_bits.view(np.float32)  # (rows, K) float32: this task's rows of a, widened
+        c = out[i0:i1]
+        for j0 in range(0, N, b_rows):
+            block_nt(buf, b, c, 0, rows, j0, min(N, j0 + b_rows), 0, K, False)
+        for i in range(rows):
+            for j in range(N):
+                c[i, j] += bias[j]

@@ -35,13 +35,23 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
 from miniclip.kernels.checks import check_linear_args, float_dtype, same_dtype  # noqa: E402
+from miniclip.kernels.dtypes import is_half  # noqa: E402
 from miniclip.kernels.numba import attention as numba_attention
 from miniclip.kernels.numba import elementwise as numba_elementwise
+from miniclip.kernels.numba import (
+    halfconv,  # noqa: E402
+    routing,
+)
 from miniclip.kernels.numba import matmul as numba_matmul  # noqa: E402
-from miniclip.kernels.numba import routing
 
 _options = {"matmul": "auto"}
 MATMUL_CHOICES = ("auto", "kernel", "blas")
+
+# Mixed precision (kernels/mixed.py) widens every 16-bit input to float32 before calling an op,
+# except the arguments listed here, which the op reads in 16 bits itself: linear_forward's x,
+# widened row block by row block inside the matmul (matmul.matmul_nt_half), and
+# attention_forward's q, k, v, widened head by head (attention.attention_forward_kernel_half).
+READS_16_BIT = {"linear_forward": (0,), "attention_forward": (0, 1, 2)}
 
 
 def configure(matmul: str | None = None, handwritten_matmul: bool | None = None) -> dict:
@@ -93,7 +103,10 @@ def linear_forward(x, w, b=None):
     """x: (..., C_in), w: (C_out, C_in), b: (C_out,) or None -> out: (..., C_out).
 
     cache = (x2d, w, has_bias, x.shape): x flattened to (M, C_in), as the reference keeps x.
+    A bfloat16/float16 x (with float32 w and b) is read in 16 bits: see _linear_forward_half.
     """
+    if isinstance(x, np.ndarray) and is_half(x.dtype):
+        return _linear_forward_half(x, w, b)
     dtype = check_linear_args(x, w, b)
     x2d = _contiguous(x.reshape(-1, x.shape[-1]))  # (M, C_in)
     w = _contiguous(w)
@@ -116,9 +129,32 @@ def linear_forward(x, w, b=None):
     return out.reshape(*x.shape[:-1], N), (x2d, w, b is not None, x.shape)
 
 
+def _linear_forward_half(x, w, b):
+    """x (..., C_in) bfloat16 or float16, w (C_out, C_in) float32, b (C_out,) float32 or None
+    -> out (..., C_out) float32 with float32 sums; cache holds x in 16 bits (it is not copied)."""
+    for name, a in (("w", w), ("b", b)):
+        if a is not None and (not isinstance(a, np.ndarray) or a.dtype != np.float32):
+            raise TypeError(f"{name} must be a float32 array with a {x.dtype} x, got "
+                            f"{getattr(a, 'dtype', type(a).__name__)}")
+    if w.ndim != 2 or x.shape[-1] != w.shape[1]:
+        raise ValueError(f"w must be (C_out, {x.shape[-1]}) for x of shape {x.shape}, "
+                         f"got {w.shape}")
+    if b is not None and b.shape != (w.shape[0],):
+        raise ValueError(f"b must have shape ({w.shape[0]},), got {b.shape}")
+    x2d = _contiguous(x.reshape(-1, x.shape[-1]))  # (M, C_in), 16-bit
+    N = w.shape[0]
+    out = np.empty((x2d.shape[0], N), np.float32)
+    bias = _contiguous(b) if b is not None else np.zeros(N, np.float32)
+    numba_matmul.matmul_nt_half(x2d.view(np.uint16), halfconv.widen_table(x.dtype),
+                                _contiguous(w), bias, out)
+    return out.reshape(*x.shape[:-1], N), (x2d, w, b is not None, x.shape)
+
+
 def linear_backward(dout, cache):
     """dout: (..., C_out) -> dx (..., C_in), dw (C_out, C_in), db (C_out,) or None."""
     x2d, w, has_bias, x_shape = cache
+    if is_half(x2d.dtype):  # kept in 16 bits by _linear_forward_half: widened for dW
+        x2d = halfconv.widen(x2d, x2d.dtype)
     same_dtype(x2d.dtype, dout=dout)
     N, K = w.shape
     if dout.shape != (*x_shape[:-1], N):
@@ -230,8 +266,11 @@ def attention_forward(q, k, v, causal=False):
     """q, k, v: (B, H, T, D) -> out (B, H, T, D).
 
     cache = (q, k, v as contiguous copies, lse (B, H, T), causal): the probabilities are
-    recomputed in backward from the log-sum-exp (see numba_attention for why).
+    recomputed in backward from the log-sum-exp (see numba_attention for why). 16-bit q, k, v
+    (one format) are read in 16 bits and kept so in the cache; out and lse are float32.
     """
+    if isinstance(q, np.ndarray) and is_half(q.dtype):
+        return _attention_forward_half(q, k, v, causal)
     dtype = float_dtype("q", q)
     same_dtype(dtype, k=k, v=v)
     if q.ndim != 4 or k.shape != q.shape or v.shape != q.shape:
@@ -245,9 +284,29 @@ def attention_forward(q, k, v, causal=False):
     return out, (q, k, v, lse, bool(causal))
 
 
+def _attention_forward_half(q, k, v, causal):
+    for name, a in (("k", k), ("v", v)):
+        if not isinstance(a, np.ndarray) or a.dtype != q.dtype:
+            raise TypeError(f"{name} must be a {q.dtype} array like q, got "
+                            f"{getattr(a, 'dtype', type(a).__name__)}")
+    if q.ndim != 4 or k.shape != q.shape or v.shape != q.shape:
+        raise ValueError(f"q, k, v must all be (B, H, T, D), got {q.shape}, {k.shape}, {v.shape}")
+    if not isinstance(causal, (bool, np.bool_)):
+        raise TypeError(f"causal must be a bool, got {type(causal).__name__}")
+    q, k, v = _contiguous(q), _contiguous(k), _contiguous(v)  # (B, H, T, D), 16-bit
+    out = np.empty(q.shape, np.float32)
+    lse = np.empty(q.shape[:3], np.float32)
+    numba_attention.attention_forward_kernel_half(
+        q.view(np.uint16), k.view(np.uint16), v.view(np.uint16), halfconv.widen_table(q.dtype),
+        bool(causal), out, lse)
+    return out, (q, k, v, lse, bool(causal))
+
+
 def attention_backward(dout, cache):
     """dout: (B, H, T, D) -> dq, dk, dv, each (B, H, T, D)."""
     q, k, v, lse, causal = cache
+    if is_half(q.dtype):  # kept in 16 bits by _attention_forward_half: widened for backward
+        q, k, v = (halfconv.widen(a, a.dtype) for a in (q, k, v))
     same_dtype(q.dtype, dout=dout)
     if dout.shape != q.shape:
         raise ValueError(f"dout must have shape {q.shape}, got {dout.shape}")

@@ -54,7 +54,7 @@ import math
 import numpy as np
 from numba import cuda
 
-from miniclip.kernels.cuda.common import FLOAT_DTYPES, count_transfer, launch_size, tiles
+from miniclip.kernels.cuda.common import KERNEL_DTYPES, count_transfer, launch_size, tiles
 from miniclip.kernels.cuda.device import array_kernels as K
 from miniclip.kernels.cuda.matmul import matmul
 
@@ -72,7 +72,7 @@ def _c_strides(shape):
 
 def _check_dtype(dtype, name="dtype"):
     dtype = np.dtype(dtype)
-    if dtype not in FLOAT_DTYPES:
+    if dtype not in KERNEL_DTYPES:
         raise TypeError(f"{name} must be float32 or float64 for a DeviceArray, got {dtype}")
     return dtype
 
