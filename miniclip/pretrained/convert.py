@@ -42,12 +42,20 @@ def read_torch_state_dict(path):
         raise ImportError("converting a .pt file needs PyTorch: pip install torch (the CPU wheel "
                           "is enough). Loading the converted file does not.") from e
     path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"src: no such file: {path}"
+                                + (" (it is a folder)" if path.is_dir() else ""))
     try:
         with warnings.catch_warnings():  # recent torch deprecates TorchScript; it still reads it
             warnings.simplefilter("ignore", DeprecationWarning)
             state = torch.jit.load(str(path), map_location="cpu").state_dict()
-    except RuntimeError:  # not a TorchScript archive: a pickled state dict (tensors only)
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - not a TorchScript archive: a pickled state dict?
+        try:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - torch raises many types for a bad file
+            # (KeyError for a text file, UnpicklingError, RuntimeError, EOFError, ...)
+            raise ValueError(f"src {path} is not a PyTorch checkpoint that can be read "
+                             f"({type(e).__name__}: {' '.join(str(e).split())[:200]})") from e
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]  # a training checkpoint wrapping the weights
     if not isinstance(state, dict):
@@ -66,13 +74,23 @@ def read_torch_state_dict(path):
     return out
 
 
-def convert(src, dst, dtype=None):
+def convert(src, dst, dtype=None, overwrite=False):
     """Read a PyTorch CLIP checkpoint, check it builds a model, write OpenAI-layout dst.
 
     OpenAI's .pt files, and HF's pytorch_model.bin (with its config.json beside it) too.
     dtype: None keeps the stored dtype; "float32" / "float64" / "float16" converts. Returns the
-    CLIPConfig.
+    CLIPConfig. An existing dst is replaced only with ``overwrite=True``.
     """
+    if dtype is not None and str(np.dtype(dtype)) not in ("float16", "float32", "float64"):
+        raise ValueError(f"dtype must be float16, float32, float64 or None, got {dtype!r}")
+    dst = Path(dst)
+    if dst.suffix not in (".safetensors", ".npz"):
+        raise ValueError(f"dst must end in .safetensors or .npz, got {str(dst)!r}")
+    if dst.exists() and not overwrite:
+        raise FileExistsError(f"dst {dst} exists; it is never written over: pass --overwrite "
+                              "(overwrite=True) or choose another name")
+    if dst.exists() and Path(src).exists() and dst.resolve() == Path(src).resolve():
+        raise ValueError(f"dst is the same file as src ({src})")
     state = read_torch_state_dict(src)
     extras = {k: state.pop(k) for k in OPENAI_EXTRA_KEYS if k in state}
     stored = {v.dtype for k, v in state.items() if not k.endswith("position_ids")}
@@ -98,18 +116,26 @@ def convert(src, dst, dtype=None):
 
 
 def main(argv=None):
+    """The command line; expected failures are one line and exit code 2 (``miniclip.cli``)."""
+    from miniclip.cli import run_main
+
+    return run_main(_main, argv)
+
+
+def _main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m miniclip.convert", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("src", help="OpenAI checkpoint, e.g. ViT-B-32.pt")
     ap.add_argument("dst", help="output file, .safetensors or .npz")
     ap.add_argument("--dtype", choices=["float16", "float32", "float64"], default=None,
                     help="dtype of the output (default: as stored)")
+    ap.add_argument("--overwrite", action="store_true", help="replace dst if it exists")
     args = ap.parse_args(argv)
     if Path(args.dst).suffix not in (".safetensors", ".npz"):
         ap.error(f"dst must end in .safetensors or .npz, got {args.dst!r}")
-    cfg = convert(args.src, args.dst, args.dtype)
+    cfg = convert(args.src, args.dst, args.dtype, overwrite=args.overwrite)
     print(f"wrote {args.dst}: {cfg}")
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

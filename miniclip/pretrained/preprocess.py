@@ -99,6 +99,21 @@ def normalize(x):
     return (x - mean) / std
 
 
+def open_image(path) -> Image.Image:
+    """Read an image file whole, now. FileNotFoundError for a missing file, ValueError naming
+    the file for one that is not an image, is truncated or is corrupt."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no image file at {path}"
+                                + (" (it is a folder)" if path.is_dir() else ""))
+    try:
+        with Image.open(path) as opened:
+            opened.load()  # decodes every pixel: a truncated file fails here, not later
+            return opened.copy()
+    except Exception as e:  # UnidentifiedImageError, "image file is truncated", SyntaxError ...
+        raise ValueError(f"{path} is not a readable image ({type(e).__name__}: {e})") from e
+
+
 class Preprocess:
     """OpenAI's CLIP preprocessing for one resolution: image or path -> float32 (3, R, R).
 
@@ -114,9 +129,7 @@ class Preprocess:
 
     def __call__(self, image):
         if isinstance(image, (str, Path)):
-            with Image.open(image) as opened:
-                opened.load()
-                return self(opened)
+            return self(open_image(image))
         if not isinstance(image, Image.Image):
             raise TypeError(f"image must be a PIL.Image.Image or a path, got "
                             f"{type(image).__name__}")

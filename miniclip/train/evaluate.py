@@ -27,6 +27,7 @@ not counting the true one itself.
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 if __name__ == "__main__" and "numpy" not in sys.modules:  # one BLAS thread: see miniclip/train.py
@@ -162,9 +163,9 @@ def evaluate(model, preprocess, tokenizer, data_dir, max_retrieval: int = 1000) 
     return metrics, details
 
 
-def save_pictures(details: dict, out_dir) -> list[Path]:
+def save_pictures(details: dict, out_dir, suffix: str = "") -> list[Path]:
     """confusion.png (56 x 56, seen and held-out test images together) and similarity.png
-    (12 test images against their 12 captions). Returns the paths written."""
+    (12 test images against their 12 captions), ``suffix`` before ".png". -> the paths written."""
     from miniclip.datasets import HELDOUT_PAIRS, class_index
     from miniclip.train.plots import plot_confusion, plot_similarity
 
@@ -174,7 +175,7 @@ def save_pictures(details: dict, out_dir) -> list[Path]:
     names = details["classnames"]
     cm = confusion_matrix(labels, preds, len(names))
     heldout_classes = [class_index(*p) for p in HELDOUT_PAIRS]
-    paths = [out_dir / "confusion.png", out_dir / "similarity.png"]
+    paths = [out_dir / f"confusion{suffix}.png", out_dir / f"similarity{suffix}.png"]
     plot_confusion(cm, names, heldout_classes).savefig(paths[0], dpi=110)
     test, k = details["test"], 12
     plot_similarity(details["sim"][:k, :k], test.images[:k], list(test.captions[:k])).savefig(
@@ -195,46 +196,88 @@ def format_metrics(m: dict) -> str:
 
 
 def main(argv=None) -> int:
+    """The command line; expected failures are one line and exit code 2 (``miniclip.cli``)."""
+    from miniclip.cli import run_main
+
+    return run_main(_main, argv)
+
+
+def _data_suffix(data_dir) -> str:
+    """'-<folder name>' for files of an evaluation on another dataset than the training one."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(data_dir).resolve().name) or "data"
+    return f"-{name}"
+
+
+def _main(argv=None) -> int:
+    from miniclip.datasets import check_dataset
     from miniclip.pretrained.checkpoint import (
         load_checkpoint,
         load_trained,
         resolve_checkpoint_path,
     )
+    from miniclip.train.data import data_identity, same_dataset
+    from miniclip.train.runfolder import write_text_atomic
 
     ap = argparse.ArgumentParser(prog="python -m miniclip.evaluate",
                                  description="Zero-shot and retrieval metrics of a trained model.")
     ap.add_argument("path", help="a run folder (runs/NAME) or a checkpoint .npz")
-    ap.add_argument("--data", help="dataset folder (default: the one the model was trained on)")
+    ap.add_argument("--data", help="dataset folder (default: the one the model was trained on). "
+                                   "On another dataset the results go to metrics-<folder>.json "
+                                   "(and confusion-<folder>.png ...), never over the run's own")
     ap.add_argument("--out", help="where metrics.json and the pictures go (default: beside the "
                                   "checkpoint)")
+    ap.add_argument("--overwrite", action="store_true",
+                    help="replace earlier results of an evaluation on the same --data")
     args = ap.parse_args(argv)
-    try:
-        ckpt_path = resolve_checkpoint_path(args.path)
-        ckpt = load_checkpoint(ckpt_path)
-        model, preprocess, tokenizer = load_trained(ckpt_path)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    data_dir = args.data or ckpt.data.get("dir")
+    for flag in ("data", "out"):
+        value = getattr(args, flag)
+        if value is not None and not value.strip():
+            ap.error(f"argument --{flag}: expected a folder, got an empty string")
+    ckpt_path = resolve_checkpoint_path(args.path)
+    ckpt = load_checkpoint(ckpt_path)
+    model, preprocess, tokenizer = load_trained(ckpt_path)
+    trained_on = ckpt.data.get("dir")
+    data_dir = args.data or trained_on
+    if data_dir is None:
+        raise ValueError(f"{ckpt_path} does not say which dataset it was trained on; give --data")
+    if not Path(data_dir).exists():
+        raise FileNotFoundError(f"--data: no dataset folder at {data_dir}" + (
+            "" if args.data else " (the model was trained there; point --data at it if it moved)"))
+    meta = check_dataset(data_dir)
+    own = trained_on is not None and Path(data_dir).resolve() == Path(trained_on).resolve()
+    if own and not same_dataset(data_identity(meta, data_dir), ckpt.data):
+        if args.data is None:
+            raise ValueError(f"the dataset in {data_dir} is no longer the one {ckpt_path} was "
+                             "trained on (regenerated or edited); to evaluate on it anyway, "
+                             f"give it as --data {data_dir}")
+        own = False  # asked for explicitly: evaluated, but filed under its own name
     out_dir = Path(args.out) if args.out else ckpt_path.parent
+    suffix = "" if own else _data_suffix(data_dir)
+    path = out_dir / f"metrics{suffix}.json"
+    pictures = [out_dir / f"confusion{suffix}.png", out_dir / f"similarity{suffix}.png"]
+    merge = own and args.out is None  # the run's own metrics.json: update it, keep the rest
+    taken = [p for p in ([] if merge else [path]) + pictures if p.exists()]
+    if taken and not args.overwrite and not merge:
+        raise FileExistsError(f"{', '.join(str(p) for p in taken)} already exist(s): an "
+                              "evaluation is never written over another; pass --overwrite to "
+                              "replace it, or choose another --out")
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    try:
-        metrics, details = evaluate(model, preprocess, tokenizer, data_dir)
-    except FileNotFoundError as e:
-        print(f"error: {e}\n(the model was trained on the dataset in {data_dir!r}; point --data at "
-              "it if it moved)", file=sys.stderr)
-        return 2
+    metrics, details = evaluate(model, preprocess, tokenizer, data_dir)
     seconds = ckpt.extra.get("train_seconds")
     metrics.update({"steps": ckpt.step, "train_seconds": None if seconds is None else round(seconds, 1),
-                    "eval_seconds": round(time.perf_counter() - started, 2)})
-    path = out_dir / "metrics.json"
-    if path.is_file():  # keep what training wrote there (images/s, ...), update the rest
-        metrics = {**json.loads(path.read_text()), **metrics}
-    path.write_text(json.dumps(metrics, indent=1) + "\n")
-    paths = save_pictures(details, out_dir)
+                    "eval_seconds": round(time.perf_counter() - started, 2),
+                    "data": str(Path(data_dir).resolve())})
+    if merge and path.is_file():  # keep what training wrote there (images/s, ...), update the rest
+        try:
+            metrics = {**json.loads(path.read_text()), **metrics}
+        except ValueError as e:
+            raise ValueError(f"{path} is not valid JSON ({e}); move it away, or evaluate with "
+                             "--out OTHER") from e
+    write_text_atomic(path, json.dumps(metrics, indent=1) + "\n")
+    paths = save_pictures(details, out_dir, suffix)
     print(format_metrics(metrics))
-    print(f"wrote {out_dir / 'metrics.json'}, " + ", ".join(str(p) for p in paths))
+    print(f"wrote {path}, " + ", ".join(str(p) for p in paths))
     return 0
 
 

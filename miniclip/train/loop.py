@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from miniclip import backend
+from miniclip.cli import EXIT_INTERRUPTED, run_main
 from miniclip.model.clip import CLIP
 from miniclip.model.config import CONFIGS, CLIPConfig
 from miniclip.pretrained.checkpoint import (
@@ -56,7 +57,14 @@ from miniclip.pretrained.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from miniclip.train.args import TrainArgs, build_parser, check_args, total_steps
+from miniclip.train.args import (
+    TrainArgs,
+    build_parser,
+    check_args,
+    check_schedule,
+    default_warmup,
+    total_steps,
+)
 from miniclip.train.data import (
     CurveProbe,
     batch_indices,
@@ -67,7 +75,13 @@ from miniclip.train.data import (
     train_tokenizer,
 )
 from miniclip.train.optim import AdamW, cosine_lr
-from miniclip.train.runfolder import StopRequest, default_out_dir, read_jsonl
+from miniclip.train.runfolder import (
+    StopRequest,
+    claim_run_folder,
+    default_out_dir,
+    read_jsonl,
+    write_text_atomic,
+)
 from miniclip.train.step import TrainingDiverged, take_step
 
 # ---- the run ---------------------------------------------------------------------------------
@@ -94,6 +108,7 @@ class Run:
     step: int = 0
     start_step: int = 0  # the step this process started at (0, or the resumed checkpoint's)
     seconds_before: float = 0.0  # training time of the earlier processes of this run
+    lock: object = None  # runfolder.RunFolderLock: this process owns out_dir until release
 
     @property
     def checkpoint_path(self) -> Path:
@@ -109,9 +124,30 @@ class Run:
                         train_args=asdict(self.args), extra={"train_seconds": seconds}, **state)
 
 
-def setup(args: TrainArgs, resume: str | None = None, log=print) -> Run:
+def setup(args: TrainArgs, resume: str | None = None, log=print, regenerate: bool = False) -> Run:
     """Steps 1-3: the run folder, the data, the tokenizer, the model and the optimizer; on
-    --resume, all of them as the checkpoint left them."""
+    --resume, all of them as the checkpoint left them.
+
+    The run folder is locked (``run.lock``) until ``run.lock.release()``: ``train`` does that at
+    the end. On a failure here the lock is released and a folder made here is removed again."""
+    if resume is not None:
+        if not Path(resume).is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint at {resume}")
+        lock, created = claim_run_folder(Path(resume).parent, fresh=False, log=log)
+    else:
+        check_args(args)  # before anything is written (a resumed run checks its saved ones)
+        lock, created = claim_run_folder(Path(args.out or default_out_dir(args)), fresh=True,
+                                         log=log)
+    try:
+        run = _setup(args, resume, log, regenerate, lock.folder)
+    except BaseException:
+        lock.release_and_tidy(created)
+        raise
+    run.lock = lock
+    return run
+
+
+def _setup(args, resume, log, regenerate, out_dir) -> Run:
     from miniclip.datasets import load_split
 
     ckpt = None
@@ -131,23 +167,24 @@ def setup(args: TrainArgs, resume: str | None = None, log=print) -> Run:
             backend.use_backend(args.backend)
         except (ImportError, RuntimeError) as e:  # no GPU for "cuda", no Numba for "numba"
             raise ValueError(f"backend {args.backend!r} cannot be used here: {e}") from e
-    out_dir = Path(ckpt.path.parent if ckpt else (args.out or default_out_dir(args)))
-    if ckpt is None and (out_dir / CHECKPOINT_FILE).exists():
-        raise FileExistsError(f"{out_dir} already holds a run; continue it with --resume "
-                              f"{out_dir / CHECKPOINT_FILE}, or choose another --out")
-    out_dir.mkdir(parents=True, exist_ok=True)
     args = replace(args, out=str(out_dir))
 
     # 1. data
-    meta = prepare_dataset(args.data, args.n_train, log)
+    meta = prepare_dataset(args.data, args.n_train, log, regenerate=regenerate)
     if ckpt is not None and not same_dataset(data_identity(meta, args.data), ckpt.data):
+        now = data_identity(meta, args.data)
+        differ = sorted(k for k in {*now, *ckpt.data} - {"dir"} if now.get(k) != ckpt.data.get(k))
         raise CheckpointError(f"the dataset in {args.data} is not the one {resume} was trained "
-                              f"on: {data_identity(meta, args.data)} vs {ckpt.data}")
+                              f"on (they differ in: {', '.join(differ)}); put that dataset back in {args.data} to "
+                              "continue the run")
     train_split = load_split(args.data, "train")
     n_pairs = len(train_split)
     if n_pairs < args.batch_size:
-        raise ValueError(f"batch_size {args.batch_size} is larger than the {n_pairs} training "
-                         "pairs")
+        raise ValueError(f"--batch-size {args.batch_size} is larger than the {n_pairs} training "
+                         f"pairs in {args.data}")
+    check_schedule(args, total_steps(args, n_pairs))
+    if args.warmup is None:  # resolved once, and saved so: a resumed run keeps it
+        args = replace(args, warmup=default_warmup(total_steps(args, n_pairs)))
 
     # 2. tokenizer, 3. model and optimizer
     if ckpt is None:
@@ -180,8 +217,10 @@ def setup(args: TrainArgs, resume: str | None = None, log=print) -> Run:
         optimizer.params = model.params
         optimizer.m, optimizer.v = backend.to_device(optimizer.m), backend.to_device(optimizer.v)
 
-    run.records = [r for r in read_jsonl(run.log_path) if r["step"] <= run.step]  # drop the rest
-    run.log_path.write_text("".join(json.dumps(r) + "\n" for r in run.records))
+    # drop what came after the checkpoint, and a last line torn by a kill (with a warning)
+    run.records = [r for r in read_jsonl(run.log_path, torn_ok=True)
+                   if r.get("step", 0) <= run.step]
+    write_text_atomic(run.log_path, "".join(json.dumps(r) + "\n" for r in run.records))
 
     n_params = sum(p.size for p in model.params.values())
     log(f"miniclip.train: model {args.model!r} ({n_params:,} parameters, {args.loss} loss), "
@@ -312,22 +351,26 @@ def finish(run: Run, train_seconds: float, final_eval: bool = True, wall_start: 
 
 
 def train(args: TrainArgs, resume: str | None = None, progress: bool = True,
-          final_eval: bool = True, after_step=None, log=print) -> dict:
+          final_eval: bool = True, after_step=None, log=print, regenerate: bool = False) -> dict:
     """Run (or resume) training; return a summary dict (also the end of metrics.json).
 
-    Raises TrainingDiverged on a NaN/inf loss.
+    Raises TrainingDiverged on a NaN/inf loss, RunFolderBusy if another process owns the run
+    folder. ``regenerate``: replace an incomplete or outdated dataset instead of stopping.
     """
     wall_start = time.perf_counter()
-    run = setup(args, resume, log)
-    stopped_by_user, train_seconds = run_steps(run, progress, after_step, log)
-    if stopped_by_user:
-        run.save(run.checkpoint_path, train_seconds)
-        log(f"stopped at step {run.step} of {run.total_steps}; checkpoint saved to "
-            f"{run.checkpoint_path}\ncontinue with: python -m miniclip.train --resume "
-            f"{run.checkpoint_path}")
-        return {"steps": run.step, "stopped": True, "train_seconds": train_seconds,
-                "out_dir": str(run.out_dir)}
-    return finish(run, train_seconds, final_eval, wall_start, log)
+    run = setup(args, resume, log, regenerate)
+    try:
+        stopped_by_user, train_seconds = run_steps(run, progress, after_step, log)
+        if stopped_by_user:
+            run.save(run.checkpoint_path, train_seconds)
+            log(f"stopped at step {run.step} of {run.total_steps}; checkpoint saved to "
+                f"{run.checkpoint_path}\ncontinue with: python -m miniclip.train --resume "
+                f"{run.checkpoint_path}")
+            return {"steps": run.step, "stopped": True, "train_seconds": train_seconds,
+                    "out_dir": str(run.out_dir)}
+        return finish(run, train_seconds, final_eval, wall_start, log)
+    finally:
+        run.lock.release()
 
 
 def _duration(seconds: float) -> str:
@@ -338,6 +381,12 @@ def _duration(seconds: float) -> str:
 # ---- command line ----------------------------------------------------------------------------
 
 def main(argv=None) -> int:
+    """The command line; expected failures are one line and exit code 2 (``miniclip.cli``), a
+    run stopped by Ctrl-C (checkpoint saved) exits with 130, a diverged one with 1."""
+    return run_main(_main, argv)
+
+
+def _main(argv=None) -> int:
     ap = build_parser()
     ns = ap.parse_args(argv)
     given = {f.name: getattr(ns, f.name) for f in fields(TrainArgs)
@@ -346,13 +395,11 @@ def main(argv=None) -> int:
         ap.error(f"--resume continues a run with the settings saved in its checkpoint; drop "
                  f"{', '.join('--' + k.replace('_', '-') for k in given)}")
     try:
-        train(TrainArgs(**given), resume=ns.resume, progress=not ns.no_progress)
+        summary = train(TrainArgs(**given), resume=ns.resume, progress=not ns.no_progress,
+                        regenerate=ns.regenerate)
     except TrainingDiverged as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # a second Ctrl-C: train() has said what was kept
-        return 130
-    except (CheckpointError, FileExistsError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+        return EXIT_INTERRUPTED
+    return EXIT_INTERRUPTED if summary.get("stopped") else 0
