@@ -627,14 +627,14 @@ def all_cases() -> list[Case]:
 
 
 def run_case(case: Case, world: World) -> dict:
-    """-> {"outcome": "clear error" | "accepted" | "traceback" | "silent", "message": str,
-    "code": ..., "exception": ..., "changed": [paths]}.
+    """-> {"outcome", "message", "code", "exception", "changed": [paths]}. Every case is a misuse,
+    so the outcomes are:
 
-    clear error: an expected failure that names the argument (exit code 2 with a one-line
-    ``error:``/argparse message, or the exception type asked for), nothing changed;
-    accepted: it ran (exit 0 / no exception); traceback: an unexpected exception or a CLI that
-    let one escape; silent: a failure whose message does not name what was wrong, or one that
-    changed files."""
+    clear error   exit code 2 with an ``error:`` line (a CLI) or the exception type asked for
+                  (the API), the message naming the argument, no file changed;
+    confusing     an error, but another exit code or a message that does not name the argument;
+    traceback     an exception the CLI let escape, or an unexpected exception type;
+    silent        accepted (it ran as if nothing were wrong), or files changed on the way."""
     folders = [getattr(world, name) for name in case.watch] + [
         world.root / p for p in case.extra_watch]
     if case.prepare is not None:  # e.g. a broken copy of the dataset, before the snapshot
@@ -655,24 +655,25 @@ def run_case(case: Case, world: World) -> dict:
     changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
     message = err.getvalue() if exception is None else f"{type(exception).__name__}: {exception}"
     result = {"code": code, "exception": exception, "message": message, "changed": changed}
+    named = case.names.lower() in message.lower()
     if case.expect == "exit2":
         if exception is not None or "Traceback" in err.getvalue():
             outcome = "traceback"
-        elif code in (0, None):
-            outcome = "accepted"
-        elif code == 2 and case.names.lower() in message.lower() and not changed:
+        elif code in (0, None) or changed:
+            outcome = "silent"
+        elif code == 2 and named:
             outcome = "clear error"
         else:
-            outcome = "silent"
+            outcome = "confusing"
     else:
-        if exception is None:
-            outcome = "accepted"
+        if exception is None or changed:
+            outcome = "silent"
         elif not isinstance(exception, case.expect):
             outcome = "traceback"
-        elif case.names.lower() in str(exception).lower() and not changed:
+        elif named:
             outcome = "clear error"
         else:
-            outcome = "silent"
+            outcome = "confusing"
     result["outcome"] = outcome
     return result
 

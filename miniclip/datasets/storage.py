@@ -25,20 +25,15 @@ Each ``.npz`` holds, for N images and up to 2 objects (slot 1 is -1 / NaN when t
     >>> load_split(folder, "heldout").label[:3]   # red square, green hexagon, blue circle
     array([ 1, 11, 14], dtype=int16)
 
-A dataset is written whole or not at all: every file goes into a hidden sibling folder
-(``.toy.partial-<pid>``), which is renamed into place at the end, so a kill leaves the old
-dataset (or none) and never a mix. An existing dataset is never written over unless asked
-(``regenerate=True``, ``--regenerate``). ``meta.json`` records each split's size and a SHA-256 of
-its arrays; ``check_dataset`` (and ``load_split``) compare them, so an incomplete, edited or
-half-replaced dataset is an error that says how to regenerate it, never a silent rebuild.
+A dataset is written whole or not at all, never over another unless asked (``regenerate``):
+see folder.py. meta.json records each split's size and content hash; ``load_split`` and
+``check_dataset`` compare them: a bad dataset is an error saying how to regenerate it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from multiprocessing import Pool
@@ -60,6 +55,16 @@ from miniclip.datasets.attributes import (
 )
 from miniclip.datasets.captions import caption_for
 from miniclip.datasets.draw import make_background, render_image
+from miniclip.datasets.folder import (
+    DatasetError,
+    check_destination,
+    content_hash,
+    discard,
+    is_empty_folder,
+    move_into_place,
+    partial_dir,
+    regenerate_hint,
+)
 from miniclip.datasets.scenes import ToyObject, sample_scene
 
 VERSION = 2  # 2: meta.json records split sizes and a content hash per file
@@ -117,28 +122,6 @@ def _draw_chunk(task):
         if len(objects) == 1:
             out["label"][row] = class_index(objects[0].colour, objects[0].shape)
     return out
-
-
-class DatasetError(ValueError):
-    """A dataset folder that cannot be used as it is (missing files, edited, of another version);
-    the message says how to regenerate it."""
-
-
-def regenerate_hint(data_dir) -> str:
-    return (f"regenerate it with `python -m miniclip.datasets generate --out {data_dir} "
-            "--regenerate` (or pass --regenerate to `python -m miniclip.train`), or point to "
-            "another folder")
-
-
-def content_hash(arrays: dict) -> str:
-    """SHA-256 of a split's arrays (names, dtypes, shapes and bytes, in name order): the same
-    for the same content, whatever the zip's timestamps."""
-    digest = hashlib.sha256()
-    for key in sorted(arrays):
-        a = np.ascontiguousarray(arrays[key])
-        digest.update(f"{key}|{a.dtype.str}|{a.shape}|".encode())
-        digest.update(a.tobytes())
-    return digest.hexdigest()
 
 
 def _check_count(name: str, value, minimum: int) -> int:
@@ -202,8 +185,8 @@ def generate_dataset(
     out_dir = Path(out_dir)
     if not isinstance(regenerate, bool):
         raise TypeError(f"regenerate must be True or False, got {regenerate!r}")
-    _check_destination(out_dir, regenerate)
-    final_dir, out_dir = out_dir, _partial_dir(out_dir)
+    check_destination(out_dir, regenerate)
+    final_dir, out_dir = out_dir, partial_dir(out_dir)
     try:
 
         tasks = [
@@ -257,10 +240,10 @@ def generate_dataset(
                                                             "sha256": content_hash(arrays)}
             _save_npz(out_dir / f"{split}.npz", arrays)
         meta["generation_seconds"] = round(time.perf_counter() - started, 2)
-        _write_atomic(out_dir / "meta.json", json.dumps(meta, indent=1).encode())
-        _move_into_place(out_dir, final_dir)
+        (out_dir / "meta.json").write_text(json.dumps(meta, indent=1))  # last: the folder's done
+        move_into_place(out_dir, final_dir)
     except BaseException:  # nothing half-written is left behind
-        shutil.rmtree(out_dir, ignore_errors=True)
+        discard(out_dir)
         raise
     return meta
 
@@ -272,71 +255,6 @@ def _concatenate(chunks: list[dict], resolution: int) -> dict[str, np.ndarray]:
     arrays = {key: np.concatenate([chunk[key] for chunk in chunks]) for key in keys}
     arrays["captions"] = np.array([c for chunk in chunks for c in chunk["captions"]], dtype=str)
     return arrays
-
-
-DATASET_FILES = ("meta.json", *(f"{split}.npz" for split in SPLITS))
-
-
-def _check_destination(out_dir: Path, regenerate: bool) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise NotADirectoryError(f"out_dir {out_dir} is a file, not a folder")
-    present = sorted(p.name for p in out_dir.iterdir()) if out_dir.is_dir() else []
-    if not present:
-        return
-    foreign = [name for name in present if name not in DATASET_FILES and not name.endswith(".tmp")
-               and not name.endswith(".tmp.npz")]
-    if foreign:
-        raise FileExistsError(f"out_dir {out_dir} holds files that are not a toy dataset's "
-                              f"({foreign[:5]}); it is never written over: choose another folder")
-    if not regenerate:
-        raise FileExistsError(f"out_dir {out_dir} already holds a dataset ({', '.join(present)}); "
-                              "it is never written over: use it, choose another folder, or pass "
-                              "regenerate=True (--regenerate) to replace it")
-
-
-def _partial_dir(out_dir: Path) -> Path:
-    """A fresh hidden sibling to write into; those of dead generations are removed first."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    for stale in [*out_dir.parent.glob(f".{out_dir.name}.partial-*"),
-                  *out_dir.parent.glob(f".{out_dir.name}.old-*")]:
-        pid = stale.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(stale, ignore_errors=True)
-    partial = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir()
-    return partial
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # exists, owned by someone else
-        return True
-    return True
-
-
-def _move_into_place(partial: Path, out_dir: Path) -> None:
-    """Rename the finished dataset into place; a dataset there before (regenerate) is moved
-    aside first and deleted after, so ``out_dir`` is always one whole dataset or absent."""
-    old = None
-    if out_dir.exists():
-        old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out_dir, old)
-    os.replace(partial, out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -445,12 +363,6 @@ def check_dataset(data_dir) -> dict:
             raise DatasetError(f"{Path(data_dir) / (split + '.npz')} holds {n} images, meta.json "
                                f"says {meta['split_sizes'][split]}; {regenerate_hint(data_dir)}")
     return meta
-
-
-def is_empty_folder(path) -> bool:
-    """True for a missing folder or one with nothing in it: where a dataset may be generated."""
-    path = Path(path)
-    return not path.exists() or (path.is_dir() and not any(path.iterdir()))
 
 
 def ensure_dataset(data_dir, regenerate: bool = False, **kwargs) -> dict:

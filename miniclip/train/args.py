@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 from miniclip import backend
 from miniclip.model.config import CONFIGS, LOSSES
@@ -115,6 +115,13 @@ def check_args(args: TrainArgs) -> None:
         raise ValueError(f"--accum ({args.accum}) cannot exceed --batch-size ({args.batch_size})")
     if args.epochs is None:
         check_schedule(args, args.steps)
+
+
+def resolve_schedule(args: TrainArgs, steps: int) -> TrainArgs:
+    """Check the settings that need the run's length and fill in the default --warmup; the
+    result is saved in the checkpoints, so a resumed run keeps the same schedule."""
+    check_schedule(args, steps)
+    return args if args.warmup is not None else replace(args, warmup=default_warmup(steps))
 
 
 def default_warmup(steps: int) -> int:

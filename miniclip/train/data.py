@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from miniclip.datasets.folder import data_identity, same_dataset  # noqa: F401 - loop's names
 from miniclip.pretrained.checkpoint import ModelTokenizer
 
 _PERMUTATION = {}  # (n_pairs, seed, epoch) -> the permutation of that epoch, the latest only
@@ -78,20 +79,6 @@ def prepare_dataset(data_dir, n_train: int | None, log=print, regenerate: bool =
                             **({} if n_train is None else {"n_train": n_train}))
     log(f"  done in {time.perf_counter() - t0:.0f}s")
     return meta
-
-
-def data_identity(meta: dict, data_dir) -> dict:
-    """What a checkpoint records about its dataset: enough to recognise it (split sizes and each
-    file's content hash) and to preprocess (mean, std)."""
-    keys = ("version", "seed", "resolution", "split_sizes", "mean", "std")
-    files = {name: info["sha256"] for name, info in (meta.get("files") or {}).items()}
-    return {"dir": str(Path(data_dir).resolve()), **{k: meta.get(k) for k in keys},
-            "files": files}
-
-
-def same_dataset(a: dict, b: dict) -> bool:
-    """Equal identities, wherever the folder is now."""
-    return {k: v for k, v in a.items() if k != "dir"} == {k: v for k, v in b.items() if k != "dir"}
 
 
 # ---- evaluation during training (small, for the curves) ---------------------------------------

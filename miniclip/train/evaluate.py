@@ -210,12 +210,12 @@ def _data_suffix(data_dir) -> str:
 
 def _main(argv=None) -> int:
     from miniclip.datasets import check_dataset
+    from miniclip.datasets.folder import data_identity, same_dataset
     from miniclip.pretrained.checkpoint import (
         load_checkpoint,
         load_trained,
         resolve_checkpoint_path,
     )
-    from miniclip.train.data import data_identity, same_dataset
     from miniclip.train.runfolder import write_text_atomic
 
     ap = argparse.ArgumentParser(prog="python -m miniclip.evaluate",

@@ -57,14 +57,7 @@ from miniclip.pretrained.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from miniclip.train.args import (
-    TrainArgs,
-    build_parser,
-    check_args,
-    check_schedule,
-    default_warmup,
-    total_steps,
-)
+from miniclip.train.args import TrainArgs, build_parser, check_args, resolve_schedule, total_steps
 from miniclip.train.data import (
     CurveProbe,
     batch_indices,
@@ -182,9 +175,7 @@ def _setup(args, resume, log, regenerate, out_dir) -> Run:
     if n_pairs < args.batch_size:
         raise ValueError(f"--batch-size {args.batch_size} is larger than the {n_pairs} training "
                          f"pairs in {args.data}")
-    check_schedule(args, total_steps(args, n_pairs))
-    if args.warmup is None:  # resolved once, and saved so: a resumed run keeps it
-        args = replace(args, warmup=default_warmup(total_steps(args, n_pairs)))
+    args = resolve_schedule(args, total_steps(args, n_pairs))  # --warmup's default, checked
 
     # 2. tokenizer, 3. model and optimizer
     if ckpt is None:
