@@ -316,6 +316,13 @@ def _dataset_cases():
                                                         "--out", str(w.root / "g.png"))(w),
              "exit2", "--data", extra_watch=("broken-truncated-split",),
              prepare=_broken_dataset("truncated-split")),
+        Case("datasets-grid-out-suffix", cli(gen, "grid", "--data", D, "--out", NEW("g.xyz")),
+             "exit2", "--out"),
+        Case("train-data-other-resolution", lambda w: train_cli(
+            "--data", str(w.root / "data16"), data=False)(w), "exit2", "--model",
+             extra_watch=("data16",), prepare=_small_images),
+        Case("train-data-is-a-file", lambda w: train_cli("--data", w.path("text.txt"),
+                                                          data=False)(w), "exit2", "--data"),
         Case("datasets-grid-columns", cli(gen, "grid", "--data", D, "--out", NEW("g.png"),
                                           "--columns", "13"), "exit2", "--columns"),
         Case("datasets-grid-rows-mismatch", cli(gen, "grid", "--data", D, "--out", NEW("g.png"),
@@ -324,6 +331,14 @@ def _dataset_cases():
         Case("datasets-unknown-command", cli(gen, "draw"), "exit2", "draw"),
     ]
     return cases
+
+
+def _small_images(w: World):
+    from miniclip.datasets import generate_dataset
+
+    if not (w.root / "data16").exists():
+        generate_dataset(w.root / "data16", n_train=16, n_val=0, n_test=0, n_heldout=8,
+                         resolution=16, workers=1, progress=False)
 
 
 def _evaluate_cases():

@@ -377,3 +377,16 @@ def test_nan_weights_in_an_npz_name_the_tensor(tmp_path):
         warnings.simplefilter("error")
         with pytest.raises(ValueError, match=r"w.npz.*in_proj_weight"):
             load(tmp_path / "w.npz")
+
+
+def test_a_run_that_fails_before_its_first_checkpoint_can_start_again(data, tmp_path,
+                                                                     monkeypatch, capsys):
+    def bad_step(*a, **k):
+        raise ValueError("a bad batch")
+    monkeypatch.setattr(loop, "take_step", bad_step)
+    out = tmp_path / "run"
+    assert train_main(data, out) == 2
+    assert "a bad batch" in capsys.readouterr().err
+    monkeypatch.undo()
+    assert train_main(data, out) == 0  # nothing there to lose: the folder is reused
+    assert [r["step"] for r in read_jsonl(out / "metrics.jsonl")] == [1, 2, 3, 4, 5, 6]

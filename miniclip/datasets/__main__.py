@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from miniclip.datasets.folder import DatasetError
 from miniclip.datasets.storage import DEFAULT_SIZES, SPLITS, generate_dataset
 
 
@@ -100,10 +101,16 @@ def _main(argv=None) -> int:
         parser.grid_parser.error(
             f"argument --rows: give it once per --split ({len(splits)}), got {len(rows)}"
         )
+    if Path(args.out).suffix.lower() not in (".png", ".pdf", ".svg", ".jpg", ".jpeg"):
+        parser.grid_parser.error(f"argument --out: expected a .png, .pdf, .svg or .jpg path, got "
+                                 f"{args.out!r}")
     try:
-        path = _plot(args.data, args.out, splits, rows, args.columns)
-    except (FileNotFoundError, ValueError) as error:
+        from miniclip.datasets.storage import check_dataset
+
+        check_dataset(args.data)
+    except (FileNotFoundError, DatasetError) as error:
         parser.grid_parser.error(f"argument --data: {error}")
+    path = _plot(args.data, args.out, splits, rows, args.columns)
     print(f"wrote {path}")
     return 0
 

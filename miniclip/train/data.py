@@ -59,6 +59,8 @@ def prepare_dataset(data_dir, n_train: int | None, log=print, regenerate: bool =
     from miniclip.datasets.storage import is_empty_folder
 
     data_dir = Path(data_dir)
+    if data_dir.exists() and not data_dir.is_dir():
+        raise NotADirectoryError(f"--data {data_dir} is a file, not a dataset folder")
     if not is_empty_folder(data_dir):
         try:
             meta = check_dataset(data_dir)

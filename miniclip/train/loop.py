@@ -121,8 +121,7 @@ def setup(args: TrainArgs, resume: str | None = None, log=print, regenerate: boo
     """Steps 1-3: the run folder, the data, the tokenizer, the model and the optimizer; on
     --resume, all of them as the checkpoint left them.
 
-    The run folder is locked (``run.lock``) until ``run.lock.release()``: ``train`` does that at
-    the end. On a failure here the lock is released and a folder made here is removed again."""
+    The run folder stays locked until ``run.lock.release()`` (or a failure here)."""
     if resume is not None:
         if not Path(resume).is_file():
             raise FileNotFoundError(f"--resume: no checkpoint at {resume}")
@@ -164,6 +163,10 @@ def _setup(args, resume, log, regenerate, out_dir) -> Run:
 
     # 1. data
     meta = prepare_dataset(args.data, args.n_train, log, regenerate=regenerate)
+    resolution = (ckpt.config if ckpt else CONFIGS[args.model]).image_resolution
+    if meta["resolution"] != resolution:
+        raise ValueError(f"--data {args.data} holds {meta['resolution']}x{meta['resolution']} "
+                         f"images; --model {args.model} takes {resolution}x{resolution}")
     if ckpt is not None and not same_dataset(data_identity(meta, args.data), ckpt.data):
         now = data_identity(meta, args.data)
         differ = sorted(k for k in {*now, *ckpt.data} - {"dir"} if now.get(k) != ckpt.data.get(k))
@@ -209,9 +212,10 @@ def _setup(args, resume, log, regenerate, out_dir) -> Run:
         optimizer.m, optimizer.v = backend.to_device(optimizer.m), backend.to_device(optimizer.v)
 
     # drop what came after the checkpoint, and a last line torn by a kill (with a warning)
-    run.records = [r for r in read_jsonl(run.log_path, torn_ok=True)
-                   if r.get("step", 0) <= run.step]
-    write_text_atomic(run.log_path, "".join(json.dumps(r) + "\n" for r in run.records))
+    if ckpt is not None:
+        run.records = [r for r in read_jsonl(run.log_path, torn_ok=True)
+                       if r.get("step", 0) <= run.step]
+        write_text_atomic(run.log_path, "".join(json.dumps(r) + "\n" for r in run.records))
 
     n_params = sum(p.size for p in model.params.values())
     log(f"miniclip.train: model {args.model!r} ({n_params:,} parameters, {args.loss} loss), "

@@ -175,10 +175,12 @@ def claim_run_folder(folder, fresh: bool, log=print) -> tuple[RunFolderLock, boo
         raise
     try:
         if fresh:
-            taken = [name for name in RUN_FILES if (folder / name).exists()]
+            taken = [name for name in RUN_FILES  # (an empty file holds nothing to lose)
+                     if (folder / name).exists() and (folder / name).stat().st_size > 0]
             if taken:
                 hint = (f"continue it with --resume {folder / 'checkpoint.npz'}, "
-                        if "checkpoint.npz" in taken else "")
+                        if "checkpoint.npz" in taken else "it has no checkpoint to resume: "
+                        "delete the folder to start over, ")
                 raise FileExistsError(f"run folder {folder} already holds a run ({', '.join(taken)})"
                                       f"; {hint}or choose another --out")
         remove_stale_temp_files(folder, log)
