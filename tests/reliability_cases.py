@@ -19,6 +19,7 @@ import io
 import json
 import math
 import os
+import pickle
 import sys
 import traceback
 from dataclasses import dataclass, field
@@ -76,6 +77,8 @@ def build_world(root: Path) -> World:
     (files / "text.pt").write_text("just some text\n")
     (files / "empty.pt").write_bytes(b"")
     (files / "corrupt.npz").write_bytes(b"PK\x03\x04 broken zip")
+    (files / "list.pkl").write_bytes(pickle.dumps([1, 2], protocol=2))  # pickles, not weights
+    (files / "ints.pkl").write_bytes(pickle.dumps({"visual.conv1.weight": 3}, protocol=2))
     Image.new("RGB", (40, 30), (200, 10, 10)).save(files / "red.png")
     png = (files / "red.png").read_bytes()
     (files / "truncated.png").write_bytes(png[: len(png) // 2])
@@ -413,6 +416,12 @@ def _convert_cases():
              "empty.pt"),
         Case("convert-src-folder", cli(cv, F("subdir"), NEW("out.safetensors")), "exit2",
              "subdir"),
+        Case("convert-src-bad-zip", cli(cv, F("corrupt.npz"), NEW("out.npz")), "exit2",
+             "corrupt.npz"),
+        Case("convert-src-pickled-list", cli(cv, F("list.pkl"), NEW("out.npz")), "exit2",
+             "list.pkl"),
+        Case("convert-src-pickled-ints", cli(cv, F("ints.pkl"), NEW("out.npz")), "exit2",
+             "ints.pkl"),
         Case("convert-dst-suffix", cli(cv, F("text.pt"), NEW("out.bin")), "exit2", "dst"),
         Case("convert-dst-exists", cli(cv, F("text.pt"), F("tiny.npz")), "exit2", "--overwrite"),
         Case("convert-dtype", cli(cv, F("text.pt"), NEW("o.npz"), "--dtype", "int8"), "exit2",

@@ -36,15 +36,20 @@ from miniclip.pretrained.loading import (
 
 def read_torch_state_dict(path):
     """A PyTorch checkpoint (TorchScript archive or pickled state dict) -> dict of numpy arrays."""
-    try:
-        import torch
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("converting a .pt file needs PyTorch: pip install torch (the CPU wheel "
-                          "is enough). Loading the converted file does not.") from e
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"src: no such file: {path}"
                                 + (" (it is a folder)" if path.is_dir() else ""))
+    with open(path, "rb") as f:
+        head = f.read(2)
+    if not (head == b"PK" or head[:1] == b"\x80"):  # a zip archive (torch >= 1.6), or a pickle
+        raise ValueError(f"src {path} is not a PyTorch checkpoint: it is neither a zip archive "
+                         "nor a pickle" + (" (the file is empty)" if not head else ""))
+    try:
+        import torch
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError(f"converting {path} needs PyTorch: pip install torch (the CPU wheel "
+                          "is enough). Loading the converted file does not.") from e
     try:
         with warnings.catch_warnings():  # recent torch deprecates TorchScript; it still reads it
             warnings.simplefilter("ignore", DeprecationWarning)

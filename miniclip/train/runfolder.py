@@ -152,7 +152,8 @@ def _read_pid(path: Path) -> str | None:
     return text if text.isdigit() else None
 
 
-RUN_FILES = ("checkpoint.npz", "model.npz", "metrics.jsonl", "metrics.json")
+# a run's own files, whatever the weights' format (checkpoint.npz, model.safetensors, ...)
+RUN_FILES = ("checkpoint.*", "model.*", "metrics.jsonl", "metrics.json")
 
 
 def claim_run_folder(folder, fresh: bool, log=print) -> tuple[RunFolderLock, bool]:
@@ -175,12 +176,13 @@ def claim_run_folder(folder, fresh: bool, log=print) -> tuple[RunFolderLock, boo
         raise
     try:
         if fresh:
-            taken = [name for name in RUN_FILES  # (an empty file holds nothing to lose)
-                     if (folder / name).exists() and (folder / name).stat().st_size > 0]
+            taken = sorted({p.name for pattern in RUN_FILES for p in folder.glob(pattern)
+                            if p.is_file() and p.stat().st_size > 0  # empty: nothing to lose
+                            and not p.name.endswith(".tmp")})
+            checkpoints = [name for name in taken if name.startswith("checkpoint.")]
             if taken:
-                hint = (f"continue it with --resume {folder / 'checkpoint.npz'}, "
-                        if "checkpoint.npz" in taken else "it has no checkpoint to resume: "
-                        "delete the folder to start over, ")
+                hint = (f"continue it with --resume {folder / checkpoints[0]}, " if checkpoints
+                        else "it has no checkpoint to resume: delete the folder to start over, ")
                 raise FileExistsError(f"run folder {folder} already holds a run ({', '.join(taken)})"
                                       f"; {hint}or choose another --out")
         remove_stale_temp_files(folder, log)
