@@ -265,6 +265,10 @@ def _broken_dataset(kind):
             elif kind == "truncated-split":
                 raw = (path / "train.npz").read_bytes()
                 (path / "train.npz").write_bytes(raw[: len(raw) // 3])
+            elif kind == "meta-without-sizes":
+                meta = json.loads((path / "meta.json").read_text())
+                del meta["split_sizes"]
+                (path / "meta.json").write_text(json.dumps(meta))
             elif kind == "other-sizes":
                 meta = json.loads((path / "meta.json").read_text())
                 meta["split_sizes"]["train"] = 999
@@ -274,7 +278,7 @@ def _broken_dataset(kind):
 
 
 BROKEN = ("missing-split", "bad-meta", "old-version", "edited-split", "truncated-split",
-          "other-sizes")
+          "other-sizes", "meta-without-sizes")
 
 
 def _dataset_cases():

@@ -311,20 +311,22 @@ def load_meta(data_dir) -> dict:
     """The dataset's ``meta.json`` as a dict (vocabularies, held-out pairs, mean, std, ...)."""
     path = Path(data_dir) / "meta.json"
     if not path.is_file():
-        raise FileNotFoundError(
-            f"data_dir {str(data_dir)!r} has no meta.json; write the dataset first with "
-            f"`python -m miniclip.datasets generate --out {data_dir}`"
-        )
+        raise FileNotFoundError(f"data_dir {str(data_dir)!r} has no meta.json; write the dataset "
+                                f"first with `python -m miniclip.datasets generate --out {data_dir}`")
     try:
         meta = json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise DatasetError(f"{path} is not valid JSON ({e}); {regenerate_hint(data_dir)}") from e
     if not isinstance(meta, dict) or meta.get("version") != VERSION:
         found = meta.get("version") if isinstance(meta, dict) else None
-        raise DatasetError(
-            f"data_dir {str(data_dir)!r} holds dataset version {found!r}, this code reads "
-            f"version {VERSION}; {regenerate_hint(data_dir)}"
-        )
+        raise DatasetError(f"data_dir {str(data_dir)!r} holds dataset version {found!r}, this "
+                           f"code reads version {VERSION}; {regenerate_hint(data_dir)}")
+    sizes, files = meta.get("split_sizes"), meta.get("files")
+    if not (isinstance(sizes, dict) and all(isinstance(sizes.get(s), int) for s in SPLITS)
+            and isinstance(files, dict) and isinstance(meta.get("resolution"), int)
+            and all(len(meta.get(k) or ()) == 3 for k in ("mean", "std"))):
+        raise DatasetError(f"{path} lacks or garbles split_sizes, files, resolution, mean or "
+                           f"std; {regenerate_hint(data_dir)}")
     return meta
 
 
