@@ -8,7 +8,6 @@ dataset or the new one, whole), and the leftovers of the killed writes are clean
 
 import os
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -84,7 +83,7 @@ def test_kill_9_during_training_and_checkpointing_then_resume_loses_nothing(data
         target = rng.randint(EVERY + 1, STEPS - 6)  # a random step, after the first checkpoint
         if not wait_for(lambda t=target: logged_steps(out / "metrics.jsonl") >= t, proc=proc):
             break  # it finished first: nothing left to kill
-        os.kill(proc.pid, signal.SIGKILL)
+        proc.kill()  # SIGKILL: kill -9
         proc.wait()
         done = logged_steps(out / "metrics.jsonl")
         ckpt = load_checkpoint(out / "checkpoint.npz")  # never half-written
@@ -140,7 +139,7 @@ def test_kill_9_during_dataset_generation_leaves_old_or_new_never_a_mix(tmp_path
                      "--workers", "1")
         wait_for(lambda: any(tmp_path.glob(".toy.partial-*")), proc=proc)
         time.sleep(rng.uniform(0.05, 1.0))
-        os.kill(proc.pid, signal.SIGKILL)
+        proc.kill()  # SIGKILL: kill -9
         proc.wait()
         meta = check_dataset(out)  # whole, and as its meta.json says
         assert meta["split_sizes"] in (old["split_sizes"], {**old["split_sizes"], "train": 1500})
@@ -149,7 +148,7 @@ def test_kill_9_during_dataset_generation_leaves_old_or_new_never_a_mix(tmp_path
                  "--n-val", "0", "--n-test", "0", "--n-heldout", "8", "--workers", "1")
     wait_for(lambda: any(tmp_path.glob(".fresh.partial-*")), proc=proc)
     time.sleep(rng.uniform(0.05, 0.5))
-    os.kill(proc.pid, signal.SIGKILL)
+    proc.kill()  # SIGKILL: kill -9
     proc.wait()
     if fresh.exists():
         check_dataset(fresh)
