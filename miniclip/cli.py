@@ -48,9 +48,13 @@ def describe(error: BaseException) -> str | None:
 
 def run_main(main, argv=None) -> int:
     """Call ``main(argv)``; an expected failure becomes ``error: <message>`` on stderr and exit
-    code 2; anything else propagates (a bug: its traceback is the useful output)."""
+    code 2, Ctrl-C exit code 130; anything else propagates (a bug: its traceback is the useful
+    output)."""
     try:
         code = main(argv)
+    except KeyboardInterrupt:  # Ctrl-C: the user knows; no traceback
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except Exception as error:  # noqa: BLE001 - sorted into expected and not just below
         message = describe(error)
         if message is None:

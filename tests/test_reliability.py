@@ -390,3 +390,24 @@ def test_a_run_that_fails_before_its_first_checkpoint_can_start_again(data, tmp_
     monkeypatch.undo()
     assert train_main(data, out) == 0  # nothing there to lose: the folder is reused
     assert [r["step"] for r in read_jsonl(out / "metrics.jsonl")] == [1, 2, 3, 4, 5, 6]
+
+
+def test_run_main_sorts_expected_failures_from_bugs(capsys):
+    import errno as e
+
+    from miniclip.cli import run_main
+
+    def raising(error):
+        def main(argv):
+            raise error
+        return main
+    assert run_main(raising(OSError(e.ENOSPC, "No space left on device", "/x/y"))) == 2
+    assert capsys.readouterr().err == "error: no space left on the device writing /x/y\n"
+    assert run_main(raising(ValueError("--lr must be > 0,\n got 0"))) == 2
+    assert capsys.readouterr().err == "error: --lr must be > 0, got 0\n"  # one line
+    assert run_main(raising(KeyboardInterrupt())) == 130
+    with pytest.raises(KeyError):  # a bug keeps its traceback
+        run_main(raising(KeyError("x")))
+    with pytest.raises(AttributeError):
+        run_main(raising(AttributeError("x")))
+    assert run_main(lambda argv: None) == 0
