@@ -41,6 +41,8 @@ def describe(error: BaseException) -> str | None:
                 return f"{error.strerror}: {error.filename}"
             return str(error)
         return None
+    if isinstance(error, MemoryError):
+        return f"out of memory ({error or 'no details'}); ask for less: smaller sizes or batches"
     if isinstance(error, (ValueError, UserError, ImportError)):
         return str(error)
     return None

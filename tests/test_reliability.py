@@ -126,7 +126,7 @@ def test_stale_temp_files_are_removed_at_the_next_start(data, tmp_path, capsys):
     for path in stale:
         path.write_bytes(b"\0" * 1000)  # what a killed atomic write leaves
     logged = []
-    loop.train(None, resume=out / "checkpoint.npz", progress=False, final_eval=False,
+    loop.train(None, resume=out, progress=False, final_eval=False,  # a run folder resumes too
                log=logged.append)
     assert not any(p.exists() for p in stale)
     assert any("removed 2 temporary file" in line for line in logged)

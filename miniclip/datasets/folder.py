@@ -125,3 +125,17 @@ def data_identity(meta: dict, data_dir) -> dict:
 def same_dataset(a: dict, b: dict) -> bool:
     """Equal identities, wherever the folder is now."""
     return {k: v for k, v in a.items() if k != "dir"} == {k: v for k, v in b.items() if k != "dir"}
+
+
+def check_fits_in_memory(counts: dict, resolution: int) -> None:
+    """The splits are held in memory as uint8 (N, R, R, 3) before they are written: refuse sizes
+    that cannot fit, before drawing for hours. ValueError naming the sizes."""
+    need = sum(counts.values()) * resolution * resolution * 3
+    try:
+        have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not on every system
+        return
+    if need > have:
+        raise ValueError(f"n_train/n_val/n_test/n_heldout {counts} at resolution {resolution} "
+                         f"need {need / 2**30:,.1f} GiB of memory; this machine has "
+                         f"{have / 2**30:,.1f} GiB")

@@ -58,6 +58,7 @@ from miniclip.datasets.draw import make_background, render_image
 from miniclip.datasets.folder import (
     DatasetError,
     check_destination,
+    check_fits_in_memory,
     content_hash,
     discard,
     is_empty_folder,
@@ -182,6 +183,7 @@ def generate_dataset(
     if workers is None:
         workers = min(os.cpu_count() or 1, 8)
     workers = _check_count("workers", workers, 1)
+    check_fits_in_memory(counts, resolution)
     out_dir = Path(out_dir)
     if not isinstance(regenerate, bool):
         raise TypeError(f"regenerate must be True or False, got {regenerate!r}")

@@ -123,6 +123,7 @@ def setup(args: TrainArgs, resume: str | None = None, log=print, regenerate: boo
 
     The run folder stays locked until ``run.lock.release()`` (or a failure here)."""
     if resume is not None:
+        resume = Path(resume) / CHECKPOINT_FILE if Path(resume).is_dir() else resume  # a run folder
         if not Path(resume).is_file():
             raise FileNotFoundError(f"--resume: no checkpoint at {resume}")
         lock, created = claim_run_folder(Path(resume).parent, fresh=False, log=log)
@@ -350,8 +351,7 @@ def train(args: TrainArgs, resume: str | None = None, progress: bool = True,
     """Run (or resume) training; return a summary dict (also the end of metrics.json).
 
     Raises TrainingDiverged on a NaN/inf loss, RunFolderBusy if another process owns the run
-    folder. ``regenerate``: replace an incomplete or outdated dataset instead of stopping.
-    """
+    folder. ``regenerate``: replace an incomplete or outdated dataset instead of stopping."""
     wall_start = time.perf_counter()
     run = setup(args, resume, log, regenerate)
     try:
