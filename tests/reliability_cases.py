@@ -348,6 +348,19 @@ def _dataset_cases():
     return cases
 
 
+def _while_locked(folder, run):
+    """Run a case while this process holds the folder's lock (as a live run would)."""
+    def call(w: World):
+        from miniclip.train.runfolder import RunFolderLock
+
+        lock = RunFolderLock(folder)
+        try:
+            return run(w)
+        finally:
+            lock.release_and_tidy()  # the .lock file as it was: the live run is make-believe
+    return call
+
+
 def _small_images(w: World):
     from miniclip.datasets import generate_dataset
 
@@ -368,6 +381,10 @@ def _evaluate_cases():
         Case("evaluate-data-is-a-file", cli(ev, R, "--data", F("text.txt")), "exit2", "text.txt"),
         Case("evaluate-out-holds-metrics", cli(ev, R, "--out", R), "exit2", "--overwrite"),
         Case("evaluate-weights-not-a-run", cli(ev, F("tiny.npz")), "exit2", "tiny.npz"),
+        Case("evaluate-run-in-use", lambda w: _while_locked(w.run, cli(ev, R))(w), "exit2",
+             "in use"),
+        Case("train-resume-run-in-use", lambda w: _while_locked(
+            w.run, resume_cli(lambda w: str(w.run)))(w), "exit2", str(os.getpid())),
     ]
 
 

@@ -89,10 +89,14 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def move_into_place(partial: Path, out_dir: Path) -> None:
+def move_into_place(partial: Path, out_dir: Path, regenerate: bool = False) -> None:
     """Rename the finished dataset into place; a dataset there before (regenerate) is moved
-    aside first and deleted after, so ``out_dir`` is always one whole dataset or absent."""
+    aside first and deleted after, so ``out_dir`` is always one whole dataset or absent. One
+    that appeared while this one was drawn (another process) is kept unless ``regenerate``."""
     old = None
+    if not regenerate and not is_empty_folder(out_dir):
+        raise FileExistsError(f"out_dir {out_dir}: another dataset was written there while this "
+                              "one was drawn; it is kept, and this one discarded")
     if out_dir.exists():
         old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
         shutil.rmtree(old, ignore_errors=True)

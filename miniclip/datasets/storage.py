@@ -243,7 +243,7 @@ def generate_dataset(
             _save_npz(out_dir / f"{split}.npz", arrays)
         meta["generation_seconds"] = round(time.perf_counter() - started, 2)
         (out_dir / "meta.json").write_text(json.dumps(meta, indent=1))  # last: the folder's done
-        move_into_place(out_dir, final_dir)
+        move_into_place(out_dir, final_dir, regenerate)
     except BaseException:  # nothing half-written is left behind
         discard(out_dir)
         raise

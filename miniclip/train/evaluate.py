@@ -26,6 +26,7 @@ not counting the true one itself.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -216,7 +217,7 @@ def _main(argv=None) -> int:
         load_trained,
         resolve_checkpoint_path,
     )
-    from miniclip.train.runfolder import write_text_atomic
+    from miniclip.train.runfolder import LOCK_FILE, RunFolderLock
 
     ap = argparse.ArgumentParser(prog="python -m miniclip.evaluate",
                                  description="Zero-shot and retrieval metrics of a trained model.")
@@ -262,6 +263,18 @@ def _main(argv=None) -> int:
                               "evaluation is never written over another; pass --overwrite to "
                               "replace it, or choose another --out")
     out_dir.mkdir(parents=True, exist_ok=True)
+    # a run folder belongs to its run: evaluate while none is training in it, and hold it
+    owned = (out_dir / LOCK_FILE).exists() or (out_dir / "checkpoint.npz").exists()
+    with RunFolderLock(out_dir) if owned else contextlib.nullcontext():
+        _evaluate_and_write(args, ckpt, model, preprocess, tokenizer, data_dir, out_dir, path,
+                            suffix, merge)
+    return 0
+
+
+def _evaluate_and_write(args, ckpt, model, preprocess, tokenizer, data_dir, out_dir, path,
+                        suffix, merge):
+    from miniclip.train.runfolder import write_text_atomic
+
     started = time.perf_counter()
     metrics, details = evaluate(model, preprocess, tokenizer, data_dir)
     seconds = ckpt.extra.get("train_seconds")
@@ -278,7 +291,6 @@ def _main(argv=None) -> int:
     paths = save_pictures(details, out_dir, suffix)
     print(format_metrics(metrics))
     print(f"wrote {path}, " + ", ".join(str(p) for p in paths))
-    return 0
 
 
 if __name__ == "__main__":

@@ -136,8 +136,11 @@ class RunFolderLock:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.release()
+    def __exit__(self, exc_type, *exc):
+        if exc_type is None:
+            self.release()
+        else:  # a failure leaves the folder as it was found, lock file included
+            self.release_and_tidy()
         return False
 
     def __del__(self):
