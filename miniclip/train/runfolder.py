@@ -156,7 +156,8 @@ def _read_pid(path: Path) -> str | None:
 
 
 # a run's own files, whatever the weights' format (checkpoint.npz, model.safetensors, ...)
-RUN_FILES = ("checkpoint.*", "model.*", "metrics.jsonl", "metrics.json")
+RUN_FILES = ("checkpoint.*", "model.*", "metrics.jsonl", "metrics.json", "curves.png",
+             "confusion.png", "similarity.png")
 
 
 def claim_run_folder(folder, fresh: bool, log=print) -> tuple[RunFolderLock, bool]:
