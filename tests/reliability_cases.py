@@ -758,6 +758,10 @@ if __name__ == "__main__":
     defaults[:4] = [40, 8, 8, 8]  # n_train, n_val, n_test, n_heldout
     defaults[6:8] = [1, False]  # workers, progress
     storage.generate_dataset.__defaults__ = tuple(defaults)
+    # a case that asks for petabytes must end as a MemoryError here, not as the kernel's OOM kill
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (8 * 2**30, resource.getrlimit(resource.RLIMIT_AS)[1]))
     os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(__file__).resolve().parents[1] / ".numba_cache"))
     with tempfile.TemporaryDirectory() as tmp:
         result = census(Path(tmp))
