@@ -128,8 +128,13 @@ class Case:
     prepare: object = None  # callable(world) making what the case needs, before the snapshot
 
 
+_NEW_RUNS = iter(range(10**9))
+
+
 def train_cli(*flags, data=True, out="new-run"):
-    """python -m miniclip.train with small settings, then ``flags`` (argparse: the last wins)."""
+    """python -m miniclip.train with small settings, then ``flags`` (argparse: the last wins).
+    Each call gets its own new run folder, so that a case one version accepts cannot change the
+    outcome of the next (the root's listing is part of the snapshot)."""
     def run(w: World):
         from miniclip.train.loop import main
 
@@ -138,7 +143,8 @@ def train_cli(*flags, data=True, out="new-run"):
         if data:
             argv += ["--data", str(w.data)]
         if out:
-            argv += ["--out", str(w.root / out)]
+            name = f"{out}-{next(_NEW_RUNS)}" if out == "new-run" else out
+            argv += ["--out", str(w.root / name)]
         return main(argv + list(flags))
     return run
 
@@ -240,6 +246,17 @@ def _train_flag_cases():
     return cases
 
 
+def COPY(w):  # noqa: N802 - a copy of the dataset, for cases that older code wrote over
+    return str(w.root / "data-copy")
+
+
+def _data_copy(w: World):
+    import shutil
+
+    if not (w.root / "data-copy").exists():
+        shutil.copytree(w.data, w.root / "data-copy")
+
+
 def _broken_dataset(kind):
     """A copy of the dataset, broken one way, under root/broken-<kind>; -> its path."""
     import shutil
@@ -295,8 +312,8 @@ def _dataset_cases():
                           prepare=make))
     gen = "miniclip.datasets.__main__"
     cases += [
-        Case("datasets-generate-over-existing", cli(gen, "generate", "--out", D, "--n-train", "4",
-                                                    "--workers", "1"), "exit2", "--regenerate"),
+        Case("datasets-generate-over-existing", cli(gen, "generate", "--out", COPY, "--n-train", "4",
+                                                    "--workers", "1"), "exit2", "--regenerate", extra_watch=("data-copy",), prepare=_data_copy),
         Case("datasets-regenerate-foreign-folder", cli(gen, "generate", "--out",
                                                        lambda w: str(w.files), "--regenerate",
                                                        "--n-train", "4", "--workers", "1"),
@@ -607,7 +624,8 @@ def _api_cases():
         Case("load_model-bad-config", lambda w: load_model(w.path("tiny.npz"), config="tiny"),
              TypeError, "config"),
         Case("generate-over-existing", lambda w: generate_dataset(
-            w.data, n_train=4, workers=1, progress=False), FileExistsError, "regenerate"),
+            w.root / "data-copy", n_train=4, workers=1, progress=False), FileExistsError,
+             "regenerate", extra_watch=("data-copy",), prepare=_data_copy),
         Case("generate-regenerate-foreign", lambda w: generate_dataset(
             w.files, n_train=4, workers=1, progress=False, regenerate=True), FileExistsError,
              "not a toy dataset"),
@@ -617,8 +635,9 @@ def _api_cases():
             w.root / "d2", n_train=4, workers=1, progress=False, regenerate="yes"), TypeError,
              "regenerate"),
         Case("ensure-other-settings", lambda w: ensure_dataset(
-            w.data, n_train=5, n_val=8, n_test=8, n_heldout=8, workers=1, progress=False),
-             DatasetError, "regenerate"),
+            w.root / "data-copy", n_train=5, n_val=8, n_test=8, n_heldout=8, workers=1,
+            progress=False),
+             DatasetError, "regenerate", extra_watch=("data-copy",), prepare=_data_copy),
         Case("load_split-bad-name", lambda w: load_split(w.data, "validation"), ValueError,
              "split"),
         Case("load_split-missing-folder", lambda w: load_split(w.root / "nope", "train"),
@@ -679,6 +698,12 @@ def all_cases() -> list[Case]:
 # ---- running one case: what happened? -------------------------------------------------------
 
 
+def _listing(root: Path) -> list:
+    """What is at the top of the world (a new run or dataset folder made by a case shows here);
+    the cases' own scratch folders aside."""
+    return sorted(p.name for p in root.iterdir() if not p.name.startswith("scratch"))
+
+
 def run_case(case: Case, world: World) -> dict:
     """-> {"outcome", "message", "code", "exception", "changed": [paths]}. Every case is a misuse,
     so the outcomes are:
@@ -693,7 +718,7 @@ def run_case(case: Case, world: World) -> dict:
     if case.prepare is not None:  # e.g. a broken copy of the dataset, before the snapshot
         with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
             case.prepare(world)
-    before = snapshot(*folders)
+    before = {**snapshot(*folders), "<root>": _listing(world.root)}
     err, out = io.StringIO(), io.StringIO()
     code, exception = None, None
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
@@ -704,7 +729,7 @@ def run_case(case: Case, world: World) -> dict:
         except BaseException as e:  # noqa: BLE001 - sorted below
             exception = e
             traceback.print_exc(file=err)
-    after = snapshot(*folders)
+    after = {**snapshot(*folders), "<root>": _listing(world.root)}
     changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
     message = err.getvalue() if exception is None else f"{type(exception).__name__}: {exception}"
     result = {"code": code, "exception": exception, "message": message, "changed": changed}
