@@ -79,6 +79,7 @@ def test_kill_9_during_training_and_checkpointing_then_resume_loses_nothing(data
     want_model, want_log = reference(data, tmp_path / "reference")
     out = tmp_path / "run"
     proc = start(*train_argv(data, out))
+    kills = []  # (step logged, step checkpointed) at each kill
     for _kill in range(3):
         target = rng.randint(EVERY + 1, STEPS - 6)  # a random step, after the first checkpoint
         if not wait_for(lambda t=target: logged_steps(out / "metrics.jsonl") >= t, proc=proc):
@@ -88,12 +89,14 @@ def test_kill_9_during_training_and_checkpointing_then_resume_loses_nothing(data
         done = logged_steps(out / "metrics.jsonl")
         ckpt = load_checkpoint(out / "checkpoint.npz")  # never half-written
         assert ckpt.step >= done - EVERY, (ckpt.step, done)  # lost at most one interval
+        kills.append((done, ckpt.step))
         # restart: --resume takes the folder, cleans what the kill left, goes on
         proc = start("-m", "miniclip.train", "--resume", str(out / "checkpoint.npz"),
                      "--no-progress")
         time.sleep(rng.uniform(0.0, 0.3))
     stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr
+    assert len(kills) >= 2, kills  # the kills did land in the middle of the run
     assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
     got = load_checkpoint(out / "model.npz")
     for name, value in want_model.params.items():
@@ -135,16 +138,16 @@ def test_kill_9_during_dataset_generation_leaves_old_or_new_never_a_mix(tmp_path
     old = load_meta(out)
     for _ in range(2):  # a kill during a --regenerate over it, at a random moment
         proc = start("-m", "miniclip.datasets", "generate", "--out", str(out), "--regenerate",
-                     "--n-train", "1500", "--n-val", "0", "--n-test", "0", "--n-heldout", "8",
+                     "--n-train", "4000", "--n-val", "0", "--n-test", "0", "--n-heldout", "8",
                      "--workers", "1")
         wait_for(lambda: any(tmp_path.glob(".toy.partial-*")), proc=proc)
         time.sleep(rng.uniform(0.05, 1.0))
         proc.kill()  # SIGKILL: kill -9
         proc.wait()
         meta = check_dataset(out)  # whole, and as its meta.json says
-        assert meta["split_sizes"] in (old["split_sizes"], {**old["split_sizes"], "train": 1500})
+        assert meta["split_sizes"] in (old["split_sizes"], {**old["split_sizes"], "train": 4000})
     fresh = tmp_path / "fresh"  # a kill during a first generation: no folder, or a whole one
-    proc = start("-m", "miniclip.datasets", "generate", "--out", str(fresh), "--n-train", "1500",
+    proc = start("-m", "miniclip.datasets", "generate", "--out", str(fresh), "--n-train", "4000",
                  "--n-val", "0", "--n-test", "0", "--n-heldout", "8", "--workers", "1")
     wait_for(lambda: any(tmp_path.glob(".fresh.partial-*")), proc=proc)
     time.sleep(rng.uniform(0.05, 0.5))
