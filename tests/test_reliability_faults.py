@@ -136,6 +136,7 @@ def test_kill_9_during_dataset_generation_leaves_old_or_new_never_a_mix(tmp_path
     out = tmp_path / "toy"
     generate_dataset(out, n_train=8, n_val=0, n_test=0, n_heldout=8, workers=1, progress=False)
     old = load_meta(out)
+    codes = []  # -9: killed while drawing or writing
     for _ in range(2):  # a kill during a --regenerate over it, at a random moment
         proc = start("-m", "miniclip.datasets", "generate", "--out", str(out), "--regenerate",
                      "--n-train", "4000", "--n-val", "0", "--n-test", "0", "--n-heldout", "8",
@@ -143,7 +144,7 @@ def test_kill_9_during_dataset_generation_leaves_old_or_new_never_a_mix(tmp_path
         wait_for(lambda: any(tmp_path.glob(".toy.partial-*")), proc=proc)
         time.sleep(rng.uniform(0.05, 1.0))
         proc.kill()  # SIGKILL: kill -9
-        proc.wait()
+        codes.append(proc.wait())
         meta = check_dataset(out)  # whole, and as its meta.json says
         assert meta["split_sizes"] in (old["split_sizes"], {**old["split_sizes"], "train": 4000})
     fresh = tmp_path / "fresh"  # a kill during a first generation: no folder, or a whole one
@@ -152,7 +153,8 @@ def test_kill_9_during_dataset_generation_leaves_old_or_new_never_a_mix(tmp_path
     wait_for(lambda: any(tmp_path.glob(".fresh.partial-*")), proc=proc)
     time.sleep(rng.uniform(0.05, 0.5))
     proc.kill()  # SIGKILL: kill -9
-    proc.wait()
+    codes.append(proc.wait())
+    assert -9 in codes, codes  # at least one kill landed mid-generation
     if fresh.exists():
         check_dataset(fresh)
     else:  # the next generation removes the dead one's partial folder, and completes
