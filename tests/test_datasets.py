@@ -170,7 +170,7 @@ def test_heldout_pairs_never_in_train_or_val(toy):
 
 def test_meta_json(toy):
     meta = json.loads((toy / "meta.json").read_text())
-    assert meta["version"] == 1 and meta["seed"] == 0 and meta["resolution"] == 32
+    assert meta["version"] == 2 and meta["seed"] == 0 and meta["resolution"] == 32
     assert [tuple(p) for p in meta["heldout_pairs"]] == list(HELDOUT_PAIRS)
     assert meta["classnames"] == list(CLASSNAMES)
     assert meta["colours"] == list(COLOURS) and meta["shapes"] == list(SHAPES)
@@ -485,13 +485,16 @@ def test_transforms_reject_bad_input(rng):
 # ----------------------------------------------------------------------------- ensure + CLI
 
 
-def test_ensure_dataset_reuses_or_regenerates(tmp_path):
+def test_ensure_dataset_reuses_or_regenerates_when_asked(tmp_path):
     kwargs = dict(n_train=20, n_val=0, n_test=0, n_heldout=8, workers=1, progress=False)
     ensure_dataset(tmp_path, **kwargs)
     stamp = (tmp_path / "train.npz").stat().st_mtime_ns
     ensure_dataset(tmp_path, **kwargs)
     assert (tmp_path / "train.npz").stat().st_mtime_ns == stamp  # reused
-    meta = ensure_dataset(tmp_path, **{**kwargs, "seed": 4})
+    with pytest.raises(ValueError, match="other settings.*--regenerate"):
+        ensure_dataset(tmp_path, **{**kwargs, "seed": 4})  # never rebuilt unasked
+    assert (tmp_path / "train.npz").stat().st_mtime_ns == stamp
+    meta = ensure_dataset(tmp_path, regenerate=True, **{**kwargs, "seed": 4})
     assert meta["seed"] == 4 and load_meta(tmp_path)["seed"] == 4  # regenerated
 
 

@@ -111,7 +111,7 @@ def test_evaluate_cli_on_a_tiny_run(tmp_path, capsys):
                      progress=False)
     run = tmp_path / "run"
     train(TrainArgs(data=str(data), out=str(run), model="toy-tiny", steps=2, batch_size=16,
-                    eval_every=0), progress=False, final_eval=False, log=lambda *a: None)
+                    warmup=1, eval_every=0), progress=False, final_eval=False, log=lambda *a: None)
     assert main([str(run)]) == 0
     out = capsys.readouterr().out
     assert "zero-shot top-1: seen" in out and "retrieval on 48 test pairs" in out

@@ -20,7 +20,7 @@ from miniclip.datasets.shards import ShardStream, expand_shards
 from miniclip.pretrained.checkpoint import load_checkpoint
 from miniclip.pretrained.preprocess import Preprocess
 from miniclip.train.cli import main
-from miniclip.train.evaluate import caption_labels, read_zeroshot_classes
+from miniclip.train.evaluate_own import caption_labels, read_zeroshot_classes
 from miniclip.train.loop import TrainArgs, train
 
 wds = pytest.importorskip("webdataset", reason="the [data] extra (in [test]) installs it")
@@ -260,6 +260,6 @@ def test_own_data_options_on_the_toy_world_are_an_error(own, tmp_path):
                      val_data=str(own / "csv" / "val.tsv"))
     with pytest.raises(ValueError, match="--val-data: only for --data CSV/TSV or .tar shards"):
         train(args, progress=False, log=quiet)
-    with pytest.raises(ValueError, match="report_to must be one of"):
+    with pytest.raises(ValueError, match="--report-to must be one of"):
         train(TrainArgs(data=str(own / "toy"), report_to="wandb"), progress=False, log=quiet)
     assert not (tmp_path / "x").exists()  # refused before the run folder is made

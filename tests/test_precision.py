@@ -457,7 +457,7 @@ def test_stochastic_copies_differ_from_nearest_and_depend_on_the_step():
 
 @pytest.mark.parametrize("argv, message", [
     (["--precision", "fp8"], "precision must be one of"),
-    (["--stochastic-rounding"], "needs precision bf16 or fp16"),
+    (["--stochastic-rounding"], "needs --precision bf16 or fp16"),
     (["--precision", "bf16", "--backend", "cuda"], "float32/float64 only"),
 ])
 def test_cli_precision_errors_are_one_line(tiny_data, tmp_path, capsys, argv, message):

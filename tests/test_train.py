@@ -161,7 +161,7 @@ def test_resume_refuses_a_weights_only_file(tiny_data, tmp_path):
 
 
 def test_fresh_run_refuses_to_overwrite_a_run(tiny_data, tmp_path):
-    args = tiny_args(tiny_data, tmp_path / "run", steps=1, eval_every=0)
+    args = tiny_args(tiny_data, tmp_path / "run", steps=1, warmup=1, eval_every=0)
     train(args, progress=False, final_eval=False, log=quiet)
     with pytest.raises(FileExistsError, match="--resume"):
         train(args, progress=False, final_eval=False, log=quiet)
@@ -253,11 +253,11 @@ def test_cli_rejects_settings_with_resume(capsys):
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("model", "nope", "model must be one of"),
-    ("batch_size", 0, "batch_size must be a positive int"),
-    ("accum", 32, r"accum \(32\) cannot exceed batch_size \(16\)"),
-    ("lr", -1.0, "need lr > 0"),
-    ("grad_clip", 0.0, "grad_clip must be > 0"),
+    ("model", "nope", "--model must be one of"),
+    ("batch_size", 0, "--batch-size must be a positive integer"),
+    ("accum", 32, r"--accum \(32\) cannot exceed --batch-size \(16\)"),
+    ("lr", -1.0, "--lr must be > 0"),
+    ("grad_clip", 0.0, "--grad-clip must be > 0"),
 ])
 def test_bad_arguments_are_named(tiny_data, tmp_path, field, value, message):
     with pytest.raises(ValueError, match=message):

@@ -74,7 +74,7 @@ def test_bad_labels_and_templates(checkpoint):
         text_classifier(model, tokenizer, "a dog")
     with pytest.raises(ValueError, match="labels must be a non-empty list"):
         text_classifier(model, tokenizer, ["a dog", ""])
-    with pytest.raises(ValueError, match=r"exactly once, got \['a photo'\]"):
+    with pytest.raises(ValueError, match=r"exactly once and no other braces .*, got \['a photo'\]"):
         text_classifier(model, tokenizer, LABELS, ["a photo", "{}"])
     with pytest.raises(ValueError, match="templates must be a non-empty list"):
         text_classifier(model, tokenizer, LABELS, [])

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from miniclip.datasets.folder import DatasetError
 from miniclip.datasets.storage import DEFAULT_SIZES, SPLITS, generate_dataset
 
 
@@ -43,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--resolution", type=_int_at_least(16), default=32, help="image side, pixels")
     gen.add_argument("--seed", type=_int_at_least(0), default=0)
     gen.add_argument("--workers", type=_int_at_least(1), help="processes (default: one per core)")
+    gen.add_argument("--regenerate", action="store_true",
+                     help="replace the dataset already in --out (never done otherwise)")
 
     grid = commands.add_parser("grid", help="save a PNG of sample images with their captions")
     grid.add_argument("--data", required=True, help="dataset folder written by `generate`")
@@ -57,6 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """The command line; expected failures are one line and exit code 2 (``miniclip.cli``)."""
+    from miniclip.cli import run_main
+
+    return run_main(_main, argv)
+
+
+def _main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "generate":
@@ -70,6 +80,7 @@ def main(argv=None) -> int:
             resolution=args.resolution,
             seed=args.seed,
             workers=args.workers,
+            regenerate=args.regenerate,
         )
         seconds = time.perf_counter() - started
         out = Path(args.out)
@@ -90,10 +101,16 @@ def main(argv=None) -> int:
         parser.grid_parser.error(
             f"argument --rows: give it once per --split ({len(splits)}), got {len(rows)}"
         )
+    if Path(args.out).suffix.lower() not in (".png", ".pdf", ".svg", ".jpg", ".jpeg"):
+        parser.grid_parser.error(f"argument --out: expected a .png, .pdf, .svg or .jpg path, got "
+                                 f"{args.out!r}")
     try:
-        path = _plot(args.data, args.out, splits, rows, args.columns)
-    except FileNotFoundError as error:
+        from miniclip.datasets.storage import check_dataset
+
+        check_dataset(args.data)
+    except (FileNotFoundError, DatasetError) as error:
         parser.grid_parser.error(f"argument --data: {error}")
+    path = _plot(args.data, args.out, splits, rows, args.columns)
     print(f"wrote {path}")
     return 0
 

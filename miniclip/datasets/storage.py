@@ -17,12 +17,17 @@ Each ``.npz`` holds, for N images and up to 2 objects (slot 1 is -1 / NaN when t
     box        float64 (N, 2, 4)    (x0, y0, x1, y1) in pixels, the object's bounding box
     label      int16   (N,)         zero-shot class ``colour * 7 + shape``; -1 for two objects
 
-    >>> meta = generate_dataset("/tmp/toy_doc", n_train=100, n_val=10, n_test=48, n_heldout=8,
+    >>> import tempfile; folder = tempfile.mkdtemp() + "/toy"
+    >>> meta = generate_dataset(folder, n_train=100, n_val=10, n_test=48, n_heldout=8,
     ...                         progress=False)
     >>> meta["split_sizes"], meta["heldout_classes"]
     ({'train': 100, 'val': 10, 'test': 48, 'heldout': 8}, [1, 11, 14, 24, 34, 37, 47, 50])
-    >>> load_split("/tmp/toy_doc", "heldout").label[:3]   # red square, green hexagon, blue circle
+    >>> load_split(folder, "heldout").label[:3]   # red square, green hexagon, blue circle
     array([ 1, 11, 14], dtype=int16)
+
+A dataset is written whole or not at all, never over another unless asked (``regenerate``):
+see folder.py. meta.json records each split's size and content hash; ``load_split`` and
+``check_dataset`` compare them: a bad dataset is an error saying how to regenerate it.
 """
 
 from __future__ import annotations
@@ -50,9 +55,20 @@ from miniclip.datasets.attributes import (
 )
 from miniclip.datasets.captions import caption_for
 from miniclip.datasets.draw import make_background, render_image
+from miniclip.datasets.folder import (
+    DatasetError,
+    check_destination,
+    check_fits_in_memory,
+    content_hash,
+    discard,
+    is_empty_folder,
+    move_into_place,
+    partial_dir,
+    regenerate_hint,
+)
 from miniclip.datasets.scenes import ToyObject, sample_scene
 
-VERSION = 1
+VERSION = 2  # 2: meta.json records split sizes and a content hash per file
 SPLITS = ("train", "val", "test", "heldout")
 SPLIT_NUMBER = {name: number for number, name in enumerate(SPLITS)}  # part of each image's seed
 TWO_OBJECT_FRACTION = 0.3  # of train and val images
@@ -147,11 +163,14 @@ def generate_dataset(
     seed: int = 0,
     workers: int | None = None,
     progress: bool = True,
+    regenerate: bool = False,
 ) -> dict:
     """Draw every split and write ``{split}.npz`` and ``meta.json`` to ``out_dir``; return meta.
 
     workers: processes that draw (None: one per CPU core, at most 8; 1: no subprocesses).
     The output depends only on the sizes, the resolution and the seed, never on ``workers``.
+    out_dir must not exist or be empty; ``regenerate=True`` replaces a dataset there (a folder
+    holding anything but a dataset's files is never replaced). Written atomically: see above.
     """
     counts = {
         "train": _check_count("n_train", n_train, 1),
@@ -164,59 +183,70 @@ def generate_dataset(
     if workers is None:
         workers = min(os.cpu_count() or 1, 8)
     workers = _check_count("workers", workers, 1)
+    check_fits_in_memory(counts, resolution)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-
-    tasks = [
-        (seed, split, start, min(start + CHUNK, n), resolution)
-        for split, n in counts.items()
-        for start in range(0, n, CHUNK)
-    ]
-    chunks: dict[str, list[dict]] = {split: [] for split in SPLITS}
-    started = time.perf_counter()
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=sum(counts.values()), unit="img", desc="drawing")
-    pool = Pool(workers) if workers > 1 else None
+    if not isinstance(regenerate, bool):
+        raise TypeError(f"regenerate must be True or False, got {regenerate!r}")
+    check_destination(out_dir, regenerate)
+    final_dir, out_dir = out_dir, partial_dir(out_dir)
     try:
-        results = pool.imap(_draw_chunk, tasks) if pool else map(_draw_chunk, tasks)
-        for task, chunk in zip(tasks, results, strict=True):
-            chunks[task[1]].append(chunk)
-            if bar is not None:
-                bar.update(task[3] - task[2])
-    finally:
-        if pool is not None:
-            pool.close()
-            pool.join()
-        if bar is not None:
-            bar.close()
 
-    meta = {
-        "version": VERSION,
-        "seed": seed,
-        "resolution": resolution,
-        "supersample": SUPERSAMPLE,
-        "split_sizes": counts,
-        "two_object_fraction": TWO_OBJECT_FRACTION,
-        "colours": list(COLOURS),
-        "colour_rgb": {name: list(COLOUR_RGB[name]) for name in COLOURS},
-        "shapes": list(SHAPES),
-        "sizes": list(SIZES),
-        "positions": list(POSITIONS),
-        "classnames": list(CLASSNAMES),
-        "heldout_pairs": [list(p) for p in HELDOUT_PAIRS],
-        "heldout_classes": [class_index(*p) for p in HELDOUT_PAIRS],
-        "prompt_templates": list(PROMPT_TEMPLATES),
-    }
-    for split in SPLITS:
-        arrays = _concatenate(chunks.pop(split), resolution)  # frees the chunks
-        if split == "train":
-            meta["mean"], meta["std"] = channel_mean_std(arrays["images"])
-        _save_npz(out_dir / f"{split}.npz", arrays)
-    meta["generation_seconds"] = round(time.perf_counter() - started, 2)
-    _write_atomic(out_dir / "meta.json", json.dumps(meta, indent=1).encode())
+        tasks = [
+            (seed, split, start, min(start + CHUNK, n), resolution)
+            for split, n in counts.items()
+            for start in range(0, n, CHUNK)
+        ]
+        chunks: dict[str, list[dict]] = {split: [] for split in SPLITS}
+        started = time.perf_counter()
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=sum(counts.values()), unit="img", desc="drawing")
+        pool = Pool(workers) if workers > 1 else None
+        try:
+            results = pool.imap(_draw_chunk, tasks) if pool else map(_draw_chunk, tasks)
+            for task, chunk in zip(tasks, results, strict=True):
+                chunks[task[1]].append(chunk)
+                if bar is not None:
+                    bar.update(task[3] - task[2])
+        finally:
+            if pool is not None:
+                pool.close()
+                pool.join()
+            if bar is not None:
+                bar.close()
+
+        meta = {
+            "version": VERSION,
+            "seed": seed,
+            "resolution": resolution,
+            "supersample": SUPERSAMPLE,
+            "split_sizes": counts,
+            "two_object_fraction": TWO_OBJECT_FRACTION,
+            "colours": list(COLOURS),
+            "colour_rgb": {name: list(COLOUR_RGB[name]) for name in COLOURS},
+            "shapes": list(SHAPES),
+            "sizes": list(SIZES),
+            "positions": list(POSITIONS),
+            "classnames": list(CLASSNAMES),
+            "heldout_pairs": [list(p) for p in HELDOUT_PAIRS],
+            "heldout_classes": [class_index(*p) for p in HELDOUT_PAIRS],
+            "prompt_templates": list(PROMPT_TEMPLATES),
+        }
+        for split in SPLITS:
+            arrays = _concatenate(chunks.pop(split), resolution)  # frees the chunks
+            if split == "train":
+                meta["mean"], meta["std"] = channel_mean_std(arrays["images"])
+            meta.setdefault("files", {})[f"{split}.npz"] = {"n": len(arrays["images"]),
+                                                            "sha256": content_hash(arrays)}
+            _save_npz(out_dir / f"{split}.npz", arrays)
+        meta["generation_seconds"] = round(time.perf_counter() - started, 2)
+        (out_dir / "meta.json").write_text(json.dumps(meta, indent=1))  # last: the folder's done
+        move_into_place(out_dir, final_dir, regenerate)
+    except BaseException:  # nothing half-written is left behind
+        discard(out_dir)
+        raise
     return meta
 
 
@@ -227,12 +257,6 @@ def _concatenate(chunks: list[dict], resolution: int) -> dict[str, np.ndarray]:
     arrays = {key: np.concatenate([chunk[key] for chunk in chunks]) for key in keys}
     arrays["captions"] = np.array([c for chunk in chunks for c in chunk["captions"]], dtype=str)
     return arrays
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -289,32 +313,66 @@ def load_meta(data_dir) -> dict:
     """The dataset's ``meta.json`` as a dict (vocabularies, held-out pairs, mean, std, ...)."""
     path = Path(data_dir) / "meta.json"
     if not path.is_file():
-        raise FileNotFoundError(
-            f"data_dir {str(data_dir)!r} has no meta.json; write the dataset first with "
-            f"`python -m miniclip.datasets generate --out {data_dir}`"
-        )
-    meta = json.loads(path.read_text())
-    if meta.get("version") != VERSION:
-        raise ValueError(
-            f"data_dir {str(data_dir)!r} holds dataset version {meta.get('version')!r}, this code "
-            f"reads version {VERSION}; generate it again"
-        )
+        raise FileNotFoundError(f"data_dir {str(data_dir)!r} has no meta.json; write the dataset "
+                                f"first with `python -m miniclip.datasets generate --out {data_dir}`")
+    try:
+        meta = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DatasetError(f"{path} is not valid JSON ({e}); {regenerate_hint(data_dir)}") from e
+    if not isinstance(meta, dict) or meta.get("version") != VERSION:
+        found = meta.get("version") if isinstance(meta, dict) else None
+        raise DatasetError(f"data_dir {str(data_dir)!r} holds dataset version {found!r}, this "
+                           f"code reads version {VERSION}; {regenerate_hint(data_dir)}")
+    sizes, files = meta.get("split_sizes"), meta.get("files")
+    if not (isinstance(sizes, dict) and all(isinstance(sizes.get(s), int) for s in SPLITS)
+            and isinstance(files, dict) and isinstance(meta.get("resolution"), int)
+            and all(len(meta.get(k) or ()) == 3 for k in ("mean", "std"))):
+        raise DatasetError(f"{path} lacks or garbles split_sizes, files, resolution, mean or "
+                           f"std; {regenerate_hint(data_dir)}")
     return meta
 
 
 def load_split(data_dir, split: str) -> ToySplit:
-    """Read one split ('train', 'val', 'test' or 'heldout') of a generated dataset."""
+    """Read one split ('train', 'val', 'test' or 'heldout') of a generated dataset, checked
+    against meta.json (size and content hash): DatasetError if it does not match."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    load_meta(data_dir)  # checks that the folder holds a dataset of this version
-    with np.load(Path(data_dir) / f"{split}.npz", allow_pickle=False) as data:
-        arrays = {key: data[key] for key in data.files}
+    meta = load_meta(data_dir)  # checks that the folder holds a dataset of this version
+    path = Path(data_dir) / f"{split}.npz"
+    if not path.is_file():
+        raise DatasetError(f"{path} is missing: the dataset is incomplete; "
+                           f"{regenerate_hint(data_dir)}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    except Exception as e:  # zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError ...
+        raise DatasetError(f"{path} cannot be read ({type(e).__name__}: {e}); "
+                           f"{regenerate_hint(data_dir)}") from e
+    recorded = (meta.get("files") or {}).get(path.name) or {}
+    expected_keys = {f.name for f in ToySplit.__dataclass_fields__.values()} - {"name"}
+    if set(arrays) != expected_keys or recorded.get("sha256") != content_hash(arrays):
+        raise DatasetError(f"{path} does not match the dataset's meta.json (its arrays were "
+                           f"changed, or it is from another generation); "
+                           f"{regenerate_hint(data_dir)}")
     return ToySplit(name=split, **arrays)
 
 
-def ensure_dataset(data_dir, **kwargs) -> dict:
-    """Return the meta of the dataset in ``data_dir``, generating it first if it is missing or was
-    made with other settings (sizes, resolution, seed; ``kwargs`` as for ``generate_dataset``)."""
+def check_dataset(data_dir) -> dict:
+    """Every split of the dataset present and as meta.json records it -> meta. DatasetError
+    (saying how to regenerate) for an incomplete, edited or outdated dataset."""
+    meta = load_meta(data_dir)
+    for split in SPLITS:
+        n = len(load_split(data_dir, split))
+        if n != meta["split_sizes"][split]:
+            raise DatasetError(f"{Path(data_dir) / (split + '.npz')} holds {n} images, meta.json "
+                               f"says {meta['split_sizes'][split]}; {regenerate_hint(data_dir)}")
+    return meta
+
+
+def ensure_dataset(data_dir, regenerate: bool = False, **kwargs) -> dict:
+    """Return the meta of the dataset in ``data_dir``, generating it first if the folder is
+    missing or empty. A dataset there made with other settings (sizes, resolution, seed;
+    ``kwargs`` as for ``generate_dataset``), or incomplete, is an error unless ``regenerate``."""
     wanted = {
         "split_sizes": {
             "train": kwargs.get("n_train", DEFAULT_SIZES["train"]),
@@ -325,11 +383,18 @@ def ensure_dataset(data_dir, **kwargs) -> dict:
         "resolution": kwargs.get("resolution", 32),
         "seed": kwargs.get("seed", 0),
     }
+    if is_empty_folder(data_dir):
+        return generate_dataset(data_dir, **kwargs)
     try:
-        meta = load_meta(data_dir)
-    except (FileNotFoundError, ValueError):
-        meta = None
-    present = all((Path(data_dir) / f"{split}.npz").is_file() for split in SPLITS)
-    if meta is not None and present and all(meta.get(k) == v for k, v in wanted.items()):
+        meta = check_dataset(data_dir)
+    except (FileNotFoundError, DatasetError):
+        if not regenerate:
+            raise
+        return generate_dataset(data_dir, regenerate=True, **kwargs)
+    differ = {k: (meta.get(k), v) for k, v in wanted.items() if meta.get(k) != v}
+    if not differ:
         return meta
-    return generate_dataset(data_dir, **kwargs)
+    if regenerate:
+        return generate_dataset(data_dir, regenerate=True, **kwargs)
+    raise DatasetError(f"the dataset in {data_dir} was made with other settings (setting: "
+                       f"(found, wanted)): {differ}; {regenerate_hint(data_dir)}")

@@ -131,14 +131,22 @@ class CLIP:
         self.params = initialize_parameters(cfg, seed, self.dtype)
 
     @classmethod
-    def from_state_dict(cls, cfg: CLIPConfig, state_dict: dict, dtype=np.float32) -> "CLIP":
+    def from_state_dict(cls, cfg: CLIPConfig, state_dict: dict, dtype=None) -> "CLIP":
         """A model holding these weights, without drawing random ones first (for ViT-L/14 that
-        would cost seconds and 1.7 GB only to be overwritten). Strict, as load_state_dict."""
+        would cost seconds and 1.7 GB only to be overwritten). Strict, as load_state_dict.
+
+        dtype: None -> float64 if any weight is float64, else float32 (nothing lowered); an
+        explicit dtype is the caller's choice, lowering included."""
+        explicit = dtype is not None
+        if dtype is None:
+            wide = any(np.asarray(backend.to_host(v)).dtype == np.float64
+                       for v in state_dict.values()) if isinstance(state_dict, dict) else False
+            dtype = np.float64 if wide else np.float32
         model = cls.__new__(cls)
         model._set_config(cfg, dtype)
         model.params = {k: np.empty(s, parameter_dtype(k, model.dtype))
                         for k, s in parameter_shapes(cfg).items()}
-        model.load_state_dict(state_dict)
+        model.load_state_dict(state_dict, allow_lower_precision=explicit)
         return model
 
     def _set_config(self, cfg, dtype):
@@ -230,11 +238,14 @@ class CLIP:
         a model whose params are on the GPU)."""
         return {k: backend.to_host(v).copy() for k, v in self.params.items()}
 
-    def load_state_dict(self, state_dict: dict):
-        """Load weights, strictly: every key present, none extra, every shape equal.
+    def load_state_dict(self, state_dict: dict, allow_lower_precision: bool = False):
+        """Load weights, strictly: every key present, none extra, every shape equal, every value
+        finite (a NaN or inf is a ValueError naming the tensor).
 
         Values are converted to the model's dtype (chosen at construction; a float32 or float16
-        checkpoint loaded into a bfloat16 model is rounded to it, as asked). NumPy arrays or
+        checkpoint loaded into a bfloat16 model is rounded to it, as asked). Lowering precision
+        into a float32/float64 model (float64 weights into a float32 model) is a TypeError unless
+        ``allow_lower_precision``: miniclip never rounds weights silently. NumPy arrays or
         DeviceArrays; the weights stay where the model's were (on the GPU after
         ``backend.to_device(model.params)``).
         """
@@ -256,6 +267,16 @@ class CLIP:
             if v.shape != ref.shape:
                 raise ValueError(f"state_dict[{k!r}] has shape {v.shape}, the model expects "
                                  f"{ref.shape}")
+            lowers = v.dtype.itemsize > ref.dtype.itemsize and not is_half(ref.dtype)
+            if lowers and not allow_lower_precision:
+                raise TypeError(f"state_dict[{k!r}] is {v.dtype} but the model is {ref.dtype}: "
+                                "loading would round it. Build the model with dtype=np."
+                                f"{v.dtype}, or pass allow_lower_precision=True (an explicit "
+                                "dtype= to load / from_state_dict) to round on purpose")
+            if not np.isfinite(v).all():
+                n_bad = int(v.size - np.isfinite(v).sum())
+                raise ValueError(f"state_dict[{k!r}] contains NaN or inf ({n_bad} of {v.size} "
+                                 "values): the weights are broken")
             new[k] = np.array(v, dtype=ref.dtype, order="C")  # a copy, C-contiguous, 0-d stays 0-d
         if any(backend.on_device(p) for p in self.params.values()):
             if is_half(self.dtype):

@@ -135,7 +135,8 @@ def format_breakdown(cfg: CLIPConfig, name: str = "") -> str:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description="Print CLIP's parameter count, layer by layer.")
+    ap = argparse.ArgumentParser(prog="python -m miniclip.model.params",
+                                 description="Print CLIP's parameter count, layer by layer.")
     ap.add_argument("config", nargs="?", default="ViT-L/14", choices=sorted(CONFIGS))
     args = ap.parse_args(argv)
     print(format_breakdown(CONFIGS[args.config], args.config))

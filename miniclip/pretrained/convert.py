@@ -38,18 +38,31 @@ from miniclip.pretrained.loading import (
 
 def read_torch_state_dict(path):
     """A PyTorch checkpoint (TorchScript archive or pickled state dict) -> dict of numpy arrays."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"src: no such file: {path}"
+                                + (" (it is a folder)" if path.is_dir() else ""))
+    with open(path, "rb") as f:
+        head = f.read(2)
+    if not (head == b"PK" or head[:1] == b"\x80"):  # a zip archive (torch >= 1.6), or a pickle
+        raise ValueError(f"src {path} is not a PyTorch checkpoint: it is neither a zip archive "
+                         "nor a pickle" + (" (the file is empty)" if not head else ""))
     try:
         import torch
     except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("converting a .pt file needs PyTorch: pip install torch (the CPU wheel "
+        raise ImportError(f"converting {path} needs PyTorch: pip install torch (the CPU wheel "
                           "is enough). Loading the converted file does not.") from e
-    path = Path(path)
     try:
         with warnings.catch_warnings():  # recent torch deprecates TorchScript; it still reads it
             warnings.simplefilter("ignore", DeprecationWarning)
             state = torch.jit.load(str(path), map_location="cpu").state_dict()
-    except RuntimeError:  # not a TorchScript archive: a pickled state dict (tensors only)
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - not a TorchScript archive: a pickled state dict?
+        try:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - torch raises many types for a bad file
+            # (KeyError for a text file, UnpicklingError, RuntimeError, EOFError, ...)
+            raise ValueError(f"src {path} is not a PyTorch checkpoint that can be read "
+                             f"({type(e).__name__}: {' '.join(str(e).split())[:200]})") from e
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]  # a training checkpoint wrapping the weights
     if not isinstance(state, dict):
@@ -68,13 +81,23 @@ def read_torch_state_dict(path):
     return out
 
 
-def convert(src, dst, dtype=None):
+def convert(src, dst, dtype=None, overwrite=False):
     """Read a PyTorch CLIP checkpoint, check it builds a model, write OpenAI-layout dst.
 
     OpenAI's .pt files, and HF's pytorch_model.bin (with its config.json beside it) too.
     dtype: None keeps the stored dtype; "float32" / "float64" / "float16" converts. Returns the
-    CLIPConfig.
+    CLIPConfig. An existing dst is replaced only with ``overwrite=True``.
     """
+    if dtype is not None and str(np.dtype(dtype)) not in ("float16", "float32", "float64"):
+        raise ValueError(f"dtype must be float16, float32, float64 or None, got {dtype!r}")
+    dst = Path(dst)
+    if dst.suffix not in (".safetensors", ".npz"):
+        raise ValueError(f"dst must end in .safetensors or .npz, got {str(dst)!r}")
+    if dst.exists() and not overwrite:
+        raise FileExistsError(f"dst {dst} exists; it is never written over: pass --overwrite "
+                              "(overwrite=True) or choose another name")
+    if dst.exists() and Path(src).exists() and dst.resolve() == Path(src).resolve():
+        raise ValueError(f"dst is the same file as src ({src})")
     state = read_torch_state_dict(src)
     extras = {k: state.pop(k) for k in OPENAI_EXTRA_KEYS if k in state}
     stored = {v.dtype for k, v in state.items() if not k.endswith("position_ids")}
@@ -113,6 +136,13 @@ def export_hf(src, folder):
 
 
 def main(argv=None):
+    """The command line; expected failures are one line and exit code 2 (``miniclip.cli``)."""
+    from miniclip.cli import run_main
+
+    return run_main(_main, argv)
+
+
+def _main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m miniclip.convert", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("src", help="OpenAI checkpoint, e.g. ViT-B-32.pt; with --hf anything "
@@ -122,6 +152,7 @@ def main(argv=None):
                     help="dtype of the output (default: as stored)")
     ap.add_argument("--hf", action="store_true", help="export an HF folder (transformers' "
                     "CLIPModel.from_pretrained reads it), tokenizer included")
+    ap.add_argument("--overwrite", action="store_true", help="replace dst if it exists")
     args = ap.parse_args(argv)
     if args.hf:
         if args.dtype is not None:
@@ -136,7 +167,7 @@ def main(argv=None):
         return 0
     if Path(args.dst).suffix not in (".safetensors", ".npz"):
         ap.error(f"dst must end in .safetensors or .npz, got {args.dst!r}")
-    cfg = convert(args.src, args.dst, args.dtype)
+    cfg = convert(args.src, args.dst, args.dtype, overwrite=args.overwrite)
     print(f"wrote {args.dst}: {cfg}")
     return 0
 

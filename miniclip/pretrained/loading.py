@@ -135,11 +135,16 @@ def check_state_dict(state, cfg, hf=False):
     bad = [k for k in expected if not np.issubdtype(state[k].dtype, np.floating)]
     if bad:
         raise ValueError(f"these tensors are not floating point: {bad}")
+    broken = [name(k) for k in expected if not np.isfinite(state[k]).all()]
+    if broken:
+        raise ValueError(f"these tensors contain NaN or inf: {broken[:10]}"
+                         + (f" and {len(broken) - 10} more" if len(broken) > 10 else ""))
 
 
-def model_from_state_dict(state, cfg, dtype=np.float32):
+def model_from_state_dict(state, cfg, dtype=None):
     """A CLIP holding these weights (see CLIP.from_state_dict), after checking every key
-    and shape against cfg with errors that give the Hugging Face names too."""
+    and shape against cfg with errors that give the Hugging Face names too. dtype: None keeps
+    the widest stored precision; an explicit one may lower it."""
     check_state_dict(state, cfg)
     return CLIP.from_state_dict(cfg, state, dtype)
 
@@ -240,7 +245,10 @@ def to_openai_state(tensors, metadata=None, hf_config=None, config=None, where="
                                  f"(config.json, shapes)): {disagree}")
             if hf_config:
                 _hf_pooling_warning(hf_config, config)
-    check_state_dict(state, config, hf=hf)
+    try:
+        check_state_dict(state, config, hf=hf)
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from e
     return state, config
 
 

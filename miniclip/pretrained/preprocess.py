@@ -110,13 +110,19 @@ def _is_one_image(x) -> bool:
     return isinstance(x, (str, Path)) or _is_pil(x) or (isinstance(x, np.ndarray) and x.ndim == 3)
 
 
-def _open(image):
-    """A path -> its PIL image, read now (the file is closed)."""
-    if not Path(image).is_file():
-        raise FileNotFoundError(f"image {str(image)!r}: no such file")
-    with Image.open(image) as opened:
-        opened.load()
-        return opened
+def open_image(path) -> Image.Image:
+    """Read an image file whole, now. FileNotFoundError for a missing file, ValueError naming
+    the file for one that is not an image, is truncated or is corrupt."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image {str(path)!r}: no such file"
+                                + (" (it is a folder)" if path.is_dir() else ""))
+    try:
+        with Image.open(path) as opened:
+            opened.load()  # decodes every pixel: a truncated file fails here, not later
+            return opened.copy()
+    except Exception as e:  # UnidentifiedImageError, "image file is truncated", SyntaxError ...
+        raise ValueError(f"{path} is not a readable image ({type(e).__name__}: {e})") from e
 
 
 def _check_array(image, where):
@@ -165,7 +171,7 @@ class Preprocess:
 
     def _one(self, image, where):
         if isinstance(image, (str, Path)):
-            image = _open(image)
+            image = open_image(image)
         elif isinstance(image, np.ndarray):
             _check_array(image, where)
             R = self.resolution

@@ -67,6 +67,22 @@ def read_safetensors_header(path):
     if not isinstance(header, dict):
         raise ValueError(f"{path} is not a safetensors file: the header is not a JSON object")
     metadata = header.pop("__metadata__", None) or {}
+    end = 0
+    for name, info in header.items():
+        try:
+            begin, stop = (int(x) for x in info["data_offsets"])
+            shape = [int(d) for d in info["shape"]]
+            info["dtype"]
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{path} is not a valid safetensors file: tensor {name!r} has a bad "
+                             f"header entry {info!r}") from e
+        if not 0 <= begin <= stop or min(shape, default=0) < 0:
+            raise ValueError(f"{path}: tensor {name!r} has bad offsets {[begin, stop]} or shape "
+                             f"{shape}")
+        end = max(end, stop)
+    if 8 + n + end > size:
+        raise ValueError(f"{path} is truncated: its header describes {8 + n + end} bytes, the "
+                         f"file has {size}; download or convert it again")
     return header, metadata, 8 + n
 
 
@@ -100,10 +116,16 @@ def read_safetensors(path):
 
     path = Path(path)
     header, metadata, data_start = read_safetensors_header(path)
-    if any(info.get("dtype") == "BF16" for info in header.values()):
-        tensors = _read_raw(path, header, data_start)
-    else:
-        tensors = {k: np.array(v) for k, v in load_file(path).items()}  # copies out of the mmap
+    try:
+        if any(info.get("dtype") == "BF16" for info in header.values()):
+            tensors = _read_raw(path, header, data_start)
+        else:
+            tensors = {k: np.array(v) for k, v in load_file(path).items()}  # copies out of mmap
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}" if str(path) not in str(e) else str(e)) from e
+    except Exception as e:  # noqa: BLE001 - safetensors' own SafetensorError, among others
+        raise ValueError(f"{path} is not a readable safetensors file ({type(e).__name__}: "
+                         f"{e})") from e
     return tensors, metadata
 
 
@@ -131,10 +153,20 @@ def write_safetensors(tensors, path, metadata=None):
 
 
 def read_npz(path):
-    """-> (tensors, metadata) from an .npz written by ``write_npz`` (or any .npz of arrays)."""
-    with np.load(path, allow_pickle=False) as data:
-        tensors = {k: data[k] for k in data.files if k != NPZ_METADATA_KEY}
-        metadata = json.loads(str(data[NPZ_METADATA_KEY])) if NPZ_METADATA_KEY in data.files else {}
+    """-> (tensors, metadata) from an .npz written by ``write_npz`` (or any .npz of arrays).
+    ValueError naming the file for a corrupt, truncated or non-npz file."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if not hasattr(data, "files"):
+                raise ValueError("it holds one array, not named arrays (np.save, not np.savez)")
+            tensors = {k: data[k] for k in data.files if k != NPZ_METADATA_KEY}
+            metadata = (json.loads(str(data[NPZ_METADATA_KEY]))
+                        if NPZ_METADATA_KEY in data.files else {})
+    except Exception as e:  # noqa: BLE001 - BadZipFile, zlib.error, EOFError, ValueError ...
+        raise ValueError(f"{path} is not a readable .npz of weights ({type(e).__name__}: "
+                         f"{e})") from e
     return tensors, metadata
 
 

@@ -18,7 +18,7 @@ as it is, so the probabilities are the softmax of the model's ``logits_per_image
 from __future__ import annotations
 
 import argparse
-import sys
+import string
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,19 @@ def _unit_rows(x):
     return l2_normalize_forward(x)[0]
 
 
+def is_template(text) -> bool:
+    """A string with exactly one empty replacement field '{}' and nothing else str.format would
+    interpret ('{x}', '{0}', '{:>3}', an unpaired brace)."""
+    if not isinstance(text, str):
+        return False
+    try:
+        fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(text)
+                  if name is not None]
+    except ValueError:  # "Single '}' encountered", "unmatched '{'"
+        return False
+    return fields == [("", "", None)]
+
+
 def text_classifier(model, tokenizer, labels, templates=None, batch_size=64):
     """labels (K,) -> (K, E) unit rows: one text embedding per label (ensembled over templates).
 
@@ -53,9 +66,10 @@ def text_classifier(model, tokenizer, labels, templates=None, batch_size=64):
     if templates is not None:
         if isinstance(templates, str) or not templates:
             raise ValueError("templates must be a non-empty list of strings or None")
-        bad = [t for t in templates if not isinstance(t, str) or t.count("{}") != 1]
+        bad = [t for t in templates if not is_template(t)]
         if bad:
-            raise ValueError(f"each template must contain '{{}}' exactly once, got {bad}")
+            raise ValueError(f"each template must contain '{{}}' exactly once and no other "
+                             f"braces (write {{{{ and }}}} for literal ones), got {bad}")
     forms = list(templates) if templates is not None else ["{}"]
     prompts = [[form.format(label) for form in forms] for label in labels]  # (K, F) texts
     return classifier_from_prompts(model, tokenizer, prompts, batch_size)
@@ -85,9 +99,22 @@ def zero_shot_probs(model, images, classifier, batch_size=16):
 
 
 def read_templates(path):
-    """One template per line (blank lines and lines starting with # skipped)."""
-    lines = [ln.strip() for ln in Path(path).read_text().splitlines()]
-    return [ln for ln in lines if ln and not ln.startswith("#")]
+    """One template per line (blank lines and lines starting with # skipped); each checked."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--template-file: no such file: {path}")
+    try:
+        lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
+    except UnicodeDecodeError as e:
+        raise ValueError(f"--template-file {path} is not UTF-8 text ({e})") from e
+    templates = [ln for ln in lines if ln and not ln.startswith("#")]
+    if not templates:
+        raise ValueError(f"--template-file {path} holds no template (one per line, each with {{}})")
+    bad = [t for t in templates if not is_template(t)]
+    if bad:
+        raise ValueError(f"--template-file {path}: each template must contain '{{}}' exactly once "
+                         f"and no other braces, got {bad[:3]}")
+    return templates
 
 
 def format_results(paths, labels, probs, top):
@@ -101,7 +128,15 @@ def format_results(paths, labels, probs, top):
 
 
 def main(argv=None):
+    """The command line; expected failures are one line and exit code 2 (``miniclip.cli``)."""
+    from miniclip.cli import run_main
+
+    return run_main(_main, argv)
+
+
+def _main(argv=None):
     from miniclip.pretrained.loading import load
+    from miniclip.pretrained.preprocess import open_image
 
     ap = argparse.ArgumentParser(prog="python -m miniclip.zeroshot", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -131,19 +166,19 @@ def main(argv=None):
     elif args.template_file is not None:
         templates = read_templates(args.template_file)
 
+    opened = [open_image(path) for path in args.images]  # every file checked before the model
+    model, preprocess, tokenizer = load(args.weights)
+    if tokenizer is None:
+        raise ValueError(f"--weights {args.weights} does not use OpenAI's vocabulary and carries no "
+                         "tokenizer; this command needs one to turn labels into tokens")
     try:
-        model, preprocess, tokenizer = load(args.weights)
-        if tokenizer is None:
-            raise ValueError(f"{args.weights} does not use OpenAI's vocabulary and carries no "
-                             "tokenizer; this command needs one to turn labels into tokens")
         classifier = text_classifier(model, tokenizer, labels, templates)
-        images = preprocess(args.images)  # (N, 3, R, R) in the model's dtype
-    except (FileNotFoundError, ValueError, TypeError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except ValueError as e:
+        raise ValueError(f"--labels: {e}") from e
+    images = preprocess(opened)  # (N, 3, R, R) in the model's dtype
     print(format_results(args.images, labels, zero_shot_probs(model, images, classifier), top))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

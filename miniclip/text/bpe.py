@@ -41,6 +41,8 @@ import ftfy
 import numpy as np
 import regex
 
+from miniclip.text.merge_queue import bpe_word_heap
+
 SOT = "<|startoftext|>"
 EOT = "<|endoftext|>"
 SPECIAL_TOKENS = (SOT, EOT)
@@ -146,6 +148,9 @@ def merge(symbols, pair):
 
 def bpe_word(symbols, ranks):
     """Encode one word: apply the lowest-ranked (earliest learned) merge present, until none is.
+
+    The textbook version: it rescans the whole word after each merge, O(n^2) for n symbols. The
+    tokenizer uses ``merge_queue.bpe_word_heap``, which gives the same symbols in O(n log n).
 
     >>> ranks = {("a", "t</w>"): 0, ("c", "at</w>"): 1}
     >>> bpe_word(("c", "a", "t</w>"), ranks)
@@ -327,7 +332,8 @@ class BPETokenizer:
             if word in SPECIAL_TOKENS:
                 ids = (self.encoder[word],)
             else:
-                symbols = bpe_word(word_to_symbols(word), self.bpe_ranks)
+                # bpe_word_heap: the same symbols as bpe_word, in O(n log n) (merge_queue.py)
+                symbols = bpe_word_heap(word_to_symbols(word), self.bpe_ranks)
                 ids = tuple(self.encoder[s] for s in symbols)
             if len(self.cache) >= self.max_cache_words:
                 self.cache.clear()

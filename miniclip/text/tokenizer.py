@@ -115,6 +115,13 @@ def tokenize(texts, context_length=77, truncate=False):
 
 
 def main(argv=None):
+    """The command line; expected failures are one line and exit code 2 (``miniclip.cli``)."""
+    from miniclip.cli import run_main
+
+    return run_main(_main, argv)
+
+
+def _main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m miniclip.text.tokenizer",
                                      description="show OpenAI's ids and symbols for a text")
     parser.add_argument("text")
@@ -126,4 +133,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -4,7 +4,8 @@ line of ``python -m miniclip.train``."""
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, fields
+import math
+from dataclasses import dataclass, fields, replace
 
 from miniclip import backend
 from miniclip.model.config import CONFIGS, LOSSES
@@ -24,7 +25,7 @@ class TrainArgs:
     accum: int = 1  # micro-batches per step (same gradient, less memory, one extra forward)
     lr: float = 2e-3
     min_lr: float = 0.0
-    warmup: int = 100  # steps of linear warmup
+    warmup: int | None = None  # steps of linear warmup; None: 10% of the run, at most 100
     weight_decay: float = 0.2
     grad_clip: float | None = None  # max global gradient norm; None: no clipping
     vocab_size: int = 1024  # BPE vocabulary asked for (less if the captions run out of merges)
@@ -54,27 +55,97 @@ def total_steps(args: TrainArgs, n_pairs: int) -> int:
     return max(1, round(args.epochs * (n_pairs // args.batch_size)))
 
 
+def _flag(name: str) -> str:
+    """The setting's name as the user typed it: --min-lr (TrainArgs.min_lr)."""
+    return "--" + name.replace("_", "-")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def check_args(args: TrainArgs) -> None:
+    """Every setting in range and consistent with the others; ValueError/TypeError naming the
+    flag (``--min-lr``), what it must be and what it got. Nothing is written before this."""
+    if not isinstance(args, TrainArgs):
+        raise TypeError(f"args must be a TrainArgs, got {type(args).__name__}")
+    for name in ("data", "model", "loss"):
+        value = getattr(args, name)
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"{_flag(name)} must be a non-empty string, got {value!r}")
+    for name in ("out", "backend"):
+        value = getattr(args, name)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise ValueError(f"{_flag(name)} must be a non-empty string or None, got {value!r}")
+    if args.backend is not None and args.backend not in backend.available_backends():
+        raise ValueError(f"--backend must be one of {backend.available_backends()} (or not "
+                         f"given), got {args.backend!r}")
     if args.init is None and args.model not in CONFIGS:
-        raise ValueError(f"model must be one of {sorted(CONFIGS)}, got {args.model!r}")
+        raise ValueError(f"--model must be one of {sorted(CONFIGS)}, got {args.model!r}")
     if args.loss not in LOSSES:
-        raise ValueError(f"loss must be one of {LOSSES}, got {args.loss!r}")
+        raise ValueError(f"--loss must be one of {LOSSES}, got {args.loss!r}")
+    if not isinstance(args.augment, bool):
+        raise TypeError(f"--augment must be True or False, got {args.augment!r}")
     for name in ("steps", "batch_size", "accum", "log_every", "checkpoint_every", "vocab_size"):
         value = getattr(args, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if args.accum > args.batch_size:
-        raise ValueError(f"accum ({args.accum}) cannot exceed batch_size ({args.batch_size})")
-    if not args.lr > 0 or args.min_lr < 0 or args.warmup < 0 or args.weight_decay < 0:
-        raise ValueError(f"need lr > 0, min_lr >= 0, warmup >= 0, weight_decay >= 0; got lr="
-                         f"{args.lr}, min_lr={args.min_lr}, warmup={args.warmup}, "
-                         f"weight_decay={args.weight_decay}")
+        if not _is_int(value) or value < 1:
+            raise ValueError(f"{_flag(name)} must be a positive integer, got {value!r}")
+    for name in ("seed", "warmup", "eval_every", "eval_images"):
+        value = getattr(args, name)
+        if name == "warmup" and value is None:
+            continue
+        if not _is_int(value) or value < 0:
+            raise ValueError(f"{_flag(name)} must be an integer >= 0, got {value!r}")
+    if args.seed >= 2**63:
+        raise ValueError(f"--seed must be below 2**63, got {args.seed}")
+    if args.n_train is not None and (not _is_int(args.n_train) or args.n_train < 1):
+        raise ValueError(f"--n-train must be a positive integer (or None), got {args.n_train!r}")
+    for name in ("lr", "min_lr", "weight_decay", "grad_clip", "epochs"):
+        value = getattr(args, name)
+        if value is None and name in ("grad_clip", "epochs"):
+            continue
+        if not _is_number(value) or not math.isfinite(value):
+            raise ValueError(f"{_flag(name)} must be a finite number, got {value!r}")
+    if not args.lr > 0:
+        raise ValueError(f"--lr must be > 0, got {args.lr}")
+    if args.min_lr < 0 or args.min_lr > args.lr:
+        raise ValueError(f"--min-lr must be in [0, --lr = {args.lr:g}] (the cosine goes down "
+                         f"from --lr to --min-lr), got {args.min_lr:g}")
+    if args.weight_decay < 0:
+        raise ValueError(f"--weight-decay must be >= 0, got {args.weight_decay}")
     if args.grad_clip is not None and not args.grad_clip > 0:
-        raise ValueError(f"grad_clip must be > 0 (or None), got {args.grad_clip}")
-    if args.epochs is not None and not args.epochs > 0:
-        raise ValueError(f"epochs must be > 0, got {args.epochs}")
+        raise ValueError(f"--grad-clip must be > 0 (or not given), got {args.grad_clip}")
+    if args.epochs is not None and not 0 < args.epochs <= 1e6:
+        raise ValueError(f"--epochs must be in (0, 1e6], got {args.epochs}")
+    if args.accum > args.batch_size:
+        raise ValueError(f"--accum ({args.accum}) cannot exceed --batch-size ({args.batch_size})")
+    if args.epochs is None:
+        check_schedule(args, args.steps)
     check_own_data_args(args)
     check_precision_args(args)
+
+
+def resolve_schedule(args: TrainArgs, steps: int) -> TrainArgs:
+    """Check the settings that need the run's length and fill in the default --warmup; the
+    result is saved in the checkpoints, so a resumed run keeps the same schedule."""
+    check_schedule(args, steps)
+    return args if args.warmup is not None else replace(args, warmup=default_warmup(steps))
+
+
+def default_warmup(steps: int) -> int:
+    """--warmup when not given: 10% of the run, at most 100 steps."""
+    return min(100, steps // 10)
+
+
+def check_schedule(args: TrainArgs, steps: int) -> None:
+    """Settings that need the run's length (known only with the dataset when --epochs is given)."""
+    if args.warmup is not None and args.warmup > steps:
+        raise ValueError(f"--warmup ({args.warmup}) must be <= the run's steps ({steps}); "
+                         "lower --warmup or train longer")
 
 
 def check_own_data_args(args: TrainArgs) -> None:
@@ -85,7 +156,7 @@ def check_own_data_args(args: TrainArgs) -> None:
     from miniclip.train.report import REPORT_TO
 
     if args.report_to not in REPORT_TO:
-        raise ValueError(f"report_to must be one of {REPORT_TO}, got {args.report_to!r}")
+        raise ValueError(f"--report-to must be one of {REPORT_TO}, got {args.report_to!r}")
     if not (str(args.data).endswith(CSV_SUFFIXES) or is_shard_spec(args.data)):
         given = [f"--{name.replace('_', '-')}" for name in ("val_data", "zeroshot_classes")
                  if getattr(args, name) is not None]
@@ -98,10 +169,10 @@ def check_precision_args(args: TrainArgs) -> None:
     from miniclip.kernels.dtypes import PRECISIONS
 
     if args.precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {tuple(PRECISIONS)}, got {args.precision!r}")
+        raise ValueError(f"--precision must be one of {tuple(PRECISIONS)}, got {args.precision!r}")
     if args.stochastic_rounding and args.precision == "fp32":
-        raise ValueError("stochastic_rounding rounds the 16-bit weight copies: it needs "
-                         "precision bf16 or fp16, got fp32")
+        raise ValueError("--stochastic-rounding rounds the 16-bit weight copies: it needs "
+                         "--precision bf16 or fp16, got fp32")
     if args.precision != "fp32" and args.backend == "cuda":
         raise ValueError(f"precision {args.precision!r} runs on the numpy and numba backends; "
                          "the cuda backend's DeviceArrays are float32/float64 only")
@@ -123,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
         "steps": "optimizer steps", "epochs": "passes over the training pairs (overrides --steps)",
         "batch_size": "pairs per step", "accum": "micro-batches per step (same gradient)",
         "lr": "peak learning rate", "min_lr": "learning rate at the end of the cosine",
-        "warmup": "steps of linear warmup", "weight_decay": "AdamW weight decay (matrices only)",
+        "warmup": "steps of linear warmup (None: 10%% of the run, at most 100)", "weight_decay": "AdamW weight decay (matrices only)",
         "grad_clip": "clip the global gradient norm to this", "vocab_size": "BPE vocabulary",
         "augment": "caption-preserving augmentation", "seed": "seed of everything random",
         "log_every": "steps between metrics.jsonl lines",
@@ -136,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
         "zeroshot_classes": "file of class names (one per line; lines with {} are templates)",
         "report_to": "jsonl (metrics.jsonl only) or tensorboard (also RUN/tensorboard/)",
         "init": "fine-tune from this model (anything miniclip.load takes); changes the "
-                "defaults to --lr 1e-5 --weight-decay 0.1 --warmup 50",
+                "defaults to --lr 1e-5 --weight-decay 0.1",
         "precision": "fp32, or mixed precision bf16 / fp16 (float32 master weights)",
         "stochastic_rounding": "round the 16-bit weight copies stochastically",
     }
@@ -155,4 +226,6 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     ap.add_argument("--distributed", action="store_true", help="one of W processes started by "
                     "mpiexec -n W; --batch-size is the global batch (train/distributed.py)")
+    ap.add_argument("--regenerate", action="store_true", help="if the dataset folder holds an "
+                    "incomplete or outdated dataset, replace it with a freshly generated one")
     return ap

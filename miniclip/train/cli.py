@@ -24,9 +24,16 @@ def thread_settings(argv) -> None:
 
 
 def main(argv=None, after_step=None) -> int:
-    """Parse the command line, train, and turn expected failures into one-line errors."""
+    """The command line. Expected failures are one line and exit code 2 (``miniclip.cli``); a
+    run stopped by Ctrl-C (checkpoint saved) exits with 130, a diverged one with 1."""
     thread_settings(sys.argv[1:] if argv is None else argv)
-    from miniclip.pretrained.checkpoint import CheckpointError
+    from miniclip.cli import run_main
+
+    return run_main(lambda args: _main(args, after_step), argv)
+
+
+def _main(argv, after_step) -> int:
+    from miniclip.cli import EXIT_INTERRUPTED
     from miniclip.train.args import TrainArgs, build_parser
     from miniclip.train.finetune import FINETUNE_DEFAULTS
     from miniclip.train.loop import train
@@ -46,16 +53,13 @@ def main(argv=None, after_step=None) -> int:
 
         return main_distributed(lambda world, log: train(
             TrainArgs(**given), resume=ns.resume, progress=not ns.no_progress,
-            after_step=after_step, log=log, world=world))
+            after_step=after_step, log=log, world=world, regenerate=ns.regenerate))
     try:
-        train(TrainArgs(**given), resume=ns.resume, progress=not ns.no_progress,
-              after_step=after_step)
+        summary = train(TrainArgs(**given), resume=ns.resume, progress=not ns.no_progress,
+                        after_step=after_step, regenerate=ns.regenerate)
     except TrainingDiverged as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # a second Ctrl-C: train() has said what was kept
-        return 130
-    except (CheckpointError, FileExistsError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+        return EXIT_INTERRUPTED
+    return EXIT_INTERRUPTED if summary.get("stopped") else 0

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from miniclip.datasets.folder import data_identity, same_dataset  # noqa: F401 - loop's names
 from miniclip.text.tokenizer import ModelTokenizer
 
 _PERMUTATION = {}  # (n_pairs, seed, epoch) -> the permutation of that epoch, the latest only
@@ -50,34 +51,36 @@ def tokenize_captions(tokenizer: ModelTokenizer, captions) -> np.ndarray:
             from e
 
 
-def prepare_dataset(data_dir, n_train: int | None, log=print) -> dict:
-    """The dataset's meta; the dataset is generated first if the folder does not hold one."""
-    from miniclip.datasets import SPLITS, generate_dataset, load_meta
+def prepare_dataset(data_dir, n_train: int | None, log=print, regenerate: bool = False) -> dict:
+    """The dataset's meta, every split checked against it (sizes, content hashes). A missing or
+    empty folder gets a freshly generated dataset; an incomplete, edited or outdated one is an
+    error saying how to regenerate it, unless ``regenerate``: then it is replaced."""
+    from miniclip.datasets import DatasetError, check_dataset, generate_dataset
+    from miniclip.datasets.storage import is_empty_folder
 
     data_dir = Path(data_dir)
-    if (data_dir / "meta.json").is_file() and all((data_dir / f"{s}.npz").is_file()
-                                                   for s in SPLITS):
-        meta = load_meta(data_dir)
-        if n_train is not None and meta["sizes"]["train"] != n_train:
-            raise ValueError(f"--n-train {n_train}: the dataset in {data_dir} already has "
-                             f"{meta['sizes']['train']} training pairs; use another --data")
-        return meta
+    if data_dir.exists() and not data_dir.is_dir():
+        raise NotADirectoryError(f"--data {data_dir} is a file, not a dataset folder")
+    if not is_empty_folder(data_dir):
+        try:
+            meta = check_dataset(data_dir)
+        except (FileNotFoundError, DatasetError) as e:
+            if not regenerate:
+                raise DatasetError(f"--data {data_dir}: {e}") from e
+            log(f"--regenerate: replacing the dataset in {data_dir} ({e})")
+        else:
+            sizes = meta["split_sizes"]
+            if n_train is not None and sizes["train"] != n_train:
+                raise ValueError(f"--n-train {n_train}: the dataset in {data_dir} already has "
+                                 f"{sizes['train']} training pairs; leave --n-train out, or use "
+                                 "another --data")
+            return meta
     log(f"generating the toy dataset in {data_dir} (once) ...")
     t0 = time.perf_counter()
-    meta = generate_dataset(data_dir, **({} if n_train is None else {"n_train": n_train}))
+    meta = generate_dataset(data_dir, regenerate=regenerate,
+                            **({} if n_train is None else {"n_train": n_train}))
     log(f"  done in {time.perf_counter() - t0:.0f}s")
     return meta
-
-
-def data_identity(meta: dict, data_dir) -> dict:
-    """What a checkpoint records about its dataset: enough to recognise it and to preprocess."""
-    keys = ("version", "seed", "resolution", "sizes", "mean", "std")
-    return {"dir": str(Path(data_dir).resolve()), **{k: meta[k] for k in keys}}
-
-
-def same_dataset(a: dict, b: dict) -> bool:
-    """Equal identities, wherever the folder is now."""
-    return {k: v for k, v in a.items() if k != "dir"} == {k: v for k, v in b.items() if k != "dir"}
 
 
 # ---- evaluation during training (small, for the curves) ---------------------------------------

@@ -7,14 +7,14 @@ weights are its weights. The model must carry a tokenizer: OpenAI's vocabulary, 
 Fine-tuning wants gentler steps than training from scratch, so on the command line ``--init``
 changes the defaults of the options not given (OpenCLIP's fine-tuning recipes are in this range):
 
-    --lr 1e-5   --weight-decay 0.1   --warmup 50
+    --lr 1e-5   --weight-decay 0.1   (and --warmup, as always: 10% of the run, at most 100)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-FINETUNE_DEFAULTS = {"lr": 1e-5, "weight_decay": 0.1, "warmup": 50}
+FINETUNE_DEFAULTS = {"lr": 1e-5, "weight_decay": 0.1}  # --warmup: 10% of the run, <= 100
 
 
 @dataclass

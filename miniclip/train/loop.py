@@ -38,25 +38,24 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from miniclip import backend
 from miniclip.model.clip import CLIP
-from miniclip.model.config import CONFIGS, CLIPConfig
+from miniclip.model.config import CONFIGS
 from miniclip.pretrained.checkpoint import (
     CHECKPOINT_FILE,
     MODEL_FILE,
     CheckpointError,
     load_checkpoint,
-    save_checkpoint,
 )
-from miniclip.pretrained.preprocess import Preprocess, ToyPreprocess
+from miniclip.pretrained.preprocess import ToyPreprocess
 from miniclip.text.tokenizer import ModelTokenizer
 from miniclip.train import owndata  # your own data: --data CSV or shards
-from miniclip.train.args import TrainArgs, check_args, total_steps
+from miniclip.train.args import TrainArgs, check_args, resolve_schedule, total_steps
 from miniclip.train.data import (
     CurveProbe,
     batch_indices,
@@ -66,74 +65,51 @@ from miniclip.train.data import (
     tokenize_captions,
     train_tokenizer,
 )
-from miniclip.train.evaluate import evaluate_own, format_own_metrics
+from miniclip.train.evaluate_own import evaluate_own, format_own_metrics
 from miniclip.train.finetune import load_init
 from miniclip.train.optim import AdamW, cosine_lr
 from miniclip.train.report import open_report
-from miniclip.train.runfolder import StopRequest, default_out_dir, read_jsonl
+from miniclip.train.run import Run
+from miniclip.train.runfolder import (
+    StopRequest,
+    claim_run_folder,
+    default_out_dir,
+    read_jsonl,
+    write_text_atomic,
+)
 from miniclip.train.runfolder import format_duration as _duration
 from miniclip.train.step import take_step
 
 # ---- the run ---------------------------------------------------------------------------------
 
-@dataclass
-class Run:
-    """Everything a run holds from one step to the next."""
-
-    args: TrainArgs
-    out_dir: Path
-    meta: dict  # the dataset's meta.json
-    train_split: object  # miniclip.datasets.Split: uint8 images, captions, labels
-    tokens: np.ndarray  # (n_pairs, T) int64: the captions, tokenized once
-    tokenizer: ModelTokenizer
-    cfg: CLIPConfig
-    model: CLIP
-    optimizer: AdamW
-    preprocess: Preprocess  # ToyPreprocess for the toy world
-    aug_rng: np.random.Generator
-    total_steps: int
-    probe: CurveProbe | None
-    log_path: Path
-    records: list  # metrics.jsonl's lines so far
-    source: object = None  # your own data (train/owndata.py); None: the toy world
-    report: object = None  # --report-to tensorboard (train/report.py); None: JSONL only
-    step: int = 0
-    start_step: int = 0  # the step this process started at (0, or the resumed checkpoint's)
-    seconds_before: float = 0.0  # training time of the earlier processes of this run
-    precision: object = None  # train.precision.MixedPrecision for --precision bf16/fp16
-    world: object = None  # train/distributed.World under --distributed; None: one process
-
-    @property
-    def is_root(self) -> bool:
-        """Whether this process writes (always, but for processes 1.. of a distributed run)."""
-        return self.world is None or self.world.is_root
-
-    @property
-    def checkpoint_path(self) -> Path:
-        return self.out_dir / CHECKPOINT_FILE
-
-    def save(self, path: Path, seconds: float, with_optimizer: bool = True) -> None:
-        """A checkpoint (with the optimizer and RNG state) or the final model (without)."""
-        if not self.is_root:
-            return
-        state = dict(optimizer=self.optimizer.state_dict(),
-                     rng_state=self.aug_rng.bit_generator.state) if with_optimizer else {}
-        extra = {"train_seconds": seconds}
-        if self.source is not None:  # own data: what it is, and how far its stream got
-            data, extra["data_position"] = self.meta, self.source.position()
-        else:
-            data = data_identity(self.meta, self.args.data)
-        params = self.model.params
-        if self.precision is not None:  # the float32 masters are the weights; the scale too
-            params, extra["precision"] = self.precision.master, self.precision.state_dict()
-        save_checkpoint(path, self.cfg, params, step=self.step,
-                        tokenizer=self.tokenizer.to_dict(), data=data,
-                        train_args=asdict(self.args), extra=extra, **state)
-
-
-def setup(args: TrainArgs, resume: str | None = None, log=print, world=None) -> Run:
+def setup(args: TrainArgs, resume: str | None = None, log=print, world=None,
+          regenerate: bool = False) -> Run:
     """Steps 1-3: the run folder, the data, the tokenizer, the model and the optimizer; on
-    --resume, all of them as the checkpoint left them. ``world``: see train/distributed.py."""
+    --resume, all of them as the checkpoint left them. ``world``: see train/distributed.py.
+
+    The run folder stays locked until ``run.lock.release()`` (or a failure here); under
+    --distributed the root process alone owns it (the others never write there)."""
+    if resume is not None:
+        resume = Path(resume) / CHECKPOINT_FILE if Path(resume).is_dir() else resume  # a run folder
+        if not Path(resume).is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint at {resume}")
+        folder, fresh = Path(resume).parent, False
+    else:
+        check_args(args)  # before anything is written (a resumed run checks its saved ones)
+        folder, fresh = Path(args.out or default_out_dir(args)), True
+    if world is not None and not world.is_root:
+        return _setup(args, resume, log, regenerate, folder, world)
+    lock, created = claim_run_folder(folder, fresh=fresh, log=log)
+    try:
+        run = _setup(args, resume, log, regenerate, lock.folder, world)
+    except BaseException:
+        lock.release_and_tidy(created)
+        raise
+    run.lock = lock
+    return run
+
+
+def _setup(args, resume, log, regenerate, out_dir, world) -> Run:
     from miniclip.datasets import load_split
 
     ckpt = None
@@ -153,11 +129,6 @@ def setup(args: TrainArgs, resume: str | None = None, log=print, world=None) -> 
             backend.use_backend(args.backend)
         except (ImportError, RuntimeError) as e:  # no GPU for "cuda", no Numba for "numba"
             raise ValueError(f"backend {args.backend!r} cannot be used here: {e}") from e
-    out_dir = Path(ckpt.path.parent if ckpt else (args.out or default_out_dir(args)))
-    if ckpt is None and (out_dir / CHECKPOINT_FILE).exists():
-        raise FileExistsError(f"{out_dir} already holds a run; continue it with --resume "
-                              f"{out_dir / CHECKPOINT_FILE}, or choose another --out")
-    out_dir.mkdir(parents=True, exist_ok=True)
     args = replace(args, out=str(out_dir))
 
     init = load_init(args.init) if args.init is not None and ckpt is None else None  # --init
@@ -166,18 +137,32 @@ def setup(args: TrainArgs, resume: str | None = None, log=print, world=None) -> 
         own = owndata.setup_own_data(args, ckpt, init, log)
         source, tokenizer, cfg, meta = own["source"], own["tokenizer"], own["cfg"], own["meta"]
         preprocess, n_pairs = own["preprocess"], own["n_pairs"]
+        # --warmup's default, checked (a stream of unknown length: against --steps)
+        args = resolve_schedule(args, total_steps(args, n_pairs) if n_pairs else args.steps)
     else:
         # 1. data
-        meta = (world.root_first(prepare_dataset, args.data, args.n_train, log) if world
-                else prepare_dataset(args.data, args.n_train, log))
+        meta = (world.root_first(prepare_dataset, args.data, args.n_train, log, regenerate)
+                if world else prepare_dataset(args.data, args.n_train, log, regenerate))
+        resolution = (ckpt.config if ckpt else init.cfg if init else CONFIGS[args.model]
+                      ).image_resolution
+        if meta["resolution"] != resolution:
+            model_flag = f"--init {args.init}" if init else f"--model {args.model}"
+            raise ValueError(f"--data {args.data} holds {meta['resolution']}x"
+                             f"{meta['resolution']} images; {model_flag} takes "
+                             f"{resolution}x{resolution}")
         if ckpt is not None and not same_dataset(data_identity(meta, args.data), ckpt.data):
+            now = data_identity(meta, args.data)
+            differ = sorted(k for k in {*now, *ckpt.data} - {"dir"}
+                            if now.get(k) != ckpt.data.get(k))
             raise CheckpointError(f"the dataset in {args.data} is not the one {resume} was "
-                                  f"trained on: {data_identity(meta, args.data)} vs {ckpt.data}")
+                                  f"trained on (they differ in: {', '.join(differ)}); put that "
+                                  f"dataset back in {args.data} to continue the run")
         train_split = load_split(args.data, "train")
         n_pairs = len(train_split)
         if n_pairs < args.batch_size:
-            raise ValueError(f"batch_size {args.batch_size} is larger than the {n_pairs} "
-                             "training pairs")
+            raise ValueError(f"--batch-size {args.batch_size} is larger than the {n_pairs} "
+                             f"training pairs in {args.data}")
+        args = resolve_schedule(args, total_steps(args, n_pairs))  # --warmup's default, checked
 
         # 2. tokenizer, 3. model and optimizer
         if ckpt is not None:
@@ -222,9 +207,11 @@ def setup(args: TrainArgs, resume: str | None = None, log=print, world=None) -> 
         optimizer.params = model.params
         optimizer.m, optimizer.v = backend.to_device(optimizer.m), backend.to_device(optimizer.v)
 
-    run.records = [r for r in read_jsonl(run.log_path) if r["step"] <= run.step]  # drop the rest
-    if run.is_root:
-        run.log_path.write_text("".join(json.dumps(r) + "\n" for r in run.records))
+    # drop what came after the checkpoint, and a last line torn by a kill (with a warning)
+    if ckpt is not None and run.is_root:
+        run.records = [r for r in read_jsonl(run.log_path, torn_ok=True)
+                       if r.get("step", 0) <= run.step]
+        write_text_atomic(run.log_path, "".join(json.dumps(r) + "\n" for r in run.records))
 
     n_params = sum(p.size for p in model.params.values())
     log(f"miniclip.train: model {args.model!r} ({n_params:,} parameters, {args.loss} loss), "
@@ -360,7 +347,7 @@ def finish(run: Run, train_seconds: float, final_eval: bool = True, wall_start: 
         summary = {**metrics, **summary, "eval_seconds": round(time.perf_counter() - t0, 1)}
         written += save_pictures(details, out_dir)
         log(format_metrics(metrics))
-    (out_dir / "metrics.json").write_text(json.dumps(summary, indent=1) + "\n")
+    write_text_atomic(out_dir / "metrics.json", json.dumps(summary, indent=1) + "\n")
     if run.report is not None:
         run.report({**summary, "step": run.step}, prefix="final/")
         run.report.close()
@@ -379,21 +366,28 @@ def finish(run: Run, train_seconds: float, final_eval: bool = True, wall_start: 
 
 
 def train(args: TrainArgs, resume: str | None = None, progress: bool = True,
-          final_eval: bool = True, after_step=None, log=print, world=None) -> dict:
+          final_eval: bool = True, after_step=None, log=print, world=None,
+          regenerate: bool = False) -> dict:
     """Run (or resume) training; return a summary dict (also the end of metrics.json).
 
-    Raises TrainingDiverged on a NaN/inf loss.
-    """
+    Raises TrainingDiverged on a NaN/inf loss, RunFolderBusy if another process owns the run
+    folder. ``regenerate``: replace an incomplete or outdated dataset instead of stopping."""
     wall_start = time.perf_counter()
-    run = setup(args, resume, log, world)
-    stopped_by_user, train_seconds = run_steps(run, progress and run.is_root, after_step, log)
-    if stopped_by_user:
-        run.save(run.checkpoint_path, train_seconds)
-        log(f"stopped at step {run.step} of {run.total_steps}; checkpoint saved to "
-            f"{run.checkpoint_path}\ncontinue with: python -m miniclip.train --resume "
-            f"{run.checkpoint_path}")
-        return {"steps": run.step, "stopped": True, "train_seconds": train_seconds,
-                "out_dir": str(run.out_dir)}
-    if not run.is_root:  # the root writes the model and evaluates
-        return {"steps": run.step, "train_seconds": train_seconds, "out_dir": str(run.out_dir)}
-    return finish(run, train_seconds, final_eval, wall_start, log)
+    run = setup(args, resume, log, world, regenerate)
+    try:
+        stopped_by_user, train_seconds = run_steps(run, progress and run.is_root, after_step,
+                                                   log)
+        if stopped_by_user:
+            run.save(run.checkpoint_path, train_seconds)
+            log(f"stopped at step {run.step} of {run.total_steps}; checkpoint saved to "
+                f"{run.checkpoint_path}\ncontinue with: python -m miniclip.train --resume "
+                f"{run.checkpoint_path}")
+            return {"steps": run.step, "stopped": True, "train_seconds": train_seconds,
+                    "out_dir": str(run.out_dir)}
+        if not run.is_root:  # the root writes the model and evaluates
+            return {"steps": run.step, "train_seconds": train_seconds,
+                    "out_dir": str(run.out_dir)}
+        return finish(run, train_seconds, final_eval, wall_start, log)
+    finally:
+        if run.lock is not None:
+            run.lock.release()
