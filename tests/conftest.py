@@ -22,6 +22,18 @@ def rng():
     return np.random.default_rng(0)
 
 
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """A toy dataset small enough to train on for a few steps in a second (shared by the
+    training, precision and distributed tests)."""
+    from miniclip.datasets import generate_dataset
+
+    path = tmp_path_factory.mktemp("toy_data")
+    generate_dataset(path, n_train=96, n_val=24, n_test=48, n_heldout=16, workers=1,
+                     progress=False)
+    return path
+
+
 def pytest_terminal_summary(terminalreporter):
     """Print the worst gradient-check error per layer seen in this run."""
     from .gradcheck_helpers import MAX_ERRORS

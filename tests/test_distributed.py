@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from miniclip.datasets import generate_dataset
 from miniclip.model.clip import CLIP
 from miniclip.model.config import CONFIGS, CLIPConfig
 from miniclip.model.local_loss import local_loss_and_grads
@@ -139,14 +138,6 @@ def cli(data, out, **overrides):
     for k, v in {**ARGS, "data": data, "out": out, **overrides}.items():
         flags += [f"--{k.replace('_', '-')}", str(v)]
     return flags + ["--no-progress"]
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    path = tmp_path_factory.mktemp("toy_data")
-    generate_dataset(path, n_train=96, n_val=24, n_test=48, n_heldout=16, workers=1,
-                     progress=False)
-    return path
 
 
 @pytest.fixture(scope="module")

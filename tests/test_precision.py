@@ -369,16 +369,6 @@ def test_masters_are_float32_and_copies_16_bit():
 
 # ---- training with --precision ---------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    from miniclip.datasets import generate_dataset
-
-    path = tmp_path_factory.mktemp("toy_data")
-    generate_dataset(path, n_train=96, n_val=24, n_test=48, n_heldout=16, workers=1,
-                     progress=False)
-    return path
-
-
 def tiny_args(data, out, **overrides):
     from miniclip.train.loop import TrainArgs
 

@@ -14,7 +14,6 @@ import pytest
 
 import miniclip.train.loop as train_module
 import miniclip.train.step as step_module
-from miniclip.datasets import generate_dataset
 from miniclip.model.clip import CLIP
 from miniclip.model.config import CONFIGS, CLIPConfig
 from miniclip.model.gradcache import loss_and_grads, micro_batches
@@ -25,15 +24,6 @@ from miniclip.train.optim import cosine_lr
 from miniclip.train.step import TrainingDiverged
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    """A toy dataset small enough to train on for a few steps in a second."""
-    path = tmp_path_factory.mktemp("toy_data")
-    generate_dataset(path, n_train=96, n_val=24, n_test=48, n_heldout=16, workers=1,
-                     progress=False)
-    return path
 
 
 def tiny_args(data, out, **overrides):

@@ -11,12 +11,11 @@ same dataset drawn twice has the same hashes.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from pathlib import Path
 
-import numpy as np
+from miniclip.digest import array_digest
 
 SPLIT_FILES = ("train.npz", "val.npz", "test.npz", "heldout.npz")
 
@@ -35,12 +34,7 @@ def regenerate_hint(data_dir) -> str:
 def content_hash(arrays: dict) -> str:
     """SHA-256 of a split's arrays (names, dtypes, shapes and bytes, in name order): the same
     for the same content, whatever the zip's timestamps."""
-    digest = hashlib.sha256()
-    for key in sorted(arrays):
-        a = np.ascontiguousarray(arrays[key])
-        digest.update(f"{key}|{a.dtype.str}|{a.shape}|".encode())
-        digest.update(a.tobytes())
-    return digest.hexdigest()
+    return array_digest(arrays)
 
 
 DATASET_FILES = ("meta.json", *SPLIT_FILES)

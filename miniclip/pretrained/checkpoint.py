@@ -39,7 +39,6 @@ ends in ``.npz``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -51,6 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from miniclip import backend
+from miniclip.digest import array_digest
 from miniclip.model.config import CLIPConfig
 from miniclip.model.params import parameter_shapes
 from miniclip.pretrained.preprocess import ToyPreprocess, preprocess_from_dict
@@ -160,14 +160,9 @@ def save_checkpoint(path, config: CLIPConfig, params: dict, *, step: int = 0,
 
 
 def tensor_digest(arrays: dict) -> str:
-    """sha256 over every tensor's name, dtype, shape and bytes, in name order (safetensors has
-    no checksum of its own; this catches flipped bytes)."""
-    h = hashlib.sha256()
-    for name in sorted(arrays):
-        a = np.ascontiguousarray(arrays[name])
-        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
+    """sha256 over every tensor's name, dtype, shape and bytes (safetensors has no checksum of
+    its own; this catches flipped bytes)."""
+    return array_digest(arrays)
 
 
 # ---- reading ---------------------------------------------------------------------------------
