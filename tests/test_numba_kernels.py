@@ -204,23 +204,23 @@ def test_switch_routes_ops_and_restores_backend_and_options():
     with backend.use_backend("numpy"):
         # (backend.ops wraps each op for 16-bit arrays, kernels/mixed.py: __wrapped__ is the op)
         assert backend.ops.linear_forward.__wrapped__ is ref.linear_forward
-        with backend.use_backend("numba", handwritten_matmul=True):
+        with backend.use_backend("numba", matmul="auto"):
             assert backend.get_backend() == "numba"
             assert backend.ops.attention_forward.__wrapped__ is nb.attention_forward
-            assert nb.options() == {"matmul": "kernel"}
+            assert nb.options() == {"matmul": "auto"}
         assert backend.get_backend() == "numpy"
-        assert nb.options() == {"matmul": "auto"}
+        assert nb.options() == {"matmul": "kernel"}
     assert backend.get_backend() == start
 
 
 def test_configure_returns_the_old_options_and_checks_them():
-    old = nb.configure(handwritten_matmul=True)
+    old = nb.configure(handwritten_matmul=False)  # False: measured routes
     try:
-        assert old == {"matmul": "auto"}
-        assert nb.configure(matmul="blas") == {"matmul": "kernel"}
+        assert old == {"matmul": "kernel"}
+        assert nb.configure(matmul="blas") == {"matmul": "auto"}
     finally:
         nb.configure(**old)
-    assert nb.options() == {"matmul": "auto"}
+    assert nb.options() == {"matmul": "kernel"}
     with pytest.raises(TypeError, match="handwritten_matmul must be a bool, got int"):
         nb.configure(handwritten_matmul=1)
     with pytest.raises(ValueError, match=r"matmul must be one of \('auto', 'kernel', 'blas'\), "

@@ -5,14 +5,21 @@ Same signatures and return conventions as the NumPy reference (``*_forward -> (o
 to a kernel is first made C-contiguous in its own dtype, so each kernel compiles exactly once
 per dtype (float32, float64). Outputs have the inputs' dtype.
 
-Matmuls: each product runs on the hand-written kernel (matmul.py) or on BLAS, whichever was
-faster when this machine first met that product (routing.py; ``python -m miniclip.kernels
---explain`` lists the choices). ``configure(matmul="kernel")`` or ``"blas"`` forces one route
-(``handwritten_matmul=True`` is the same as ``matmul="kernel"``):
+Matmuls: every product runs on the hand-written kernel (matmul.py) by default. With
+``configure(matmul="auto")`` each product runs on the kernel or on BLAS, whichever was faster
+when this machine first met that product (routing.py; ``python -m miniclip.kernels --explain``
+lists the choices); ``"blas"`` sends every product to BLAS. ``handwritten_matmul=True`` is the
+same as ``matmul="kernel"``:
 
     >>> from miniclip import backend
-    >>> with backend.use_backend("numba", matmul="kernel"):
+    >>> with backend.use_backend("numba", matmul="auto"):
     ...     pass
+
+"auto" is not the default yet: a product is timed once per machine, and timings taken while
+other programs load the cores favour single-threaded BLAS over the two-thread kernel. On the
+2-core machine of benchmarks/README.md, routes measured under load ran the toy training ~10%
+slower on the quiet machine than the kernel alone (1,124-1,153 against 1,250-1,262 images/s,
+2026-11-29).
 
 Editing a kernel? Numba's on-disk cache (``cache=True``; NUMBA_CACHE_DIR, or ``__pycache__``)
 notices a change only in the file of the function it cached, not in the helpers it calls from
@@ -44,7 +51,7 @@ from miniclip.kernels.numba import (
 )
 from miniclip.kernels.numba import matmul as numba_matmul  # noqa: E402
 
-_options = {"matmul": "auto"}
+_options = {"matmul": "kernel"}
 MATMUL_CHOICES = ("auto", "kernel", "blas")
 
 # Mixed precision (kernels/mixed.py) widens every 16-bit input to float32 before calling an op,
@@ -55,7 +62,7 @@ READS_16_BIT = {"linear_forward": (0,), "attention_forward": (0, 1, 2)}
 
 
 def configure(matmul: str | None = None, handwritten_matmul: bool | None = None) -> dict:
-    """Set how products are routed: "auto" (measured, the default), "kernel" or "blas".
+    """Set how products are routed: "kernel" (the default), "auto" (measured) or "blas".
     ``handwritten_matmul=True`` is ``matmul="kernel"``, False is "auto". Returns the previous
     options, so ``configure(**old)`` restores them."""
     if handwritten_matmul is not None:
