@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 
-from miniclip.datasets.folder import data_identity, same_dataset  # noqa: F401 - loop's names
 from miniclip.text.tokenizer import ModelTokenizer
 
 _PERMUTATION = {}  # (n_pairs, seed, epoch) -> the permutation of that epoch, the latest only

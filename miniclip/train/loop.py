@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from miniclip import backend
+from miniclip.datasets.folder import data_identity, same_dataset
 from miniclip.model.clip import CLIP
 from miniclip.model.config import CONFIGS
 from miniclip.pretrained.checkpoint import (
@@ -59,9 +60,7 @@ from miniclip.train.args import TrainArgs, check_args, resolve_schedule, total_s
 from miniclip.train.data import (
     CurveProbe,
     batch_indices,
-    data_identity,
     prepare_dataset,
-    same_dataset,
     tokenize_captions,
     train_tokenizer,
 )

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
+from miniclip.datasets.folder import data_identity
 from miniclip.model.clip import CLIP
 from miniclip.model.config import CLIPConfig
 from miniclip.pretrained.checkpoint import CHECKPOINT_FILE, save_checkpoint
 from miniclip.pretrained.preprocess import Preprocess
 from miniclip.text.tokenizer import ModelTokenizer
 from miniclip.train.args import TrainArgs
-from miniclip.train.data import CurveProbe, data_identity
+from miniclip.train.data import CurveProbe
 from miniclip.train.optim import AdamW
 
 
