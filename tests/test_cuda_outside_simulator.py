@@ -48,18 +48,21 @@ def _kernels(dtype):
     yield from (
         (f"matmul ta={ta} tb={tb} bias={bias}",
          mm.matmul_kernel(d, ta, tb, bias, T.matmul_block, T.matmul_depth, T.matmul_micro),
-         (a2, a2, a1 if bias else a2, a2))
+         (a2, a2, a1 if bias else a2, a2, a2))  # no table: C stands in for it
         for ta, tb, bias in [(False, True, True), (False, True, False), (False, False, False),
                              (True, False, False)])
     D = 64
     for causal in (False, True):
         fwd_block, bwd_block = at._block_for(D, d, T, 2), at._block_for(D, d, T, 4)
         yield (f"attention forward causal={causal}",
-               at.attention_forward_kernel(d, D, fwd_block, causal), (a3, a3, a3, a3, a2, real))
+               at.attention_forward_kernel(d, D, fwd_block, causal),
+               (a3, a3, a3, a3, a2, real, a2))
         yield (f"attention dk dv causal={causal}", at.attention_dkdv_kernel(d, D, bwd_block, causal),
-               (a3, a3, a3, a3, a2, a2, a3, a3, real))
+               (a3, a3, a3, a3, a2, a2, a3, a3, real, a2))
         yield (f"attention dq causal={causal}", at.attention_dq_kernel(d, D, bwd_block, causal),
-               (a3, a3, a3, a3, a2, a2, a3, real))
+               (a3, a3, a3, a3, a2, a2, a3, real, a2))
+    if d == np.float32:  # 16-bit operands (uint16 patterns) widened through a float32 table
+        yield from _half_kernels(d, real, a1, a2, a3)
     yield "attention delta", at.attention_delta_kernel(d, D), (a3, a3, a2)
     yield ("layernorm forward", ew.layernorm_forward_kernel(d, T.threads),
            (a2, a1, a1, a2, a1, a1, real))
@@ -71,6 +74,30 @@ def _kernels(dtype):
         yield f"{name} forward", forward, (a1, a1)
         yield f"{name} backward", backward, (a1, a1, a1)
     yield from _device_array_kernels(d, real, a1)
+
+
+def _half_kernels(d, real, a1, a2, a3):
+    """The matmul and attention kernels reading 16-bit patterns (mixed precision)."""
+    from miniclip.kernels.cuda import attention as at
+    from miniclip.kernels.cuda import matmul as mm
+    from miniclip.kernels.cuda.common import DEFAULT_TILES as T
+
+    h2, h3 = (types.Array(types.uint16, n, "C") for n in (2, 3))
+    for ta, tb, bias, half_a, half_b in [(False, True, True, True, False),  # x W^T + b
+                                         (True, False, False, False, True),  # dy^T x
+                                         (False, True, False, True, True)]:
+        yield (f"matmul 16-bit a={half_a} b={half_b}",
+               mm.matmul_kernel(d, ta, tb, bias, T.matmul_block, T.matmul_depth, T.matmul_micro,
+                                half_a, half_b),
+               (h2 if half_a else a2, h2 if half_b else a2, a1 if bias else a2, a2, a1))
+    D = 64
+    fwd_block, bwd_block = at._block_for(D, d, T, 2), at._block_for(D, d, T, 4)
+    yield ("attention forward 16-bit", at.attention_forward_kernel(d, D, fwd_block, True, True),
+           (h3, h3, h3, a3, a2, real, a1))
+    yield ("attention dk dv 16-bit", at.attention_dkdv_kernel(d, D, bwd_block, True, True),
+           (h3, h3, h3, a3, a2, a2, a3, a3, real, a1))
+    yield ("attention dq 16-bit", at.attention_dq_kernel(d, D, bwd_block, True, True),
+           (h3, h3, h3, a3, a2, a2, a3, real, a1))
 
 
 def _device_array_kernels(d, real, a1):

@@ -503,3 +503,51 @@ def test_numba_attention_reads_16_bit_inputs(rng, dtype, causal):
     assert mixed_cache.inner[0].dtype == dtype
     with pytest.raises(TypeError, match="like q"):
         numba_ops.attention_forward(q16, k16.astype(np.float32), v16, causal)
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_numba_linear_backward_reads_16_bit_dout_and_x(rng, dtype):
+    """linear_backward on a 16-bit dout with the 16-bit x its forward kept: dx, dw, db bit for
+    bit the float32 kernels' on the widened arrays (same sums, same order), float32 out; and
+    through the mixed wrapper, dout reaches the kernel unwidened."""
+    from miniclip.kernels import mixed
+    from miniclip.kernels.numba import ops as numba_ops
+
+    x16, _ = half_randn(rng, (3, 100, 24), dtype)  # M = 300: two dW chunks, the last ragged
+    w32 = rng.standard_normal((9, 24)).astype(np.float32)
+    b32 = rng.standard_normal(9).astype(np.float32)
+    dout16, _ = half_randn(rng, (3, 100, 9), dtype)
+    with backend.use_backend("numba", matmul="kernel"):
+        _, cache16 = numba_ops.linear_forward(x16, w32, b32)
+        grads16 = numba_ops.linear_backward(dout16, cache16)
+        _, cache32 = numba_ops.linear_forward(x16.astype(np.float32), w32, b32)
+        grads32 = numba_ops.linear_backward(dout16.astype(np.float32), cache32)
+        for g16, g32 in zip(grads16, grads32, strict=True):
+            assert g16.dtype == np.float32 and np.array_equal(g16, g32)
+        seen = []
+        spy = mixed.mixed_backward(lambda dout, cache: seen.append(dout.dtype) or (dout, None,
+                                                                                   None),
+                                   "linear_backward", reads_16_bit=True)
+        _, mixed_cache = backend.ops.linear_forward(x16, w32, b32)
+        spy(dout16, mixed_cache)
+        assert seen == [np.dtype(dtype)]
+        with pytest.raises(ValueError, match="dout must have shape"):
+            numba_ops.linear_backward(dout16[:, :5], cache16)
+
+
+@pytest.mark.parametrize("dtype", HALF)
+@pytest.mark.parametrize("causal", [False, True])
+def test_numba_attention_backward_reads_16_bit_inputs(rng, dtype, causal):
+    """attention_backward on 16-bit dout, q, k, v (each head widened in its thread): bit for bit
+    the float32 kernel on the widened inputs; a float32 dout with 16-bit q, k, v is widened."""
+    from miniclip.kernels.numba import ops as numba_ops
+
+    q16, k16, v16, dout16 = (half_randn(rng, (2, 3, 7, 8), dtype)[0] for _ in range(4))
+    _, cache16 = numba_ops.attention_forward(q16, k16, v16, causal)
+    _, cache32 = numba_ops.attention_forward(*(a.astype(np.float32) for a in (q16, k16, v16)),
+                                             causal)
+    grads32 = numba_ops.attention_backward(dout16.astype(np.float32), cache32)
+    for dout in (dout16, dout16.astype(np.float32)):
+        grads16 = numba_ops.attention_backward(dout, cache16)
+        for g16, g32 in zip(grads16, grads32, strict=True):
+            assert g16.dtype == np.float32 and np.array_equal(g16, g32)

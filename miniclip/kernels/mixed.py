@@ -28,7 +28,8 @@ The Numba and CUDA backends take the same route, with one exception: a backend m
 linear_forward reads x so (each thread widens its block of rows into a float32 buffer in L2,
 kernels/numba/matmul.matmul_nt_half) and its attention_forward reads q, k, v so (each thread
 widens its head): no float32 copy of those activations is made, and the caches keep them in 16
-bits. Every other kernel (the backward ones included) is handed float32 copies made per op. The
+bits. Its ``BACKWARD_READS_16_BIT`` backward ops (linear, attention) read the 16-bit dout and
+those cached activations the same way. Every other kernel is handed float32 copies made per op. The
 conversions are Numba loops on the bits (kernels/numba/halfconv.py) where Numba
 is installed: NumPy's float16 conversions alone made a float16 step 3x slower than its arithmetic.
 
@@ -161,15 +162,16 @@ def mixed_op(forward, reads_16_bit=()):
     return functools.wraps(forward)(op)  # name, docstring, and __wrapped__: the backend's op
 
 
-def mixed_backward(backward, name):
+def mixed_backward(backward, name, reads_16_bit=False):
     """The backward of a ``mixed_op``: widens the cache and dout, runs the float32 backward,
-    rounds the activation gradients to the cache's 16-bit format, keeps the rest float32."""
+    rounds the activation gradients to the cache's 16-bit format, keeps the rest float32.
+    ``reads_16_bit``: the backend's backward reads a 16-bit dout itself (not widened here)."""
     activation_grads = ACTIVATION_GRADS[name]
 
     def op(dout, cache):
         if not isinstance(cache, HalfCache):
             return backward(dout, cache)
-        grads = backward(to_float32(dout), _widen_cache(cache.inner))
+        grads = backward(dout if reads_16_bit else to_float32(dout), _widen_cache(cache.inner))
         if activation_grads is None:  # one array: dx
             return to_half(grads, cache.act_dtype)
         return tuple(to_half(g, cache.act_dtype) if i in activation_grads and g is not None else g
@@ -184,8 +186,10 @@ def mixed_ops(module, names):
     16-bit arguments its ops read themselves (the numba backend's linear_forward reads x)."""
     ops = {}
     reads_16_bit = getattr(module, "READS_16_BIT", {})
+    backward_reads_16_bit = getattr(module, "BACKWARD_READS_16_BIT", ())
     for name in names:
         fn = getattr(module, name)
-        ops[name] = (mixed_backward(fn, name) if name.endswith("_backward")
+        ops[name] = (mixed_backward(fn, name, name in backward_reads_16_bit)
+                     if name.endswith("_backward")
                      else mixed_op(fn, reads_16_bit.get(name, ())))
     return ops

@@ -42,7 +42,13 @@ import math
 import numpy as np
 from numba import cuda
 
-from miniclip.kernels.cuda.common import DEFAULT_TILES, Tiles, numba_float
+from miniclip.kernels.cuda.common import (
+    DEFAULT_TILES,
+    HALF_BITS,
+    Tiles,
+    element_readers,
+    numba_float,
+)
 
 
 def _block_for(head_dim, dtype, tiles: Tiles, n_tiles: int):
@@ -53,16 +59,19 @@ def _block_for(head_dim, dtype, tiles: Tiles, n_tiles: int):
 
 
 @functools.lru_cache(maxsize=None)
-def attention_forward_kernel(dtype, head_dim, block, causal):
-    """Kernel(q, k, v, out, lse, scale): q, k, v, out (BH, T, D), lse (BH, T).
-    Launch with grid (BH, ceil(T / block)) and ``block`` threads."""
+def attention_forward_kernel(dtype, head_dim, block, causal, half=False):
+    """Kernel(q, k, v, out, lse, scale, table): q, k, v, out (BH, T, D), lse (BH, T).
+    half: q, k, v hold 16-bit patterns, widened through ``table`` as they are loaded (see
+    common.element_readers); ``dtype`` is then float32. Launch with grid (BH, ceil(T / block))
+    and ``block`` threads."""
     real = numba_float(dtype)
+    _, read = element_readers(bool(half))
     D = head_dim
     minus_inf = np.dtype(dtype).type(-np.inf)
     zero = np.dtype(dtype).type(0)
 
     @cuda.jit
-    def kernel(q, k, v, out, lse, scale):
+    def kernel(q, k, v, out, lse, scale, table):
         T = q.shape[1]
         bh = cuda.blockIdx.x
         q_start = cuda.blockIdx.y * block
@@ -76,7 +85,7 @@ def attention_forward_kernel(dtype, head_dim, block, causal):
         acc = cuda.local.array(D, real)  # sum_j exp(s_j - m) v_j
         scores = cuda.local.array(block, real)  # this tile's scores, then exp(s - m)
         for d in range(D):
-            q_row[d] = q[bh, row, d] if active else zero
+            q_row[d] = read(q, table, bh, row, d) if active else zero
             acc[d] = 0
         m = minus_inf  # running max of the scores
         l = zero  # running sum of exp(s - m)
@@ -87,8 +96,8 @@ def attention_forward_kernel(dtype, head_dim, block, causal):
             for e in range(tid, block * D, block):  # the block copies the K and V tiles
                 j, d = e // D, e % D
                 if kv_start + j < T:
-                    k_tile[j, d] = k[bh, kv_start + j, d]
-                    v_tile[j, d] = v[bh, kv_start + j, d]
+                    k_tile[j, d] = read(k, table, bh, kv_start + j, d)
+                    v_tile[j, d] = read(v, table, bh, kv_start + j, d)
             cuda.syncthreads()
 
             n_keys = min(block, T - kv_start)  # keys of this tile that exist ...
@@ -144,15 +153,17 @@ def attention_delta_kernel(dtype, head_dim):
 
 
 @functools.lru_cache(maxsize=None)
-def attention_dkdv_kernel(dtype, head_dim, block, causal):
-    """Kernel(q, k, v, dout, lse, delta, dk, dv, scale): one thread per key row j sums over
-    the queries i that see it. Launch with grid (BH, ceil(T / block)) and ``block`` threads."""
+def attention_dkdv_kernel(dtype, head_dim, block, causal, half=False):
+    """Kernel(q, k, v, dout, lse, delta, dk, dv, scale, table): one thread per key row j sums
+    over the queries i that see it (half: as in attention_forward_kernel). Launch with grid
+    (BH, ceil(T / block)) and ``block`` threads."""
     real = numba_float(dtype)
+    _, read = element_readers(bool(half))
     D = head_dim
     zero = np.dtype(dtype).type(0)
 
     @cuda.jit
-    def kernel(q, k, v, dout, lse, delta, dk, dv, scale):
+    def kernel(q, k, v, dout, lse, delta, dk, dv, scale, table):
         T = q.shape[1]
         bh = cuda.blockIdx.x
         kv_start = cuda.blockIdx.y * block
@@ -173,8 +184,8 @@ def attention_dkdv_kernel(dtype, head_dim, block, causal):
         dk_acc = cuda.local.array(D, real)
         dv_acc = cuda.local.array(D, real)
         for d in range(D):
-            k_own[d, tid] = k[bh, col, d] if active else zero
-            v_own[d, tid] = v[bh, col, d] if active else zero
+            k_own[d, tid] = read(k, table, bh, col, d) if active else zero
+            v_own[d, tid] = read(v, table, bh, col, d) if active else zero
             dk_acc[d] = 0
             dv_acc[d] = 0
 
@@ -184,7 +195,7 @@ def attention_dkdv_kernel(dtype, head_dim, block, causal):
             for e in range(tid, block * D, block):  # the block copies q, dout, lse, delta
                 i, d = e // D, e % D
                 if q_start + i < T:
-                    q_tile[i, d] = q[bh, q_start + i, d]
+                    q_tile[i, d] = read(q, table, bh, q_start + i, d)
                     dout_tile[i, d] = dout[bh, q_start + i, d]
             if q_start + tid < T:
                 lse_tile[tid] = lse[bh, q_start + tid]
@@ -216,15 +227,17 @@ def attention_dkdv_kernel(dtype, head_dim, block, causal):
 
 
 @functools.lru_cache(maxsize=None)
-def attention_dq_kernel(dtype, head_dim, block, causal):
-    """Kernel(q, k, v, dout, lse, delta, dq, scale): one thread per query row i sums over the
-    keys it sees. Launch with grid (BH, ceil(T / block)) and ``block`` threads."""
+def attention_dq_kernel(dtype, head_dim, block, causal, half=False):
+    """Kernel(q, k, v, dout, lse, delta, dq, scale, table): one thread per query row i sums
+    over the keys it sees (half: as in attention_forward_kernel). Launch with grid
+    (BH, ceil(T / block)) and ``block`` threads."""
     real = numba_float(dtype)
+    _, read = element_readers(bool(half))
     D = head_dim
     zero = np.dtype(dtype).type(0)
 
     @cuda.jit
-    def kernel(q, k, v, dout, lse, delta, dq, scale):
+    def kernel(q, k, v, dout, lse, delta, dq, scale, table):
         T = q.shape[1]
         bh = cuda.blockIdx.x
         q_start = cuda.blockIdx.y * block
@@ -238,7 +251,7 @@ def attention_dq_kernel(dtype, head_dim, block, causal):
         dout_own = cuda.shared.array((D, block), real)  # dk/dv kernel: too many for registers
         dq_acc = cuda.local.array(D, real)
         for d in range(D):
-            q_own[d, tid] = q[bh, row, d] if active else zero
+            q_own[d, tid] = read(q, table, bh, row, d) if active else zero
             dout_own[d, tid] = dout[bh, row, d] if active else zero
             dq_acc[d] = 0
         lse_i = lse[bh, row] if active else zero
@@ -249,8 +262,8 @@ def attention_dq_kernel(dtype, head_dim, block, causal):
             for e in range(tid, block * D, block):
                 j, d = e // D, e % D
                 if kv_start + j < T:
-                    k_tile[j, d] = k[bh, kv_start + j, d]
-                    v_tile[j, d] = v[bh, kv_start + j, d]
+                    k_tile[j, d] = read(k, table, bh, kv_start + j, d)
+                    v_tile[j, d] = read(v, table, bh, kv_start + j, d)
             cuda.syncthreads()
 
             n_keys = min(block, T - kv_start)
@@ -276,16 +289,28 @@ def attention_dq_kernel(dtype, head_dim, block, causal):
     return kernel
 
 
-def _check_qkv(q, k, v):
+def _check_qkv(q, k, v, half_table):
+    """The checks, and the dtype every number is computed in: q's, or float32 when q, k, v are
+    16-bit patterns (uint16, read through ``half_table``)."""
     if q.ndim != 3 or q.shape != k.shape or q.shape != v.shape:
         raise ValueError(f"q, k, v must be one (BH, T, D) shape, got {q.shape}, {k.shape}, "
                          f"{v.shape}")
     if not q.dtype == k.dtype == v.dtype:
         raise TypeError(f"q, k, v must have one dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    if q.dtype == HALF_BITS:
+        if half_table is None:
+            raise TypeError("uint16 q, k, v hold 16-bit patterns: pass half_table "
+                            "(common.widen_table of their format)")
+        return np.dtype(np.float32)
+    return np.dtype(q.dtype)
 
 
-def flash_attention_forward(q, k, v, causal=False, tiles: Tiles = DEFAULT_TILES):
+def flash_attention_forward(q, k, v, causal=False, tiles: Tiles = DEFAULT_TILES,
+                            half_table=None):
     """q, k, v: (BH, T, D) device arrays -> out (BH, T, D), lse (BH, T) device arrays.
+
+    Mixed precision: uint16 q, k, v are the bit patterns of a 16-bit format whose
+    ``half_table`` (common.widen_table) is given; out and lse are then float32.
 
     With all scores 0, row t of a causal mask sees t + 1 keys, so lse = log(t + 1):
 
@@ -295,27 +320,32 @@ def flash_attention_forward(q, k, v, causal=False, tiles: Tiles = DEFAULT_TILES)
     >>> lse.copy_to_host()                               # log 1, log 2, log 3
     array([[0.        , 0.69314718, 1.09861229]])
     """
-    _check_qkv(q, k, v)
+    dtype = _check_qkv(q, k, v, half_table)
+    half = q.dtype == HALF_BITS
     BH, T, D = q.shape
-    out = cuda.device_array((BH, T, D), dtype=q.dtype)
-    lse = cuda.device_array((BH, T), dtype=q.dtype)
+    out = cuda.device_array((BH, T, D), dtype=dtype)
+    lse = cuda.device_array((BH, T), dtype=dtype)
     if BH * T == 0:
         return out, lse
-    block = _block_for(D, q.dtype, tiles, n_tiles=2)
-    scale = np.dtype(q.dtype).type(D ** -0.5)
-    kernel = attention_forward_kernel(np.dtype(q.dtype), D, block, bool(causal))
-    kernel[(BH, math.ceil(T / block)), block](q, k, v, out, lse, scale)
+    block = _block_for(D, dtype, tiles, n_tiles=2)
+    scale = dtype.type(D ** -0.5)
+    kernel = attention_forward_kernel(dtype, D, block, bool(causal), half)
+    # a kernel argument cannot be None: without a table, pass lse (the kernel never reads it)
+    kernel[(BH, math.ceil(T / block)), block](q, k, v, out, lse, scale,
+                                              half_table if half else lse)
     return out, lse
 
 
 def flash_attention_backward(dout, q, k, v, out, lse, causal=False,
-                             tiles: Tiles = DEFAULT_TILES):
-    """dout, q, k, v, out: (BH, T, D), lse: (BH, T), device arrays -> dq, dk, dv."""
-    _check_qkv(q, k, v)
+                             tiles: Tiles = DEFAULT_TILES, half_table=None):
+    """dout, q, k, v, out: (BH, T, D), lse: (BH, T), device arrays -> dq, dk, dv.
+    16-bit q, k, v as in flash_attention_forward; dout, out, lse, dq, dk, dv are then float32."""
+    dtype = _check_qkv(q, k, v, half_table)
+    half = q.dtype == HALF_BITS
     BH, T, D = q.shape
-    if dout.shape != q.shape or dout.dtype != q.dtype:
-        raise ValueError(f"dout must be {q.shape} {q.dtype}, got {dout.shape} {dout.dtype}")
-    dtype = np.dtype(q.dtype)
+    if dout.shape != q.shape or dout.dtype != dtype:
+        raise ValueError(f"dout must be {q.shape} {dtype}, got {dout.shape} {dout.dtype}")
+    table = half_table if half else lse  # lse stands in when there is no table (never read)
     dq, dk, dv = (cuda.device_array((BH, T, D), dtype=dtype) for _ in range(3))
     if BH * T == 0:
         return dq, dk, dv
@@ -325,8 +355,8 @@ def flash_attention_backward(dout, q, k, v, out, lse, causal=False,
     attention_delta_kernel(dtype, D)[math.ceil(BH * T / threads), threads](dout, out, delta)
     block = _block_for(D, dtype, tiles, n_tiles=4)
     grid = (BH, math.ceil(T / block))
-    attention_dkdv_kernel(dtype, D, block, bool(causal))[grid, block](
-        q, k, v, dout, lse, delta, dk, dv, scale)
-    attention_dq_kernel(dtype, D, block, bool(causal))[grid, block](
-        q, k, v, dout, lse, delta, dq, scale)
+    attention_dkdv_kernel(dtype, D, block, bool(causal), half)[grid, block](
+        q, k, v, dout, lse, delta, dk, dv, scale, table)
+    attention_dq_kernel(dtype, D, block, bool(causal), half)[grid, block](
+        q, k, v, dout, lse, delta, dq, scale, table)
     return dq, dk, dv

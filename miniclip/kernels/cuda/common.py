@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
-from numba import config, float32, float64
+from numba import config, cuda, float32, float64
 
-from miniclip.kernels.dtypes import WIDE_DTYPES
+from miniclip.kernels.dtypes import WIDE_DTYPES, dtype_of, is_half
 
 SIMULATOR = bool(config.ENABLE_CUDASIM)  # NUMBA_ENABLE_CUDASIM=1: kernels run as Python threads
 
@@ -62,6 +63,68 @@ def numba_float(dtype):
     if dtype == np.float64:
         return float64
     raise TypeError(f"kernels take float32 or float64, got {dtype}")
+
+
+# ----- 16-bit operands (mixed precision) -----
+#
+# A bfloat16 or float16 array goes to the GPU as its 16-bit patterns (a uint16 array: half the
+# bytes of float32), and a kernel widens each number to float32 as it loads it, then does all its
+# arithmetic, every sum included, in float32. The widening is a lookup in a table of the float32
+# value of each of the 65,536 patterns (256 KiB, uploaded once per format, read through the
+# caches): one code path that is exact for both formats, in the simulator and on a GPU. (A GPU can
+# also convert with one instruction, cvt.f32.f16 for float16 and a 16-bit shift for bfloat16;
+# numba-cuda's simulator has neither, and the table keeps the kernels the same in both places.)
+
+HALF_BITS = np.uint16  # how a 16-bit operand is stored on the device
+
+
+@functools.lru_cache(maxsize=None)
+def widen_table_host(dtype) -> np.ndarray:
+    """(65536,) float32: the value of every bit pattern of the 16-bit ``dtype``, exact."""
+    dtype = dtype_of(dtype)
+    if not is_half(dtype):
+        raise TypeError(f"widen_table takes bfloat16 or float16, got {dtype}")
+    patterns = np.arange(1 << 16, dtype=np.uint32).astype(HALF_BITS)
+    return patterns.view(dtype).astype(np.float32)
+
+
+_device_tables: dict = {}
+
+
+def widen_table(dtype):
+    """The table of ``widen_table_host`` on the device, uploaded on first use per format."""
+    name = dtype_of(dtype).name
+    if name not in _device_tables:
+        table = widen_table_host(dtype)
+        count_transfer("host_to_device", table.nbytes)
+        _device_tables[name] = cuda.to_device(table)
+    return _device_tables[name]
+
+
+@functools.lru_cache(maxsize=None)
+def element_readers(half: bool):
+    """Device functions (read2, read3) returning a[i, j] / a[i, j, k] as a number to compute with.
+
+    half=False: the element itself (``table`` is not read). half=True: ``a`` holds 16-bit
+    patterns and the number is ``table[a[...]]``, the pattern widened to float32. Chosen when a
+    kernel is compiled, so no branch is left in the kernel."""
+    if half:
+        @cuda.jit(device=True)
+        def read2(a, table, i, j):
+            return table[a[i, j]]
+
+        @cuda.jit(device=True)
+        def read3(a, table, i, j, k):
+            return table[a[i, j, k]]
+    else:
+        @cuda.jit(device=True)
+        def read2(a, table, i, j):
+            return a[i, j]
+
+        @cuda.jit(device=True)
+        def read3(a, table, i, j, k):
+            return a[i, j, k]
+    return read2, read3
 
 
 # ----- host <-> device copies, counted (cuda_backend.transfer_stats() reports them) -----

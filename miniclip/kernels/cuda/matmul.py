@@ -43,17 +43,27 @@ import math
 import numpy as np
 from numba import cuda
 
-from miniclip.kernels.cuda.common import DEFAULT_TILES, Tiles, numba_float
+from miniclip.kernels.cuda.common import (
+    DEFAULT_TILES,
+    HALF_BITS,
+    Tiles,
+    element_readers,
+    numba_float,
+)
 
 MAX_GRID_Y = 65_535  # CUDA's limit on the number of blocks along y
 
 
 @functools.lru_cache(maxsize=None)
-def matmul_kernel(dtype, transpose_a, transpose_b, with_bias, block, depth, micro):
+def matmul_kernel(dtype, transpose_a, transpose_b, with_bias, block, depth, micro,
+                  half_a=False, half_b=False):
     """Compile (once per argument tuple) the kernel computing C = op(A) @ op(B) (+ bias).
 
     op(A) is (M, K): A is stored (M, K), or (K, M) when transpose_a.
     op(B) is (K, N): B is stored (K, N), or (N, K) when transpose_b.
+    half_a / half_b: that operand holds 16-bit patterns (uint16), widened to float32 through the
+    kernel's last argument, ``table`` (common.widen_table), as each number is loaded into shared
+    memory; ``dtype`` is then float32, the type of every sum. Without them ``table`` is not read.
     Launch with grid (ceil(N / block), ceil(M / block)) and (block // micro)**2 threads.
     """
     if block % micro:
@@ -62,9 +72,11 @@ def matmul_kernel(dtype, transpose_a, transpose_b, with_bias, block, depth, micr
     zero = np.dtype(dtype).type(0)  # a typed constant: a bare 0 would promote float32 to float64
     side = block // micro  # threads along each edge of the block
     n_threads = side * side
+    read_a, _ = element_readers(bool(half_a))
+    read_b, _ = element_readers(bool(half_b))
 
     @cuda.jit
-    def kernel(a, b, bias, c):
+    def kernel(a, b, bias, c, table):
         M, N = c.shape
         K = a.shape[0] if transpose_a else a.shape[1]
         tid = cuda.threadIdx.x
@@ -89,19 +101,19 @@ def matmul_kernel(dtype, transpose_a, transpose_b, with_bias, block, depth, micr
                 if transpose_a:  # A is (K, M): consecutive e walk along M
                     k, i = e // block, e % block
                     inside = k0 + k < K and row0 + i < M
-                    a_tile[k, i] = a[k0 + k, row0 + i] if inside else zero
+                    a_tile[k, i] = read_a(a, table, k0 + k, row0 + i) if inside else zero
                 else:  # A is (M, K): consecutive e walk along K
                     i, k = e // depth, e % depth
                     inside = row0 + i < M and k0 + k < K
-                    a_tile[k, i] = a[row0 + i, k0 + k] if inside else zero
+                    a_tile[k, i] = read_a(a, table, row0 + i, k0 + k) if inside else zero
                 if transpose_b:  # B is (N, K): consecutive e walk along K
                     j, k = e // depth, e % depth
                     inside = col0 + j < N and k0 + k < K
-                    b_tile[k, j] = b[col0 + j, k0 + k] if inside else zero
+                    b_tile[k, j] = read_b(b, table, col0 + j, k0 + k) if inside else zero
                 else:  # B is (K, N): consecutive e walk along N
                     k, j = e // block, e % block
                     inside = k0 + k < K and col0 + j < N
-                    b_tile[k, j] = b[k0 + k, col0 + j] if inside else zero
+                    b_tile[k, j] = read_b(b, table, k0 + k, col0 + j) if inside else zero
             cuda.syncthreads()  # the slabs are complete before anyone reads them
 
             # 2. multiply out of shared memory: an outer product per k
@@ -130,13 +142,24 @@ def matmul_kernel(dtype, transpose_a, transpose_b, with_bias, block, depth, micr
 
 
 def matmul(a, b, bias=None, *, transpose_a=False, transpose_b=False, out=None,
-           tiles: Tiles = DEFAULT_TILES):
+           tiles: Tiles = DEFAULT_TILES, half_table=None):
     """C = op(A) @ op(B) (+ bias) on device arrays; returns C (M, N), a new device array
-    unless ``out`` is given. Tile sizes come from ``tiles`` (see ``common.Tiles``)."""
+    unless ``out`` is given. Tile sizes come from ``tiles`` (see ``common.Tiles``).
+
+    Mixed precision: with ``half_table`` (common.widen_table of a 16-bit format), an operand
+    that is a uint16 array holds that format's bit patterns and is widened as it is loaded; the
+    other operand, the bias and C are float32, and so is every sum."""
     if a.ndim != 2 or b.ndim != 2:
         raise ValueError(f"a and b must be 2-D, got shapes {a.shape} and {b.shape}")
-    if a.dtype != b.dtype:
-        raise TypeError(f"a and b must have one dtype, got {a.dtype} and {b.dtype}")
+    half_a, half_b = a.dtype == HALF_BITS, b.dtype == HALF_BITS
+    if (half_a or half_b) and half_table is None:
+        raise TypeError("a uint16 operand holds 16-bit patterns: pass half_table "
+                        "(common.widen_table of its format)")
+    compute = np.dtype(np.float32) if half_a or half_b else np.dtype(a.dtype)
+    for operand, half in ((a, half_a), (b, half_b)):
+        if not half and operand.dtype != compute:
+            raise TypeError(f"a and b must have one dtype (float32 beside a 16-bit operand), "
+                            f"got {a.dtype} and {b.dtype}")
     M, K = (a.shape[1], a.shape[0]) if transpose_a else a.shape
     K_b, N = (b.shape[1], b.shape[0]) if transpose_b else b.shape
     if K != K_b:
@@ -144,10 +167,10 @@ def matmul(a, b, bias=None, *, transpose_a=False, transpose_b=False, out=None,
     if bias is not None and bias.shape != (N,):
         raise ValueError(f"bias must have shape ({N},), got {bias.shape}")
     if out is None:
-        out = cuda.device_array((M, N), dtype=a.dtype)
+        out = cuda.device_array((M, N), dtype=compute)
     block, depth, micro = tiles.matmul_block, tiles.matmul_depth, tiles.matmul_micro
-    kernel = matmul_kernel(np.dtype(a.dtype), transpose_a, transpose_b, bias is not None,
-                           block, depth, micro)
+    kernel = matmul_kernel(compute, transpose_a, transpose_b, bias is not None,
+                           block, depth, micro, half_a, half_b)
     if M == 0 or N == 0:
         return out
     grid = (math.ceil(N / block), math.ceil(M / block))
@@ -155,6 +178,8 @@ def matmul(a, b, bias=None, *, transpose_a=False, transpose_b=False, out=None,
         raise ValueError(f"matmul: {M} rows of output need {grid[1]} blocks along the grid's y "
                          f"axis, more than CUDA's {MAX_GRID_Y:,}; at most {MAX_GRID_Y * block:,} "
                          "rows per call with these tiles (split the batch)")
-    # a kernel argument cannot be None: without a bias, pass C itself (the kernel never reads it)
-    kernel[grid, (block // micro) ** 2](a, b, out if bias is None else bias, out)
+    # a kernel argument cannot be None: without a bias (or a table), pass C itself (the kernel
+    # never reads it)
+    kernel[grid, (block // micro) ** 2](a, b, out if bias is None else bias, out,
+                                        out if half_table is None else half_table)
     return out

@@ -56,6 +56,7 @@ from miniclip.kernels.cuda import attention as cuda_attention
 from miniclip.kernels.cuda import elementwise as cuda_elementwise
 from miniclip.kernels.cuda import matmul as cuda_matmul
 from miniclip.kernels.cuda.common import (
+    HALF_BITS,
     SIMULATOR,
     TRANSFER_KEYS,
     TRANSFERS,
@@ -63,10 +64,19 @@ from miniclip.kernels.cuda.common import (
     count_transfer,
     set_tiles,
     tiles,
+    widen_table,
 )
 from miniclip.kernels.cuda.device.array import DeviceArray, to_device
+from miniclip.kernels.dtypes import is_half
 
 ARRAY_TYPES = (np.ndarray, DeviceArray)  # what the ops take
+
+# Mixed precision (kernels/mixed.py) widens every bfloat16/float16 input to float32 on the host
+# before calling an op, except the arguments listed here: linear_forward's x and
+# attention_forward's q, k, v go to the GPU as 16-bit patterns (half the bytes) and the kernels
+# widen each number as they load it (common.element_readers). The caches keep them in 16 bits,
+# and the backward kernels read them so too; every sum is float32.
+READS_16_BIT = {"linear_forward": (0,), "attention_forward": (0, 1, 2)}
 
 __all__ = [
     "attention_backward", "attention_forward", "configure", "gelu_backward", "gelu_forward",
@@ -164,10 +174,47 @@ class _LinearCache(NamedTuple):
     has_bias: bool
     x_shape: tuple  # (..., C_in)
     on_device: bool  # the forward had DeviceArray inputs: backward returns DeviceArrays
+    half: object = None  # x's 16-bit dtype when x is kept as 16-bit patterns (uint16)
+
+
+def _is_half_host(a):
+    return isinstance(a, np.ndarray) and is_half(a.dtype)
+
+
+def _upload_half(a, shape):
+    """A bfloat16/float16 host array -> its bit patterns on the device (uint16, ``shape``)."""
+    return _upload(a.view(HALF_BITS), shape)
+
+
+def _check_float32(x_dtype, **arrays):
+    for name, a in arrays.items():
+        if a is not None and (not isinstance(a, ARRAY_TYPES) or a.dtype != np.float32):
+            raise TypeError(f"{name} must be a float32 array beside a {x_dtype} x, got "
+                            f"{getattr(a, 'dtype', type(a).__name__)}")
+
+
+def _linear_forward_half(x, w, b):
+    """x (..., C_in) bfloat16/float16 on the host, w, b float32 -> out (..., C_out) float32."""
+    _check_float32(x.dtype, w=w, b=b)
+    if w.ndim != 2 or x.shape[-1] != w.shape[1]:
+        raise ValueError(f"w must be (C_out, {x.shape[-1]}) for x of shape {x.shape}, "
+                         f"got {w.shape}")
+    if b is not None and b.shape != (w.shape[0],):
+        raise ValueError(f"b must have shape ({w.shape[0]},), got {b.shape}")
+    on_device = _any_on_device(w, b)
+    x_dev, w_dev = _upload_half(x, (-1, w.shape[1])), _upload(w)  # x as (M, C_in) uint16
+    b_dev = None if b is None else _upload(b)
+    out_dev = cuda_matmul.matmul(x_dev, w_dev, b_dev, transpose_b=True, tiles=tiles(),
+                                 half_table=widen_table(x.dtype))
+    out = _download(out_dev, (*x.shape[:-1], w.shape[0]), on_device)
+    return out, _LinearCache(x_dev, w_dev, b is not None, x.shape, on_device, x.dtype)
 
 
 def linear_forward(x, w, b=None):
-    """x: (..., C_in), w: (C_out, C_in), b: (C_out,) or None -> out: (..., C_out)."""
+    """x: (..., C_in), w: (C_out, C_in), b: (C_out,) or None -> out: (..., C_out).
+    A bfloat16/float16 x (with float32 w, b) is read in 16 bits: see READS_16_BIT."""
+    if _is_half_host(x):
+        return _linear_forward_half(x, w, b)
     check_linear_args(x, w, b, ARRAY_TYPES)
     on_device = _any_on_device(x, w, b)
     x_dev, w_dev = _upload(x, (-1, w.shape[1])), _upload(w)  # x as (M, C_in)
@@ -181,11 +228,13 @@ def linear_backward(dout, cache):
     """dout: (..., C_out) -> dx (..., C_in), dw (C_out, C_in), db (C_out,) or None."""
     _check_cache(cache, _LinearCache, "linear_forward")
     C_out, C_in = cache.w.shape
-    _check_dout(dout, (*cache.x_shape[:-1], C_out), cache.x.dtype)
+    _check_dout(dout, (*cache.x_shape[:-1], C_out), cache.w.dtype)
     on_device = cache.on_device or _any_on_device(dout)
     dout_dev = _upload(dout, (-1, C_out))  # (M, C_out)
+    table = None if cache.half is None else widen_table(cache.half)  # x in 16 bits
     dx = cuda_matmul.matmul(dout_dev, cache.w, tiles=tiles())  # dy @ W
-    dw = cuda_matmul.matmul(dout_dev, cache.x, transpose_a=True, tiles=tiles())  # dy^T @ x
+    dw = cuda_matmul.matmul(dout_dev, cache.x, transpose_a=True, tiles=tiles(),
+                            half_table=table)  # dy^T @ x
     db = (_download(cuda_elementwise.column_sum(dout_dev, tiles()), C_out, on_device)
           if cache.has_bias else None)
     return (_download(dx, cache.x_shape, on_device),
@@ -289,12 +338,21 @@ class _AttentionCache(NamedTuple):
     causal: bool
     shape: tuple  # (B, H, T, D)
     on_device: bool
+    half: object = None  # the 16-bit dtype when q, k, v are kept as 16-bit patterns (uint16)
 
 
 def attention_forward(q, k, v, causal=False):
-    """q, k, v: (B, H, T, D) -> out: (B, H, T, D); softmax(q k^T / sqrt(D) [+ causal mask]) v."""
-    dtype = float_dtype("q", q, ARRAY_TYPES)
-    same_dtype(dtype, ARRAY_TYPES, k=k, v=v)
+    """q, k, v: (B, H, T, D) -> out: (B, H, T, D); softmax(q k^T / sqrt(D) [+ causal mask]) v.
+    bfloat16/float16 q, k, v (one format) are read in 16 bits, out is float32: READS_16_BIT."""
+    half = q.dtype if _is_half_host(q) else None
+    if half is not None:
+        for name, a in (("k", k), ("v", v)):
+            if not isinstance(a, np.ndarray) or a.dtype != half:
+                raise TypeError(f"{name} must be a {half} array like q, got "
+                                f"{getattr(a, 'dtype', type(a).__name__)}")
+    else:
+        dtype = float_dtype("q", q, ARRAY_TYPES)
+        same_dtype(dtype, ARRAY_TYPES, k=k, v=v)
     on_device = _any_on_device(q, k, v)
     if q.ndim != 4 or k.shape != q.shape or v.shape != q.shape:
         raise ValueError(f"q, k, v must be one (B, H, T, D) shape, got {q.shape}, {k.shape}, "
@@ -302,19 +360,24 @@ def attention_forward(q, k, v, causal=False):
     if q.shape[-1] == 0:
         raise ValueError(f"the head size D must be at least 1, got q of shape {q.shape}")
     B, H, T, D = q.shape
-    q_dev, k_dev, v_dev = (_upload(a, (B * H, T, D)) for a in (q, k, v))
+    upload = _upload if half is None else _upload_half
+    q_dev, k_dev, v_dev = (upload(a, (B * H, T, D)) for a in (q, k, v))
+    table = None if half is None else widen_table(half)
     out_dev, lse = cuda_attention.flash_attention_forward(q_dev, k_dev, v_dev, bool(causal),
-                                                          tiles())
-    cache = _AttentionCache(q_dev, k_dev, v_dev, out_dev, lse, bool(causal), q.shape, on_device)
+                                                          tiles(), half_table=table)
+    cache = _AttentionCache(q_dev, k_dev, v_dev, out_dev, lse, bool(causal), q.shape, on_device,
+                            half)
     return _download(out_dev, q.shape, on_device), cache
 
 
 def attention_backward(dout, cache):
     """dout: (B, H, T, D) -> dq, dk, dv, each (B, H, T, D)."""
     _check_cache(cache, _AttentionCache, "attention_forward")
-    _check_dout(dout, cache.shape, cache.q.dtype)
+    _check_dout(dout, cache.shape, cache.out.dtype)
     on_device = cache.on_device or _any_on_device(dout)
     dout_dev = _upload(dout, cache.q.shape)
+    table = None if cache.half is None else widen_table(cache.half)
     grads = cuda_attention.flash_attention_backward(dout_dev, cache.q, cache.k, cache.v,
-                                                    cache.out, cache.lse, cache.causal, tiles())
+                                                    cache.out, cache.lse, cache.causal, tiles(),
+                                                    half_table=table)
     return tuple(_download(g, cache.shape, on_device) for g in grads)

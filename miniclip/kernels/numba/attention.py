@@ -124,39 +124,47 @@ def attention_forward_kernel(q, k, v, causal, out, lse):
         _head_product(probs, v_t, out[b, h], False)  # out = P v
 
 
+@njit(fastmath=FASTMATH, cache=True, inline="always")
+def _head_backward(dout, q, k, v, lse, causal, dq, dk, dv):
+    """One head's backward: dout, q, k, v (T, D), lse (T,) -> fills dq, dk, dv (T, D)."""
+    T, D = q.shape
+    scale = q.dtype.type(1.0 / math.sqrt(D))
+    zero = q.dtype.type(0)
+    probs = np.empty((T, T), q.dtype)
+    dscores = np.empty((T, T), q.dtype)
+    square_t = np.empty((T, T), q.dtype)  # P^T, then dS^T
+    thin_t = np.empty((D, T), q.dtype)  # dout^T, then k^T, then q^T
+    _head_product(q, k, probs, causal)  # S again
+    _probs_from_scores(probs, scale, causal, lse, True)  # P again, from lse
+    _head_product(dout, v, dscores, causal)  # dP = dout v^T
+    # undo the softmax: dS = P * (dP - sum_j P_j dP_j); then undo "* scale"
+    for i in range(T):
+        visible = i + 1 if causal else T
+        weighted = zero
+        for j in range(visible):
+            weighted += probs[i, j] * dscores[i, j]
+        for j in range(visible):
+            dscores[i, j] = probs[i, j] * (dscores[i, j] - weighted) * scale
+        for j in range(visible, T):
+            dscores[i, j] = zero
+    transpose(probs, square_t)
+    transpose(dout, thin_t)
+    _head_product(square_t, thin_t, dv, False)  # dv = P^T dout
+    transpose(k, thin_t)
+    _head_product(dscores, thin_t, dq, False)  # dq = dS k
+    transpose(dscores, square_t)
+    transpose(q, thin_t)
+    _head_product(square_t, thin_t, dk, False)  # dk = dS^T q
+
+
 @njit(fastmath=FASTMATH, parallel=True, cache=True)
 def attention_backward_kernel(dout, q, k, v, lse, causal, dq, dk, dv):
     """dout, q, k, v: (B, H, T, D), lse: (B, H, T) -> fills dq, dk, dv (B, H, T, D)."""
-    B, H, T, D = q.shape
-    scale = q.dtype.type(1.0 / math.sqrt(D))
-    zero = q.dtype.type(0)
+    B, H = q.shape[:2]
     for bh in prange(B * H):
         b, h = bh // H, bh % H
-        probs = np.empty((T, T), q.dtype)
-        dscores = np.empty((T, T), q.dtype)
-        square_t = np.empty((T, T), q.dtype)  # P^T, then dS^T
-        thin_t = np.empty((D, T), q.dtype)  # dout^T, then k^T, then q^T
-        _head_product(q[b, h], k[b, h], probs, causal)  # S again
-        _probs_from_scores(probs, scale, causal, lse[b, h], True)  # P again, from lse
-        _head_product(dout[b, h], v[b, h], dscores, causal)  # dP = dout v^T
-        # undo the softmax: dS = P * (dP - sum_j P_j dP_j); then undo "* scale"
-        for i in range(T):
-            visible = i + 1 if causal else T
-            weighted = zero
-            for j in range(visible):
-                weighted += probs[i, j] * dscores[i, j]
-            for j in range(visible):
-                dscores[i, j] = probs[i, j] * (dscores[i, j] - weighted) * scale
-            for j in range(visible, T):
-                dscores[i, j] = zero
-        transpose(probs, square_t)
-        transpose(dout[b, h], thin_t)
-        _head_product(square_t, thin_t, dv[b, h], False)  # dv = P^T dout
-        transpose(k[b, h], thin_t)
-        _head_product(dscores, thin_t, dq[b, h], False)  # dq = dS k
-        transpose(dscores, square_t)
-        transpose(q[b, h], thin_t)
-        _head_product(square_t, thin_t, dk[b, h], False)  # dk = dS^T q
+        _head_backward(dout[b, h], q[b, h], k[b, h], v[b, h], lse[b, h], causal,
+                       dq[b, h], dk[b, h], dv[b, h])
 
 
 @njit(cache=True, inline="always")
@@ -189,3 +197,18 @@ def attention_forward_kernel_half(q_bits, k_bits, v_bits, table, causal, out, ls
         _probs_from_scores(probs, scale, causal, lse[b, h], False)
         transpose(vh, v_t)
         _head_product(probs, v_t, out[b, h], False)
+
+
+@njit(fastmath=FASTMATH, parallel=True, cache=True)
+def attention_backward_kernel_half(dout_bits, q_bits, k_bits, v_bits, table, lse, causal,
+                                   dq, dk, dv):
+    """attention_backward_kernel for 16-bit dout, q, k, v given as uint16 bit patterns
+    (B, H, T, D): each head's four arrays are widened by its own thread just before use, then
+    the same _head_backward runs, so dq, dk, dv (float32) are bit for bit the float32 kernel's
+    on the widened inputs. lse (B, H, T) is float32, as attention_forward_kernel_half left it."""
+    B, H = q_bits.shape[:2]
+    for bh in prange(B * H):
+        b, h = bh // H, bh % H
+        _head_backward(_widen_head(dout_bits[b, h], table), _widen_head(q_bits[b, h], table),
+                       _widen_head(k_bits[b, h], table), _widen_head(v_bits[b, h], table),
+                       lse[b, h], causal, dq[b, h], dk[b, h], dv[b, h])

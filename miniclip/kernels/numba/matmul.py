@@ -179,7 +179,15 @@ def weight_grad(dy, x, dw, db, n_threads):
             for j0 in range(0, K, b_rows):
                 block_nt(dy_t, x_t, partial_dw[part], 0, N, j0, min(K, j0 + b_rows), 0, rows,
                          True)
-    for n in prange(N):  # add up the parts
+    add_parts(partial_dw, partial_db, dw, db)
+
+
+@njit(fastmath=FASTMATH, parallel=True, cache=True)
+def add_parts(partial_dw, partial_db, dw, db):
+    """dw = the sum of partial_dw (parts, N, K) over its parts, db likewise (parts, N), in
+    part order: the last step of weight_grad and weight_grad_half."""
+    n_parts, N, K = partial_dw.shape
+    for n in prange(N):
         db[n] = partial_db[0, n]
         for k in range(K):
             dw[n, k] = partial_dw[0, n, k]
@@ -220,3 +228,58 @@ def matmul_nt_half(a_bits, table, b, bias, out):
         for i in range(rows):
             for j in range(N):
                 c[i, j] += bias[j]
+
+
+@njit(fastmath=FASTMATH, cache=True, inline="always")
+def _transpose_rows_widened(src_bits, table, m0, rows, dst_bits):
+    """transpose_rows for 16-bit patterns: dst_bits[:, :rows] = the float32 bits of
+    src_bits[m0:m0+rows, :]^T, widened through ``table`` as they are moved (same 8 x 8 tiles)."""
+    N = src_bits.shape[1]
+    rows8, cols8 = rows // 8 * 8, N // 8 * 8
+    for m in range(0, rows8, 8):
+        for n in range(0, cols8, 8):
+            for dm in range(8):
+                for dn in range(8):
+                    dst_bits[n + dn, m + dm] = table[src_bits[m0 + m + dm, n + dn]]
+        for n in range(cols8, N):
+            for dm in range(8):
+                dst_bits[n, m + dm] = table[src_bits[m0 + m + dm, n]]
+    for m in range(rows8, rows):
+        for n in range(N):
+            dst_bits[n, m] = table[src_bits[m0 + m, n]]
+
+
+@njit(fastmath=FASTMATH, parallel=True, cache=True)
+def weight_grad_half(dy_bits, x_bits, table, dw, db, n_threads):
+    """weight_grad for 16-bit dy and x (uint16 bit patterns, one format; ``table`` as in
+    matmul_nt_half): dw (N, K) and db (N,) are float32. The chunks that weight_grad transposes
+    into its (N, CHUNK_M) and (K, CHUNK_M) buffers are widened on the way, so no float32 copy of
+    dy or x is made, and every sum is the same float32 sum, in the same order, as weight_grad's
+    on the widened arrays: the results are bit for bit equal."""
+    M, N = dy_bits.shape
+    K = x_bits.shape[1]
+    n_chunks = (M + CHUNK_M - 1) // CHUNK_M
+    n_parts = max(1, min(n_threads, n_chunks))
+    chunks_per_part = (n_chunks + n_parts - 1) // n_parts
+    partial_dw = np.zeros((n_parts, N, K), np.float32)
+    partial_db = np.zeros((n_parts, N), np.float32)
+    b_rows = max(4, B_BLOCK_ELEMENTS // CHUNK_M // 4 * 4)
+    for part in prange(n_parts):
+        dy_t_bits = np.empty((N, CHUNK_M), np.uint32)
+        x_t_bits = np.empty((K, CHUNK_M), np.uint32)
+        dy_t = dy_t_bits.view(np.float32)  # this chunk of dy, widened and transposed
+        x_t = x_t_bits.view(np.float32)
+        for chunk in range(part * chunks_per_part, min(n_chunks, (part + 1) * chunks_per_part)):
+            m0 = chunk * CHUNK_M
+            rows = min(M, m0 + CHUNK_M) - m0
+            _transpose_rows_widened(dy_bits, table, m0, rows, dy_t_bits)
+            _transpose_rows_widened(x_bits, table, m0, rows, x_t_bits)
+            for n in range(N):
+                total = np.float32(0)
+                for m in range(rows):
+                    total += dy_t[n, m]
+                partial_db[part, n] += total
+            for j0 in range(0, K, b_rows):
+                block_nt(dy_t, x_t, partial_dw[part], 0, N, j0, min(K, j0 + b_rows), 0, rows,
+                         True)
+    add_parts(partial_dw, partial_db, dw, db)

@@ -59,6 +59,11 @@ MATMUL_CHOICES = ("auto", "kernel", "blas")
 # widened row block by row block inside the matmul (matmul.matmul_nt_half), and
 # attention_forward's q, k, v, widened head by head (attention.attention_forward_kernel_half).
 READS_16_BIT = {"linear_forward": (0,), "attention_forward": (0, 1, 2)}
+# ... and the backward ops that read a 16-bit dout themselves, with the 16-bit activations their
+# forward kept: linear_backward (dx through matmul_nt_half, dW through matmul.weight_grad_half)
+# and attention_backward (attention.attention_backward_kernel_half). No float32 copy of dout,
+# x or q, k, v is made for them.
+BACKWARD_READS_16_BIT = ("linear_backward", "attention_backward")
 
 
 def configure(matmul: str | None = None, handwritten_matmul: bool | None = None) -> dict:
@@ -157,11 +162,17 @@ def _linear_forward_half(x, w, b):
     return out.reshape(*x.shape[:-1], N), (x2d, w, b is not None, x.shape)
 
 
+def _widen_if_half(a):
+    return halfconv.widen(a, a.dtype) if isinstance(a, np.ndarray) and is_half(a.dtype) else a
+
+
 def linear_backward(dout, cache):
-    """dout: (..., C_out) -> dx (..., C_in), dw (C_out, C_in), db (C_out,) or None."""
+    """dout: (..., C_out) -> dx (..., C_in), dw (C_out, C_in), db (C_out,) or None.
+    A 16-bit dout with the 16-bit x its forward kept: read in 16 bits (_linear_backward_half)."""
     x2d, w, has_bias, x_shape = cache
-    if is_half(x2d.dtype):  # kept in 16 bits by _linear_forward_half: widened for dW
-        x2d = halfconv.widen(x2d, x2d.dtype)
+    if is_half(x2d.dtype) and getattr(dout, "dtype", None) == x2d.dtype:
+        return _linear_backward_half(dout, cache)
+    x2d, dout = _widen_if_half(x2d), _widen_if_half(dout)  # one of them 16-bit: widened
     same_dtype(x2d.dtype, dout=dout)
     N, K = w.shape
     if dout.shape != (*x_shape[:-1], N):
@@ -194,6 +205,26 @@ def linear_backward(dout, cache):
 
     dw, db = (dw_by_blas() if _use_blas("dw", N, K, M, dtype, dw_by_kernel, dw_by_blas)
               else dw_by_kernel())
+    return dx.reshape(x_shape), dw, (db if has_bias else None)
+
+
+def _linear_backward_half(dout, cache):
+    """linear_backward for a bfloat16/float16 dout and x (the forward's 16-bit x, kept in its
+    cache): dx, dw, db float32, every sum in float32, bit for bit the float32 kernels' results
+    on the widened arrays; neither dout nor x is copied to float32 whole."""
+    x2d, w, has_bias, x_shape = cache
+    N, K = w.shape
+    if dout.shape != (*x_shape[:-1], N):
+        raise ValueError(f"dout must have shape {(*x_shape[:-1], N)}, got {dout.shape}")
+    dout_bits = _contiguous(dout.reshape(-1, N)).view(np.uint16)  # (M, C_out)
+    table = halfconv.widen_table(dout.dtype)
+    M = dout_bits.shape[0]
+    w_t = np.empty((K, N), np.float32)
+    numba_matmul.transpose(_contiguous(w), w_t)
+    dx = np.empty((M, K), np.float32)
+    numba_matmul.matmul_nt_half(dout_bits, table, w_t, np.zeros(K, np.float32), dx)  # dy W
+    dw, db = np.empty((N, K), np.float32), np.empty(N, np.float32)
+    numba_matmul.weight_grad_half(dout_bits, x2d.view(np.uint16), table, dw, db, _n_threads())
     return dx.reshape(x_shape), dw, (db if has_bias else None)
 
 
@@ -312,11 +343,16 @@ def _attention_forward_half(q, k, v, causal):
 def attention_backward(dout, cache):
     """dout: (B, H, T, D) -> dq, dk, dv, each (B, H, T, D)."""
     q, k, v, lse, causal = cache
-    if is_half(q.dtype):  # kept in 16 bits by _attention_forward_half: widened for backward
-        q, k, v = (halfconv.widen(a, a.dtype) for a in (q, k, v))
-    same_dtype(q.dtype, dout=dout)
     if dout.shape != q.shape:
         raise ValueError(f"dout must have shape {q.shape}, got {dout.shape}")
+    if is_half(q.dtype) and getattr(dout, "dtype", None) == q.dtype:  # all four in 16 bits
+        dq, dk, dv = (np.empty(q.shape, np.float32) for _ in range(3))
+        numba_attention.attention_backward_kernel_half(
+            *(_contiguous(a).view(np.uint16) for a in (dout, q, k, v)),
+            halfconv.widen_table(q.dtype), lse, causal, dq, dk, dv)
+        return dq, dk, dv
+    q, k, v, dout = (_widen_if_half(a) for a in (q, k, v, dout))  # a mix: widened
+    same_dtype(q.dtype, dout=dout)
     dq, dk, dv = np.empty_like(q), np.empty_like(q), np.empty_like(q)
     numba_attention.attention_backward_kernel(_contiguous(dout), q, k, v, lse, causal, dq, dk, dv)
     return dq, dk, dv
