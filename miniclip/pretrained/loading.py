@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from miniclip.kernels.dtypes import bfloat16
+from miniclip.kernels.dtypes import bfloat16, dtype_of, is_float, is_half
 from miniclip.model.clip import CLIP
 from miniclip.model.config import CLIPConfig
 from miniclip.model.params import parameter_shapes
@@ -132,7 +132,8 @@ def check_state_dict(state, cfg, hf=False):
         found = (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong))
         parts = [f"{label}: {items}" for label, items in found if items]
         raise ValueError(f"checkpoint does not match {cfg}:\n  " + "\n  ".join(parts))
-    bad = [k for k in expected if not np.issubdtype(state[k].dtype, np.floating)]
+    bad = [k for k in expected  # bfloat16 is an extension type: not np.floating, but is_float
+           if not (np.issubdtype(state[k].dtype, np.floating) or is_float(state[k].dtype))]
     if bad:
         raise ValueError(f"these tensors are not floating point: {bad}")
     broken = [name(k) for k in expected if not np.isfinite(state[k]).all()]
@@ -151,27 +152,29 @@ def model_from_state_dict(state, cfg, dtype=None):
 
 # ---- reading files ------------------------------------------------------------------------
 
-def _read_hf_shards(index_path):
+def _read_hf_shards(index_path, keep_16_bit=False):
     """Tensors of a sharded HF checkpoint: model.safetensors.index.json names the shard files."""
     index = json.loads(Path(index_path).read_text())
     tensors, metadata = {}, {}
     for shard in sorted(set(index["weight_map"].values())):
-        part, metadata = read_safetensors(Path(index_path).parent / shard)
+        part, metadata = read_safetensors(Path(index_path).parent / shard, keep_16_bit)
         tensors.update(part)
     return tensors, metadata
 
 
-def read_weights(path):
-    """path -> (tensors as stored, metadata, hf_config dict or None). See ``ACCEPTED``."""
+def read_weights(path, keep_16_bit=False):
+    """path -> (tensors as stored, metadata, hf_config dict or None). See ``ACCEPTED``.
+    BF16 safetensors come back as float32, or as bfloat16 with ``keep_16_bit``."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such file or folder: {path}. load accepts {ACCEPTED}")
     hf_config = None
     if path.is_dir():
         if (path / "model.safetensors").is_file():
-            tensors, metadata = read_safetensors(path / "model.safetensors")
+            tensors, metadata = read_safetensors(path / "model.safetensors", keep_16_bit)
         elif (path / "model.safetensors.index.json").is_file():
-            tensors, metadata = _read_hf_shards(path / "model.safetensors.index.json")
+            tensors, metadata = _read_hf_shards(path / "model.safetensors.index.json",
+                                                keep_16_bit)
         elif (path / "pytorch_model.bin").is_file():
             raise ValueError(f"folder {path} has PyTorch weights only (pytorch_model.bin). "
                              "Download model.safetensors instead, or convert (needs torch): "
@@ -182,7 +185,7 @@ def read_weights(path):
                              f"model.safetensors.index.json. load accepts {ACCEPTED}")
         config_path = path / "config.json"
     elif path.suffix == ".safetensors":
-        tensors, metadata = read_safetensors(path)
+        tensors, metadata = read_safetensors(path, keep_16_bit)
         config_path = path.parent / "config.json"  # an HF file keeps its config beside it
     elif path.suffix == ".npz":
         tensors, metadata = read_npz(path)
@@ -209,12 +212,14 @@ def _hf_pooling_warning(hf_config, cfg):
                       "agree only on texts whose largest id is that eos token.", stacklevel=3)
 
 
-def to_openai_state(tensors, metadata=None, hf_config=None, config=None, where="checkpoint"):
+def to_openai_state(tensors, metadata=None, hf_config=None, config=None, where="checkpoint",
+                    keep_16_bit=False):
     """Tensors in either layout -> (OpenAI-named state dict, CLIPConfig), checked.
 
     The config is, in order: `config` if given; the one miniclip wrote into the metadata; else
     inferred from the shapes, with heads and activation from an HF config.json when there is
-    one (which must then agree with the shapes). float16 is upcast to float32.
+    one (which must then agree with the shapes). float16 is upcast to float32, unless
+    ``keep_16_bit`` (a 16-bit model is being built from it).
     """
     if config is not None and not isinstance(config, CLIPConfig):
         raise TypeError(f"config must be a CLIPConfig or None, got {type(config).__name__}")
@@ -229,7 +234,8 @@ def to_openai_state(tensors, metadata=None, hf_config=None, config=None, where="
                          "('vision_model.*', 'text_model.*', ...) or OpenAI's "
                          f"('visual.conv1.weight', 'token_embedding.weight', ...); found keys such "
                          f"as {sorted(tensors)[:6]}")
-    state = upcast_half(state)
+    if not keep_16_bit:
+        state = upcast_half(state)
     if config is None:
         if CONFIG_METADATA_KEY in metadata:  # written by save_weights: exact, heads included
             config = CLIPConfig.from_dict(json.loads(metadata[CONFIG_METADATA_KEY]))
@@ -263,8 +269,11 @@ def load_model(path, dtype=None, config=None):
     """
     if config is not None and not isinstance(config, CLIPConfig):
         raise TypeError(f"config must be a CLIPConfig or None, got {type(config).__name__}")
-    tensors, metadata, hf_config = read_weights(path)
-    state, config = to_openai_state(tensors, metadata, hf_config, config, where=str(path))
+    # a 16-bit model is built from the 16-bit file as it is stored: no float32 copy of it exists
+    keep_16_bit = dtype is not None and is_half(dtype_of(dtype))
+    tensors, metadata, hf_config = read_weights(path, keep_16_bit)
+    state, config = to_openai_state(tensors, metadata, hf_config, config, where=str(path),
+                                    keep_16_bit=keep_16_bit)
     if dtype is None:
         wide = any(v.dtype == np.float64 for v in state.values())
         dtype = np.float64 if wide else np.float32

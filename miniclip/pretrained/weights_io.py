@@ -17,8 +17,9 @@ read here as uint16 and widened exactly: ``(bits.astype(uint32) << 16).view(floa
     >>> bfloat16_to_float32(bits)
     array([ 1., -2.], dtype=float32)
 
-Half-precision weights are upcast to float32 by ``upcast_half``: miniclip computes in float32 or
-float64 only.
+Half-precision weights are upcast to float32 by ``upcast_half`` unless a 16-bit model is asked
+for (``load(..., dtype="bfloat16")``): then they are read as they are stored, and never exist in
+float32 (``read_safetensors(..., keep_16_bit=True)``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from miniclip.kernels.dtypes import bfloat16
 
 # safetensors dtype names -> NumPy dtypes (little-endian). BF16 is handled on its own.
 SAFETENSORS_DTYPES = {
@@ -86,8 +89,9 @@ def read_safetensors_header(path):
     return header, metadata, 8 + n
 
 
-def _read_raw(path, header, data_start):
-    """Read every tensor by hand from its offsets (used when a BF16 tensor is present)."""
+def _read_raw(path, header, data_start, keep_16_bit=False):
+    """Read every tensor by hand from its offsets (used when a BF16 tensor is present). BF16
+    comes back as float32, or as ml_dtypes' bfloat16 with ``keep_16_bit``."""
     tensors = {}
     with open(path, "rb") as f:
         for name, info in header.items():
@@ -95,7 +99,8 @@ def _read_raw(path, header, data_start):
             f.seek(data_start + begin)
             raw = f.read(end - begin)
             if info["dtype"] == "BF16":
-                array = bfloat16_to_float32(np.frombuffer(raw, dtype="<u2").astype(np.uint16))
+                bits = np.frombuffer(raw, dtype="<u2").astype(np.uint16)  # native order, a copy
+                array = bits.view(bfloat16) if keep_16_bit else bfloat16_to_float32(bits)
             elif info["dtype"] in SAFETENSORS_DTYPES:
                 array = np.frombuffer(raw, dtype=SAFETENSORS_DTYPES[info["dtype"]])
                 array = array.astype(array.dtype.newbyteorder("="))
@@ -107,8 +112,9 @@ def _read_raw(path, header, data_start):
     return tensors
 
 
-def read_safetensors(path):
-    """-> (tensors: dict name -> ndarray, metadata: dict str -> str). BF16 comes back as float32.
+def read_safetensors(path, keep_16_bit=False):
+    """-> (tensors: dict name -> ndarray, metadata: dict str -> str). BF16 comes back as float32,
+    or as bfloat16 (ml_dtypes) with ``keep_16_bit``.
 
     Other dtypes come back as stored (float16 stays float16: see ``upcast_half``).
     """
@@ -118,7 +124,7 @@ def read_safetensors(path):
     header, metadata, data_start = read_safetensors_header(path)
     try:
         if any(info.get("dtype") == "BF16" for info in header.values()):
-            tensors = _read_raw(path, header, data_start)
+            tensors = _read_raw(path, header, data_start, keep_16_bit)
         else:
             tensors = {k: np.array(v) for k, v in load_file(path).items()}  # copies out of mmap
     except ValueError as e:
