@@ -709,9 +709,12 @@ def check_infer_config(my_infer_config):
 
 def check_openai_block_to_hf(my_openai_block_to_hf):
     """my_openai_block_to_hf(params, prefix_openai, prefix_hf) -> the HF tensors of that block."""
+    import dataclasses
+
     from miniclip import CLIP, CONFIGS
     from miniclip.pretrained import hf
-    params = CLIP(CONFIGS["tiny"], seed=0).params
+    cfg = dataclasses.replace(CONFIGS["tiny"], vision_layers=2, transformer_layers=2)
+    params = CLIP(cfg, seed=0).params
     for openai_prefix, hf_prefix in [("transformer.resblocks.1", "text_model.encoder.layers.1"),
                                      ("visual.transformer.resblocks.0",
                                       "vision_model.encoder.layers.0")]:
