@@ -596,6 +596,255 @@ def check_row_logsumexp(row_logsumexp, launch):
     compare("lse", lse, peak + np.log(np.exp(scores - peak[:, None]).sum(1)), 1e-12)
 
 
+# ---- lesson 13 -------------------------------------------------------------------------------
+
+def check_batch_indices(my_batch):
+    """my_batch(step, n_pairs, batch_size, seed) -> the indices of batch `step`, as batch_indices."""
+    from miniclip.train.data import batch_indices
+    cases = [(3000, 64, 7, [0, 1, 45, 46, 47, 100]), (10, 3, 0, [0, 2, 3, 4, 9]),
+             (64, 64, 5, [0, 1, 2])]
+    for n, B, seed, steps in cases:
+        for step in steps:
+            got = np.asarray(call(my_batch, step, n, B, seed))
+            want = batch_indices(step, n, B, seed)
+            if got.shape != want.shape or not np.array_equal(got, want):
+                raise ExerciseIncorrect(f"batch {step} of {n} pairs, batch size {B}, seed {seed}: "
+                                        f"got {got[:6]}..., expected {want[:6]}...")
+        print(f"{n} pairs, batch size {B} ({n // B} batches an epoch), steps {steps}: right")
+
+
+def check_normalise(my_normalise):
+    """my_normalise(images uint8 (N, R, R, 3), mean (3,), std (3,)) -> float32 (N, 3, R, R)."""
+    from miniclip.pretrained.preprocess import ToyPreprocess
+    rng = _rng(31)
+    images = rng.integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)
+    mean, std = [0.5, 0.4, 0.3], [0.2, 0.25, 0.3]
+    got = np.asarray(call(my_normalise, images, mean, std))
+    want = ToyPreprocess(8, mean, std)(images)
+    expect(got.dtype == np.float32, f"dtype: got {got.dtype}, expected float32 (what the model trains in)")
+    compare("normalised images vs ToyPreprocess", got.astype(np.float64), want.astype(np.float64), 1e-6)
+
+
+def _toy_batch64(N=6):
+    from miniclip import CLIP, CONFIGS
+    cfg = CONFIGS["tiny"]
+    params = CLIP(cfg, seed=0, dtype=np.float64).params
+    rng = _rng(32)
+    images = rng.standard_normal((N, 3, cfg.image_resolution, cfg.image_resolution))
+    tokens = rng.integers(1, cfg.vocab_size - 1, (N, cfg.context_length))
+    tokens[:, 4] = cfg.vocab_size - 1                   # the end-of-text token: the largest id
+    return params, cfg, images, tokens
+
+
+def check_accumulated_loss_and_grads(accumulated_loss_and_grads):
+    """accumulated_loss_and_grads(params, cfg, images, tokens, accum_steps) -> (loss, grads),
+    the full batch's loss and gradients computed in accum_steps micro-batches."""
+    from miniclip.model.gradcache import loss_and_grads
+    params, cfg, images, tokens = _toy_batch64()
+    want_loss, want = loss_and_grads(params, cfg, images, tokens)
+    for accum in (1, 2, 3):
+        loss, grads = call(accumulated_loss_and_grads, params, cfg, images, tokens, accum)
+        compare(f"{accum} micro-batches: loss", np.float64(loss), np.float64(want_loss), 1e-10)
+        _grads_compare(f"{accum} micro-batches", grads, want, 1e-10)
+
+
+# ---- lesson 14 -------------------------------------------------------------------------------
+
+def check_class_weights(class_weights):
+    """class_weights(prompt_embeddings (C, P, E), not normalised) -> (C, E): each prompt scaled to
+    unit length, averaged over P, the average scaled to unit length."""
+    rng = _rng(41)
+    emb = rng.standard_normal((5, 3, 8)) * rng.uniform(0.5, 4, (5, 3, 1))   # lengths differ
+    got = np.asarray(call(class_weights, emb))
+    unit = emb / np.linalg.norm(emb, axis=-1, keepdims=True)
+    mean = unit.mean(axis=1)
+    compare("class weights", got, mean / np.linalg.norm(mean, axis=-1, keepdims=True), 1e-10)
+
+
+def check_topk_accuracy(my_topk):
+    """my_topk(scores (N, C), labels (N,), k) -> share of rows whose label is among the k best,
+    a tie with the true class counting against it."""
+    from miniclip.train.metrics import topk_accuracy
+    rng = _rng(42)
+    scores = rng.standard_normal((40, 7))
+    scores[:5, :] = 0.0                                  # ties: the true class is not first
+    labels = rng.integers(0, 7, 40)
+    for k in (1, 3, 5):
+        got = call(my_topk, scores, labels, k)
+        want = topk_accuracy(scores, labels, ks=(k,))[k]
+        compare(f"top-{k} accuracy", np.float64(got), np.float64(want), 1e-12)
+
+
+def check_retrieval(my_retrieval):
+    """my_retrieval(sim (N, N)) -> {"r1", "r5", "median"} for image -> text retrieval."""
+    from miniclip.train.metrics import retrieval_metrics
+    rng = _rng(43)
+    sim = rng.standard_normal((30, 30)) + 2 * np.eye(30)
+    for i in range(0, 30, 3):                            # ties count against the model
+        sim[i, (i + 7) % 30] = sim[i, i]
+    got = call(my_retrieval, sim)
+    want = retrieval_metrics(sim, "i2t")
+    for key, ref in (("r1", "i2t_r1"), ("r5", "i2t_r5"), ("median", "i2t_median_rank")):
+        if key not in got:
+            raise ExerciseIncorrect(f"{key}: missing from the returned dict {sorted(got)}")
+        compare(key, np.float64(got[key]), np.float64(want[ref]), 1e-12)
+
+
+# ---- lesson 15 -------------------------------------------------------------------------------
+
+def check_infer_config(my_infer_config):
+    """my_infer_config(state) -> the CLIPConfig of the four released models, from shapes alone."""
+    from miniclip.model.config import CONFIGS
+    from miniclip.model.params import parameter_shapes
+    for name in ["ViT-B/32", "ViT-B/16", "ViT-L/14", "ViT-L/14@336px"]:
+        fake = {k: np.broadcast_to(np.float16(0), s)
+                for k, s in parameter_shapes(CONFIGS[name]).items()}
+        got = call(my_infer_config, fake)
+        if got != CONFIGS[name]:
+            diff = [f"{f}={getattr(got, f, None)!r} (expected {getattr(CONFIGS[name], f)!r})"
+                    for f in CONFIGS[name].__dataclass_fields__
+                    if getattr(got, f, None) != getattr(CONFIGS[name], f)]
+            raise ExerciseIncorrect(f"{name}: {'; '.join(diff[:4])}")
+        print(f"{name}: every field recovered from the shapes: right")
+
+
+def check_openai_block_to_hf(my_openai_block_to_hf):
+    """my_openai_block_to_hf(params, prefix_openai, prefix_hf) -> the HF tensors of that block."""
+    import dataclasses
+
+    from miniclip import CLIP, CONFIGS
+    from miniclip.pretrained import hf
+    cfg = dataclasses.replace(CONFIGS["tiny"], vision_layers=2, transformer_layers=2)
+    params = CLIP(cfg, seed=0).params
+    for openai_prefix, hf_prefix in [("transformer.resblocks.1", "text_model.encoder.layers.1"),
+                                     ("visual.transformer.resblocks.0",
+                                      "vision_model.encoder.layers.0")]:
+        got = call(my_openai_block_to_hf, params, openai_prefix, hf_prefix)
+        want = {k: v for k, v in hf.openai_to_hf(params).items() if k.startswith(hf_prefix + ".")}
+        if sorted(got) != sorted(want):
+            missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+            raise ExerciseIncorrect(f"{hf_prefix}: names differ; missing {missing[:3]}, "
+                                    f"unexpected {extra[:3]}")
+        for k in want:
+            if np.shape(got[k]) != want[k].shape or not np.array_equal(got[k], want[k]):
+                raise ExerciseIncorrect(f"{k}: values differ from openai_to_hf's")
+        print(f"{openai_prefix} -> {len(want)} HF tensors, every one equal: right")
+
+
+def check_resize_and_crop(my_resize_and_crop):
+    """my_resize_and_crop(width, height, R) -> ((new_width, new_height), (left, top, right,
+    bottom)): the shorter side resized to R (long side rounded down), then the centre R x R box."""
+    from miniclip.pretrained.preprocess import center_crop_box, resized_size
+    for w, h, R in [(640, 480, 224), (100, 300, 224), (300, 200, 64), (227, 225, 224),
+                    (224, 224, 224), (5, 1000, 7)]:
+        size, box = call(my_resize_and_crop, w, h, R)
+        want_size = resized_size(w, h, R)
+        want_box = center_crop_box(*want_size, R)
+        if tuple(size) != want_size or tuple(box) != want_box:
+            raise ExerciseIncorrect(f"{w} x {h} to {R}: got size {tuple(size)} box {tuple(box)}, "
+                                    f"expected {want_size} and {want_box}")
+    print("6 image sizes: resize and crop box as OpenAI's preprocessing: right")
+
+
+# ---- lesson 16 -------------------------------------------------------------------------------
+
+def check_reduce_scatter(my_reduce_scatter):
+    """my_reduce_scatter(partials: W arrays (N, E), sizes) -> W arrays (n_r, E): the sum over
+    workers, cut into the workers' rows."""
+    rng = _rng(51)
+    for sizes in ([4, 3, 3], [1], [2, 5]):
+        N = sum(sizes)
+        partials = [rng.standard_normal((N, 3)) for _ in sizes]
+        got = call(my_reduce_scatter, partials, sizes)
+        if len(got) != len(sizes):
+            raise ExerciseIncorrect(f"{len(sizes)} workers: got {len(got)} arrays")
+        total, start = np.sum(partials, axis=0), 0
+        for r, n in enumerate(sizes):
+            compare(f"sizes {sizes}, worker {r}", np.asarray(got[r]), total[start:start + n], 1e-12)
+            start += n
+
+
+def _siglip_setup():
+    from miniclip.model.gradcache import micro_batches
+    rng = _rng(52)
+    N, D, E, W = 10, 6, 4, 3
+    U, V = rng.standard_normal((N, D)), rng.standard_normal((N, D))
+    A, B = 0.5 * rng.standard_normal((D, E)), 0.5 * rng.standard_normal((D, E))
+    params = {"logit_scale": np.array(np.log(10.0)), "logit_bias": np.array(-10.0)}
+    return U, V, A, B, micro_batches(N, W), params
+
+
+def check_siglip_variant_b(siglip_variant_B, siglip_exact):
+    """siglip_variant_B(U, V, A, B, shares, params) -> (dA, dB) averaged over the workers, each
+    from its local SigLIP loss with no gradient through the gather; siglip_exact(U, V, A, B,
+    params) -> the one-process (dA, dB)."""
+    from miniclip.model.local_loss import local_loss_and_grads
+    from miniclip.model.loss import batch_loss_backward, batch_loss_forward
+    U, V, A, B, shares, params = _siglip_setup()
+    X, Y = U @ A, V @ B
+    _, cache = batch_loss_forward("siglip", X, Y, params)
+    dX, dY, _ = batch_loss_backward(cache)
+    exact = call(siglip_exact, U, V, A, B, params)
+    compare("exact dA", np.asarray(exact[0]), U.T @ dX, 1e-10)
+    compare("exact dB", np.asarray(exact[1]), V.T @ dY, 1e-10)
+    parts = [local_loss_and_grads("siglip", X, Y, s, params) for s in shares]
+    wrong_dA = np.mean([U[s].T @ p[1][s] for s, p in zip(shares, parts, strict=True)], axis=0)
+    wrong_dB = np.mean([V[s].T @ p[2][s] for s, p in zip(shares, parts, strict=True)], axis=0)
+    got = call(siglip_variant_B, U, V, A, B, shares, params)
+    compare("variant B dA", np.asarray(got[0]), wrong_dA, 1e-10)
+    compare("variant B dB", np.asarray(got[1]), wrong_dB, 1e-10)
+
+
+def check_best_factor(best_factor):
+    """best_factor(wrong, exact) -> (c, max|c wrong - exact| / max|exact|), c by least squares."""
+    rng = _rng(53)
+    exact = rng.standard_normal((4, 3))
+    c, left = call(best_factor, exact / 3, exact)
+    compare("c for wrong = exact / 3", np.float64(c), np.float64(3.0), 1e-12)
+    expect(abs(left) < 1e-12, f"left over after the factor: {left:.1e}, expected 0")
+    wrong = exact + 0.5 * rng.standard_normal((4, 3))
+    c, left = call(best_factor, wrong, exact)
+    want_c = (wrong * exact).sum() / (wrong * wrong).sum()
+    compare("c for a noisy copy", np.float64(c), np.float64(want_c), 1e-12)
+    compare("what is left", np.float64(left),
+            np.float64(np.abs(want_c * wrong - exact).max() / np.abs(exact).max()), 1e-12)
+
+
+# ---- lesson 18 -------------------------------------------------------------------------------
+
+def check_round_to_bfloat16(my_round_to_bfloat16):
+    """my_round_to_bfloat16(x float32) -> uint16 bit patterns of bfloat16, nearest, ties to even."""
+    from miniclip.kernels.dtypes import bfloat16
+    rng = _rng(61)
+    x = np.concatenate([rng.standard_normal(10_000).astype(np.float32),
+                        np.array([1 + 2**-8, 1 + 3 * 2**-8, -(1 + 2**-8), 3e38, 0.0, -0.0],
+                                 np.float32)])                      # ties, large, zeros
+    got = np.asarray(call(my_round_to_bfloat16, x))
+    want = x.astype(bfloat16).view(np.uint16)
+    expect(got.dtype == np.uint16, f"dtype: got {got.dtype}, expected uint16 bit patterns")
+    wrong = np.flatnonzero(got != want)
+    if wrong.size:
+        i = wrong[0]
+        raise ExerciseIncorrect(f"{wrong.size} of {x.size} wrong, e.g. {x[i]!r}: got "
+                                f"{int(got[i]):#06x}, expected {int(want[i]):#06x}")
+    print(f"{x.size} numbers, ties included: equal to ml_dtypes' rounding: right")
+
+
+def check_scaler_update(my_scaler_update):
+    """my_scaler_update(scale, good_steps, finite, growth_interval) -> (take_step, scale, good)."""
+    from miniclip.train.precision import LossScaler
+    ref = LossScaler(scale=2.0**16, growth_interval=3)
+    scale, good = 2.0**16, 0
+    for i, finite in enumerate([True, False, True, True, True, True, False, False, True]):
+        take, scale, good = call(my_scaler_update, scale, good, finite, growth_interval=3)
+        want = ref.update(finite)
+        if (bool(take), scale, good) != (want, ref.scale, ref.good_steps):
+            raise ExerciseIncorrect(f"step {i} ({'finite' if finite else 'inf'}): got "
+                                    f"({take}, {scale}, {good}), expected "
+                                    f"({want}, {ref.scale}, {ref.good_steps})")
+    print(f"9 steps, growth interval 3: agrees with LossScaler, final scale 2^{math.log2(scale):.0f}: right")
+
+
 # ---- lesson 19 -------------------------------------------------------------------------------
 
 def check_adamw_update(adamw_update):
@@ -647,3 +896,50 @@ def check_cosine_lr(cosine_lr):
                        dtype=np.float64)
         want = np.array([mc_cosine(s, total, base, warmup, low) for s in range(total + 5)])
         compare(f"{total} steps, warmup {warmup}, min_lr {low}", got, want, 1e-12)
+
+
+# ---- lesson 20 (the capstone) ------------------------------------------------------------------
+
+def _two_layer_model(seed=0):
+    import dataclasses
+
+    from miniclip import CLIP, CONFIGS
+    cfg = dataclasses.replace(CONFIGS["tiny"], vision_layers=2, transformer_layers=2)
+    params = CLIP(cfg, seed=seed, dtype=np.float64).params
+    rng = _rng(71)
+    images = rng.standard_normal((5, 3, cfg.image_resolution, cfg.image_resolution))
+    tokens = rng.integers(1, cfg.vocab_size - 1, (5, cfg.context_length))
+    for n, L in enumerate([1, 3, 5, 2, 6]):          # ends of text at different places
+        tokens[n, L] = cfg.vocab_size - 1             # the largest id
+        tokens[n, L + 1:] = 0
+    return params, cfg, images, tokens
+
+
+def check_own_towers(vision_forward, vision_backward, text_forward, text_backward):
+    """The capstone's towers, forward (given) and backward (the learner's), against miniclip's
+    towers on a two-layer float64 model: features, and every gradient for a random dfeats."""
+    from miniclip.model import towers
+    params, cfg, images, tokens = _two_layer_model()
+    rng = _rng(72)
+    for name, fwd, bwd, mc_fwd, mc_bwd, inputs in [
+            ("vision", vision_forward, vision_backward, towers.vision_forward, towers.vision_backward,
+             images),
+            ("text", text_forward, text_backward, towers.text_forward, towers.text_backward, tokens)]:
+        feats, cache = call(fwd, params, cfg, inputs)
+        want, want_cache = mc_fwd(params, cfg, inputs)
+        compare(f"{name} features", feats, want, 1e-12)
+        dfeats = rng.standard_normal(want.shape)
+        _grads_compare(f"{name} tower", call(bwd, dfeats, cache, cfg),
+                       mc_bwd(dfeats, want_cache, cfg), 1e-10)
+
+
+def check_own_loss_and_grads(my_loss_and_grads):
+    """my_loss_and_grads(params, cfg, images, tokens) -> (loss, grads) against miniclip's
+    loss_and_grads on a two-layer float64 model, every tensor to 1e-10."""
+    from miniclip.model.gradcache import loss_and_grads
+    params, cfg, images, tokens = _two_layer_model()
+    params["logit_scale"] = np.array(np.log(20.0))    # not the initial value: its gradient counts
+    loss, grads = call(my_loss_and_grads, params, cfg, images, tokens)
+    want_loss, want = loss_and_grads(params, cfg, images, tokens)
+    compare("loss", np.float64(loss), np.float64(want_loss), 1e-10)
+    _grads_compare("the whole model", grads, want, 1e-10)

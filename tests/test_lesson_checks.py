@@ -340,6 +340,226 @@ CASES = {
 }
 
 
+
+# ---- lessons 13-16, 18 and the capstone (20): right and wrong answers ---------------------------
+
+def batch_right(step, n, B, seed):
+    from miniclip.train.data import batch_indices
+    return batch_indices(step, n, B, seed)
+
+
+def batch_same_every_epoch(step, n, B, seed):   # forgets the epoch: the same order forever
+    i = step % (n // B)
+    return np.random.default_rng([seed, 0]).permutation(n)[i * B:(i + 1) * B]
+
+
+def normalise_right(images, mean, std):
+    from miniclip.pretrained.preprocess import ToyPreprocess
+    return ToyPreprocess(images.shape[1], mean, std)(images)
+
+
+def normalise_reshaped(images, mean, std):      # reshape is not a transpose
+    x = (images.astype(np.float32) / 255 - np.float32(mean)) / np.float32(std)
+    return x.reshape(len(images), 3, *images.shape[1:3])
+
+
+def accumulate_right(params, cfg, images, tokens, accum_steps):
+    from miniclip.model.gradcache import loss_and_grads
+    return loss_and_grads(params, cfg, images, tokens, accum_steps)
+
+
+def accumulate_naive(params, cfg, images, tokens, accum_steps):   # mean of micro-batch losses
+    from miniclip.model.gradcache import loss_and_grads, micro_batches
+    parts = [loss_and_grads(params, cfg, images[s], tokens[s]) for s in
+             micro_batches(len(images), accum_steps)]
+    return (np.mean([p[0] for p in parts]),
+            {k: np.mean([p[1][k] for p in parts], axis=0) for k in parts[0][1]})
+
+
+def class_weights_right(emb):
+    unit = emb / np.linalg.norm(emb, axis=-1, keepdims=True)
+    mean = unit.mean(axis=1)
+    return mean / np.linalg.norm(mean, axis=-1, keepdims=True)
+
+
+def class_weights_raw_mean(emb):                # averages the raw embeddings
+    mean = emb.mean(axis=1)
+    return mean / np.linalg.norm(mean, axis=-1, keepdims=True)
+
+
+def topk_right(scores, labels, k):
+    from miniclip.train.metrics import topk_accuracy
+    return topk_accuracy(scores, labels, ks=(k,))[k]
+
+
+def topk_ties_win(scores, labels, k):           # a tie counts for the model
+    true = scores[np.arange(len(labels)), labels][:, None]
+    return float(((scores > true).sum(axis=1) < k).mean())
+
+
+def retrieval_right(sim):
+    from miniclip.train.metrics import retrieval_metrics
+    m = retrieval_metrics(sim, "i2t")
+    return {"r1": m["i2t_r1"], "r5": m["i2t_r5"], "median": m["i2t_median_rank"]}
+
+
+def retrieval_ties_win(sim):
+    ranks = 1 + (sim > np.diag(sim)[:, None]).sum(axis=1)
+    return {"r1": float(np.mean(ranks <= 1)), "r5": float(np.mean(ranks <= 5)),
+            "median": float(np.median(ranks))}
+
+
+def infer_config_right(state):
+    from miniclip.pretrained.loading import infer_config
+    return infer_config(state)
+
+
+def infer_config_heads_32(state):               # heads of 32 channels instead of 64
+    import dataclasses
+    cfg = infer_config_right(state)
+    return dataclasses.replace(cfg, transformer_heads=cfg.transformer_width // 32)
+
+
+def block_to_hf_right(params, prefix_openai, prefix_hf):
+    from miniclip.pretrained import hf
+    return {k: v for k, v in hf.openai_to_hf(params).items() if k.startswith(prefix_hf + ".")}
+
+
+def block_to_hf_kqv(params, prefix_openai, prefix_hf):   # k and q swapped
+    out = block_to_hf_right(params, prefix_openai, prefix_hf)
+    q, k = f"{prefix_hf}.self_attn.q_proj.weight", f"{prefix_hf}.self_attn.k_proj.weight"
+    out[q], out[k] = out[k], out[q]
+    return out
+
+
+def resize_crop_right(w, h, R):
+    from miniclip.pretrained.preprocess import center_crop_box, resized_size
+    size = resized_size(w, h, R)
+    return size, center_crop_box(*size, R)
+
+
+def resize_crop_rounded(w, h, R):               # rounds the long side instead of flooring it
+    size = (R, round(R * h / w)) if w <= h else (round(R * w / h), R)
+    left, top = round((size[0] - R) / 2), round((size[1] - R) / 2)
+    return size, (left, top, left + R, top + R)
+
+
+def reduce_scatter_right(partials, sizes):
+    total, bounds = np.sum(partials, axis=0), np.cumsum([0] + list(sizes))
+    return [total[bounds[r]:bounds[r + 1]] for r in range(len(sizes))]
+
+
+def reduce_scatter_own_only(partials, sizes):   # keeps its own partial: no sum over workers
+    bounds = np.cumsum([0] + list(sizes))
+    return [partials[r][bounds[r]:bounds[r + 1]] for r in range(len(sizes))]
+
+
+def siglip_b_right(U, V, A, B, shares, params, average=True):
+    from miniclip.model.local_loss import local_loss_and_grads
+    X, Y = U @ A, V @ B
+    dAs, dBs = [], []
+    for s in shares:
+        _, dX, dY, _ = local_loss_and_grads("siglip", X, Y, s, params)
+        dAs.append(U[s].T @ dX[s])
+        dBs.append(V[s].T @ dY[s])
+    reduce = np.mean if average else np.sum
+    return reduce(dAs, axis=0), reduce(dBs, axis=0)
+
+
+def siglip_b_summed(U, V, A, B, shares, params):   # sums where the framework averages
+    return siglip_b_right(U, V, A, B, shares, params, average=False)
+
+
+def siglip_exact_right(U, V, A, B, params):
+    _, cache = siglip_loss_forward(U @ A, V @ B, params["logit_scale"], params["logit_bias"])
+    dX, dY = siglip_loss_backward(cache)[:2]
+    return U.T @ dX, V.T @ dY
+
+
+def best_factor_right(wrong, exact):
+    c = float((wrong * exact).sum() / (wrong * wrong).sum())
+    return c, float(np.abs(c * wrong - exact).max() / np.abs(exact).max())
+
+
+def best_factor_flipped(wrong, exact):          # <w, e> / <e, e>: the factor the other way
+    c = float((wrong * exact).sum() / (exact * exact).sum())
+    return c, float(np.abs(c * wrong - exact).max() / np.abs(exact).max())
+
+
+def bf16_right(x):
+    from miniclip.kernels.dtypes import bfloat16
+    return np.asarray(x, np.float32).astype(bfloat16).view(np.uint16)
+
+
+def bf16_truncated(x):                          # drops the low bits without rounding
+    return (np.asarray(x, np.float32).view(np.uint32) >> 16).astype(np.uint16)
+
+
+def scaler_right(scale, good, finite, growth_interval=2000):
+    if not finite:
+        return False, scale / 2, 0
+    good += 1
+    return (True, scale * 2, 0) if good == growth_interval else (True, scale, good)
+
+
+def scaler_never_resets(scale, good, finite, growth_interval=2000):
+    if not finite:
+        return False, scale / 2, good
+    good += 1
+    return (True, scale * 2, good) if good % growth_interval == 0 else (True, scale, good)
+
+
+def vision_fwd(params, cfg, images):
+    from miniclip.model.towers import vision_forward
+    return vision_forward(params, cfg, images)
+
+
+def text_fwd(params, cfg, tokens):
+    from miniclip.model.towers import text_forward
+    return text_forward(params, cfg, tokens)
+
+
+def vision_bwd_doubled_proj(dfeats, cache, cfg):
+    g = vision_backward(dfeats, cache, cfg)
+    g["visual.proj"] = 2 * g["visual.proj"]
+    return g
+
+
+def loss_and_grads_right(params, cfg, images, tokens):
+    from miniclip.model.gradcache import loss_and_grads
+    return loss_and_grads(params, cfg, images, tokens)
+
+
+def loss_and_grads_scale_halved(params, cfg, images, tokens):   # half of d logit_scale
+    loss, grads = loss_and_grads_right(params, cfg, images, tokens)
+    grads["logit_scale"] = 0.5 * grads["logit_scale"]
+    return loss, grads
+
+
+CASES.update({
+    "batch_indices": (checks.check_batch_indices, [batch_right], [batch_same_every_epoch]),
+    "normalise": (checks.check_normalise, [normalise_right], [normalise_reshaped]),
+    "accumulated_loss_and_grads": (checks.check_accumulated_loss_and_grads, [accumulate_right],
+                                   [accumulate_naive]),
+    "class_weights": (checks.check_class_weights, [class_weights_right], [class_weights_raw_mean]),
+    "topk_accuracy": (checks.check_topk_accuracy, [topk_right], [topk_ties_win]),
+    "retrieval": (checks.check_retrieval, [retrieval_right], [retrieval_ties_win]),
+    "infer_config": (checks.check_infer_config, [infer_config_right], [infer_config_heads_32]),
+    "openai_block_to_hf": (checks.check_openai_block_to_hf, [block_to_hf_right], [block_to_hf_kqv]),
+    "resize_and_crop": (checks.check_resize_and_crop, [resize_crop_right], [resize_crop_rounded]),
+    "reduce_scatter": (checks.check_reduce_scatter, [reduce_scatter_right],
+                       [reduce_scatter_own_only]),
+    "siglip_variant_b": (checks.check_siglip_variant_b, [siglip_b_right, siglip_exact_right],
+                         [siglip_b_summed, siglip_exact_right]),
+    "best_factor": (checks.check_best_factor, [best_factor_right], [best_factor_flipped]),
+    "round_to_bfloat16": (checks.check_round_to_bfloat16, [bf16_right], [bf16_truncated]),
+    "scaler_update": (checks.check_scaler_update, [scaler_right], [scaler_never_resets]),
+    "own_towers": (checks.check_own_towers, [vision_fwd, vision_backward, text_fwd, text_backward],
+                   [vision_fwd, vision_bwd_doubled_proj, text_fwd, text_backward]),
+    "own_loss_and_grads": (checks.check_own_loss_and_grads, [loss_and_grads_right],
+                           [loss_and_grads_scale_halved]),
+})
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_check_passes_a_right_answer(name, capsys):
     check, right, _ = CASES[name]

@@ -53,8 +53,23 @@ def read_solutions(path):
     solutions = {}
     for ex_id, body in zip(parts[1::2], parts[2::2], strict=True):
         assert ex_id not in solutions, f"{path.name}: exercise {ex_id!r} twice"
-        solutions[ex_id] = body.strip("\n") + "\n"
+        solutions[ex_id] = expand_uses(body.strip("\n") + "\n")
     return solutions
+
+
+# ---- solutions that reuse earlier ones (the capstone, lesson 20) ------------------------------
+USE = re.compile(r"^# %% use: *(\d\d_[a-z0-9_]+) +(\S+) *$", re.MULTILINE)
+
+
+def expand_uses(source):
+    """Each line '# %% use: NN_name <id>' -> section <id> of solutions/NN_name.py, so that a
+    lesson asking for earlier answers (20_capstone) reuses them instead of copying them."""
+    def section(match):
+        path = SOLUTIONS / f"{match[1]}.py"
+        found = read_solutions(path)
+        assert match[2] in found, f"{path.name}: no section {match[2]!r} (asked for by a '# %% use:' line)"
+        return found[match[2]].rstrip("\n")
+    return USE.sub(section, source)
 
 
 def solutions_path(path):
