@@ -157,12 +157,9 @@ def weight_grad(dy, x, dw, db, n_threads):
     """
     M, N = dy.shape
     K = x.shape[1]
-    n_chunks = (M + CHUNK_M - 1) // CHUNK_M
-    n_parts = max(1, min(n_threads, n_chunks))
-    chunks_per_part = (n_chunks + n_parts - 1) // n_parts
+    n_chunks, n_parts, chunks_per_part = _split_rows(M, n_threads)
     partial_dw = np.zeros((n_parts, N, K), dw.dtype)
     partial_db = np.zeros((n_parts, N), db.dtype)
-    b_rows = max(4, B_BLOCK_ELEMENTS // CHUNK_M // 4 * 4)
     for part in prange(n_parts):
         dy_t = np.empty((N, CHUNK_M), dy.dtype)  # this chunk of dy, transposed
         x_t = np.empty((K, CHUNK_M), x.dtype)
@@ -171,15 +168,31 @@ def weight_grad(dy, x, dw, db, n_threads):
             rows = min(M, m0 + CHUNK_M) - m0
             transpose_rows(dy, m0, rows, dy_t)
             transpose_rows(x, m0, rows, x_t)
-            for n in range(N):  # db: undoes the broadcast of b over the rows
-                total = dy.dtype.type(0)
-                for m in range(rows):
-                    total += dy_t[n, m]
-                partial_db[part, n] += total
-            for j0 in range(0, K, b_rows):
-                block_nt(dy_t, x_t, partial_dw[part], 0, N, j0, min(K, j0 + b_rows), 0, rows,
-                         True)
+            _add_chunk(dy_t, x_t, rows, partial_dw[part], partial_db[part])
     add_parts(partial_dw, partial_db, dw, db)
+
+
+@njit(cache=True, inline="always")
+def _split_rows(M, n_threads):
+    """-> (chunks of CHUNK_M rows, parts, chunks per part): how weight_grad shares M rows."""
+    n_chunks = (M + CHUNK_M - 1) // CHUNK_M
+    n_parts = max(1, min(n_threads, n_chunks))
+    return n_chunks, n_parts, (n_chunks + n_parts - 1) // n_parts
+
+
+@njit(fastmath=FASTMATH, cache=True, inline="always")
+def _add_chunk(dy_t, x_t, rows, dw_part, db_part):
+    """One chunk of weight_grad: dw_part += dy_t[:, :rows] @ x_t[:, :rows]^T and db_part += the
+    sums of dy_t[:, :rows]'s rows.   dy_t: (N, CHUNK_M), x_t: (K, CHUNK_M), both transposed."""
+    N, K = dy_t.shape[0], x_t.shape[0]
+    b_rows = max(4, B_BLOCK_ELEMENTS // CHUNK_M // 4 * 4)
+    for n in range(N):  # db: undoes the broadcast of b over the rows
+        total = dy_t.dtype.type(0)
+        for m in range(rows):
+            total += dy_t[n, m]
+        db_part[n] += total
+    for j0 in range(0, K, b_rows):
+        block_nt(dy_t, x_t, dw_part, 0, N, j0, min(K, j0 + b_rows), 0, rows, True)
 
 
 @njit(fastmath=FASTMATH, parallel=True, cache=True)
@@ -258,12 +271,9 @@ def weight_grad_half(dy_bits, x_bits, table, dw, db, n_threads):
     on the widened arrays: the results are bit for bit equal."""
     M, N = dy_bits.shape
     K = x_bits.shape[1]
-    n_chunks = (M + CHUNK_M - 1) // CHUNK_M
-    n_parts = max(1, min(n_threads, n_chunks))
-    chunks_per_part = (n_chunks + n_parts - 1) // n_parts
+    n_chunks, n_parts, chunks_per_part = _split_rows(M, n_threads)
     partial_dw = np.zeros((n_parts, N, K), np.float32)
     partial_db = np.zeros((n_parts, N), np.float32)
-    b_rows = max(4, B_BLOCK_ELEMENTS // CHUNK_M // 4 * 4)
     for part in prange(n_parts):
         dy_t_bits = np.empty((N, CHUNK_M), np.uint32)
         x_t_bits = np.empty((K, CHUNK_M), np.uint32)
@@ -274,12 +284,5 @@ def weight_grad_half(dy_bits, x_bits, table, dw, db, n_threads):
             rows = min(M, m0 + CHUNK_M) - m0
             _transpose_rows_widened(dy_bits, table, m0, rows, dy_t_bits)
             _transpose_rows_widened(x_bits, table, m0, rows, x_t_bits)
-            for n in range(N):
-                total = np.float32(0)
-                for m in range(rows):
-                    total += dy_t[n, m]
-                partial_db[part, n] += total
-            for j0 in range(0, K, b_rows):
-                block_nt(dy_t, x_t, partial_dw[part], 0, N, j0, min(K, j0 + b_rows), 0, rows,
-                         True)
+            _add_chunk(dy_t, x_t, rows, partial_dw[part], partial_db[part])
     add_parts(partial_dw, partial_db, dw, db)
