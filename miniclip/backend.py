@@ -127,6 +127,50 @@ class _Ops:
 ops = _Ops()
 
 
+class timed_ops:
+    """Time every op call of the current backend, for a per-op profile (benchmarks use it):
+
+        >>> with timed_ops() as timer:
+        ...     pass                                # run a training step here
+        >>> timer.seconds, timer.calls               # op name -> total seconds, number of calls
+        ({}, {})
+
+    Each op of the backend's table is wrapped by a timer on entry and restored on exit; the
+    numbers are wall time, so they include the op's argument checks and allocations.
+    """
+
+    def __init__(self):
+        self.seconds: dict = {}
+        self.calls: dict = {}
+
+    def __enter__(self):
+        import time
+
+        getattr(ops, OPS[0])  # builds the current backend's table
+        self._name = _current
+        table = _mixed[_current]
+        self._saved = dict(table)
+
+        def timed(name, fn):
+            def op(*args, **kwargs):
+                t0 = time.perf_counter()
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+                    self.calls[name] = self.calls.get(name, 0) + 1
+            return op
+
+        for name, fn in self._saved.items():
+            table[name] = timed(name, fn)
+        return self
+
+    def __exit__(self, *exc):
+        _mixed[self._name].clear()
+        _mixed[self._name].update(self._saved)
+        return False
+
+
 # ----- moving arrays between host and GPU ---------------------------------------------------
 
 def to_device(tree):
