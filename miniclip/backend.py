@@ -26,6 +26,8 @@ import importlib
 import importlib.util
 import warnings
 
+import numpy as np
+
 # op names every backend provides
 OPS = (
     "linear_forward", "linear_backward",
@@ -33,6 +35,14 @@ OPS = (
     "quick_gelu_forward", "quick_gelu_backward",
     "gelu_forward", "gelu_backward",
     "attention_forward", "attention_backward",
+)
+
+# fused ops a backend MAY provide (kernels/numba/fused_ops.py says what each one equals); where
+# the backend has none, the model composes the plain ops above (the numpy reference always does)
+FUSED_OPS = (
+    "linear_act_forward", "linear_act_backward",
+    "linear_residual_forward", "linear_residual_backward",
+    "layernorm_backward_add",
 )
 
 _MODULES = {
@@ -118,6 +128,9 @@ class _Ops:
             from miniclip.kernels.mixed import mixed_ops
 
             _mixed[_current] = mixed_ops(module, OPS)
+            # fused ops are float32/float64 only: not wrapped (fused() refuses 16-bit arrays)
+            _mixed[_current].update({n: getattr(module, n) for n in FUSED_OPS
+                                     if hasattr(module, n)})
         return _mixed[_current][name]
 
     def __dir__(self):
@@ -125,6 +138,28 @@ class _Ops:
 
 
 ops = _Ops()
+
+
+def fused(name: str, *arrays):
+    """The current backend's fused op ``name`` (one of FUSED_OPS), or None when the backend has
+    none or any of ``arrays`` is 16-bit (mixed precision wraps only the plain ops). The caller
+    then composes the plain ops, which compute the same numbers:
+
+        >>> with use_backend("numpy"):
+        ...     fused("linear_act_forward") is None
+        True
+    """
+    if name not in FUSED_OPS:
+        raise ValueError(f"name must be one of {FUSED_OPS}, got {name!r}")
+    getattr(ops, OPS[0])  # builds the current backend's table
+    op = _mixed[_current].get(name)
+    if op is None:
+        return None
+    from miniclip.kernels.dtypes import is_half
+
+    if any(isinstance(a, np.ndarray) and is_half(a.dtype) for a in arrays):
+        return None
+    return op
 
 
 class timed_ops:

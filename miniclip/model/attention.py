@@ -10,15 +10,24 @@ from miniclip import backend
 from miniclip.nn.attention import merge_heads, split_heads
 
 
-def self_attention_forward(x, p, n_heads, causal=False):
+def self_attention_forward(x, p, n_heads, causal=False, residual=None):
     """x: (B, T, C); p: dict with in_proj_weight (3C, C), in_proj_bias (3C,),
-    out_proj.weight (C, C), out_proj.bias (C,) -> out: (B, T, C)."""
+    out_proj.weight (C, C), out_proj.bias (C,); residual: None or (B, T, C), added to the
+    output (in out_proj's epilogue where the backend fuses it) -> out: (B, T, C)."""
     ops = backend.ops
     C = x.shape[-1]
     qkv, c_in = ops.linear_forward(x, p["in_proj_weight"], p["in_proj_bias"])  # (B, T, 3C)
     q, k, v = (split_heads(qkv[..., i * C:(i + 1) * C], n_heads) for i in range(3))
     heads, c_attn = ops.attention_forward(q, k, v, causal)  # (B, H, T, D)
-    out, c_out = ops.linear_forward(merge_heads(heads), p["out_proj.weight"], p["out_proj.bias"])
+    merged = merge_heads(heads)  # (B, T, C)
+    proj_res = None if residual is None else backend.fused("linear_residual_forward", merged,
+                                                           residual)
+    if proj_res is not None:  # residual + merged W^T + b in one op
+        out, c_out = proj_res(merged, p["out_proj.weight"], p["out_proj.bias"], residual)
+    else:
+        out, c_out = ops.linear_forward(merged, p["out_proj.weight"], p["out_proj.bias"])
+        if residual is not None:
+            out = residual + out
     return out, (c_in, c_attn, c_out, n_heads)
 
 
