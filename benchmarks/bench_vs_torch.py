@@ -8,8 +8,9 @@ One step = forward, backward and the AdamW update of every weight (lr 5e-4, beta
 eps 1e-6, weight decay 0.2 on matrices only: CLIP's settings) on one random batch, float32:
 
     miniclip   CLIP.loss_and_grads + miniclip.train.optim.AdamW.step, on the "numpy" backend
-               (the reference), the "numba" backend, and numba with matmul="auto" (measured
-               routing between the hand-written kernel and BLAS);
+               (the reference), the "numba" backend (numba-plain: its plain ops only, the
+               fused ops of kernels/numba/fused_ops.py off), and numba with matmul="auto"
+               (measured routing between the hand-written kernel and BLAS);
     torch      transformers.CLIPModel(attn_implementation="sdpa") on the same config (QuickGELU,
                causal text mask, pooling at the end-of-text token), with miniclip's initial
                weights copied in (pretrained/hf.openai_to_hf), loss = CLIP's symmetric
@@ -20,7 +21,8 @@ the table prints both, and the run fails if they differ by more than 1e-4 (relat
 parameter counts differ.
 
 Each framework runs in its own process, one process per repetition, the frameworks taking turns
-(numpy, numba, numba-auto, torch, numpy, ...), so that load from other programs hits all alike.
+(numpy, numba-plain, numba, numba-auto, torch, numpy, ...), so that load from other programs
+hits all alike.
 A process builds the model, runs one warm-up step (Numba's compilation or cache load, first
 touches of memory, AdamW's state), then times ``--steps`` steps; the repetition's number is
 their mean. The table gives the median over repetitions and the spread (min-max).
@@ -53,7 +55,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout
 
-FRAMEWORKS = ("numpy", "numba", "numba-auto", "torch")
+FRAMEWORKS = ("numpy", "numba-plain", "numba", "numba-auto", "torch")
 LOSS_RTOL = 1e-4  # float32: both frameworks round differently, the same model agrees this far
 
 
@@ -126,15 +128,24 @@ def miniclip_worker(framework, cfg, batch, steps):
     from miniclip.model.clip import CLIP
     from miniclip.train.optim import AdamW
 
-    name, options = {"numpy": ("numpy", {}), "numba": ("numba", {"matmul": "kernel"}),
+    name, options = {"numpy": ("numpy", {}),
+                     "numba-plain": ("numba", {"matmul": "kernel", "fused": False}),
+                     "numba": ("numba", {"matmul": "kernel"}),
                      "numba-auto": ("numba", {"matmul": "auto"})}[framework]
     backend.use_backend(name, **options)
     model = CLIP(cfg, seed=0, dtype=np.float32)
     opt = AdamW(model.params)
     images, tokens = random_batch(cfg, batch)
-    losses, profiles = [], []
+    losses, profiles, step_copies = [], [], []
+
+    copies = {"arrays": 0, "bytes": 0}
+    if name == "numba":
+        from miniclip.kernels.numba import ops as numba_ops
+
+        copies = numba_ops.copies  # arrays copied to make them C-contiguous for a kernel
 
     def step():
+        copies.update(arrays=0, bytes=0)
         t0 = time.perf_counter()
         with backend.timed_ops() as timer:
             loss, grads = model.loss_and_grads(images, tokens)
@@ -143,11 +154,13 @@ def miniclip_worker(framework, cfg, batch, steps):
         t2 = time.perf_counter()
         losses.append(float(loss))
         profiles.append({**timer.seconds, "adamw": t2 - t1, "total": t2 - t0})
+        step_copies.append(dict(copies))
 
     times = _timed_steps(step, steps)
     import numba
 
     return {"times": times, "first_loss": losses[0], "profile": profiles[1:],
+            "copies": step_copies[-1],
             "n_params": int(sum(p.size for p in model.params.values())),
             "threads": numba.get_num_threads()}
 
@@ -335,6 +348,9 @@ def report(name, threads, cfg, batch, what, results, loads, gflops):
             cells = [f"{shares[f][part] * 1e3:.0f} ({shares[f][part] / shares[f]['total']:.0%})"
                      for f in profiled]
             lines.append(f"| {part} | " + " | ".join(cells) + " |")
+        lines.append("| copies to C order per step | " + " | ".join(
+            f"{results[f][0]['copies']['arrays']} ({results[f][0]['copies']['bytes'] / 1e6:.1f} MB)"
+            for f in profiled) + " |")
     return "\n".join(lines), check_same_model(name, results)
 
 

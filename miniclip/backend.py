@@ -43,6 +43,7 @@ FUSED_OPS = (
     "linear_act_forward", "linear_act_backward",
     "linear_residual_forward", "linear_residual_backward",
     "layernorm_backward_add",
+    "attention_qkv_forward", "attention_qkv_backward",
 )
 
 _MODULES = {
@@ -143,7 +144,8 @@ ops = _Ops()
 def fused(name: str, *arrays):
     """The current backend's fused op ``name`` (one of FUSED_OPS), or None when the backend has
     none or any of ``arrays`` is 16-bit (mixed precision wraps only the plain ops). The caller
-    then composes the plain ops, which compute the same numbers:
+    then composes the plain ops, which compute the same numbers. ``use_backend("numba",
+    fused=False)`` turns them off (to compare):
 
         >>> with use_backend("numpy"):
         ...     fused("linear_act_forward") is None
@@ -153,7 +155,8 @@ def fused(name: str, *arrays):
         raise ValueError(f"name must be one of {FUSED_OPS}, got {name!r}")
     getattr(ops, OPS[0])  # builds the current backend's table
     op = _mixed[_current].get(name)
-    if op is None:
+    options = getattr(_loaded[_current], "options", dict)()
+    if op is None or not options.get("fused", True):
         return None
     from miniclip.kernels.dtypes import is_half
 

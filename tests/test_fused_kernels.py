@@ -149,3 +149,54 @@ def test_block_gradients_through_the_fused_ops(rng, activation):
     assert_close(dx_b, dx_a, np.float64, "dx")
     for k in g_a:
         assert_close(g_b[k], g_a[k], np.float64, k)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("B,H,T,D", [(1, 1, 1, 1), (2, 3, 5, 4), (3, 2, 65, 7), (1, 4, 17, 32)])
+def test_packed_attention_matches_split_attention_merged(rng, dtype, causal, B, H, T, D):
+    from miniclip.nn.attention import merge_heads, split_heads
+
+    C = H * D
+    qkv = rng.standard_normal((B, T, 3 * C)).astype(dtype)
+    out, cache = nb.attention_qkv_forward(qkv, H, causal)
+    q, k, v = (split_heads(qkv[..., i * C:(i + 1) * C], H) for i in range(3))
+    heads, c_ref = ref.attention_forward(q, k, v, causal)
+    assert_close(out, merge_heads(heads), dtype, "out")
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    dq, dk, dv = ref.attention_backward(split_heads(dout, H), c_ref)
+    expected = np.concatenate([merge_heads(dq), merge_heads(dk), merge_heads(dv)], axis=-1)
+    assert_close(nb.attention_qkv_backward(dout, cache), expected, dtype, "dqkv")
+
+
+def test_packed_attention_rejects_bad_input(rng):
+    with pytest.raises(ValueError, match="qkv"):
+        nb.attention_qkv_forward(np.zeros((2, 3, 8)), 2)
+    with pytest.raises(ValueError, match="n_heads"):
+        nb.attention_qkv_forward(np.zeros((2, 3, 9)), 2)
+    with pytest.raises(TypeError, match="causal"):
+        nb.attention_qkv_forward(np.zeros((2, 3, 6)), 1, causal=1)
+
+
+def test_the_fused_step_copies_no_activations(rng):
+    """ops._contiguous counts every copy made to hand a kernel C-contiguous arrays. With the
+    fused ops a whole training step copies only the two projection matrices, which the towers
+    pass transposed (visual.proj.T, text_projection.T); the plain ops also copy q, k, v and the
+    attention gradients of every layer."""
+    from miniclip import CONFIGS
+    from miniclip.model.clip import CLIP
+
+    cfg = CONFIGS["tiny"]
+    images = rng.standard_normal((3, 3, cfg.image_resolution, cfg.image_resolution))
+    tokens = np.array([[48, 5, 49, 0, 0, 0, 0]] * 3)
+    counted = {}
+    for fused in (False, True):
+        with backend.use_backend("numba", fused=fused):
+            model = CLIP(cfg, seed=0, dtype=np.float64)
+            nb.copies.update(arrays=0, bytes=0)
+            model.loss_and_grads(images, tokens)
+            counted[fused] = dict(nb.copies)
+    projections = model.params["visual.proj"].nbytes + model.params["text_projection"].nbytes
+    assert counted[True] == {"arrays": 2, "bytes": projections}
+    layers = cfg.vision_layers + cfg.transformer_layers
+    assert counted[False]["arrays"] >= 2 + 3 * layers  # q, k, v of each layer at least

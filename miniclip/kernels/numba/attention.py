@@ -109,6 +109,50 @@ def _probs_from_scores(scores, scale, causal, lse, recompute):
             row[j] = zero
 
 
+@njit(fastmath=FASTMATH, cache=True)
+def _head_forward(qh, kh, vh, causal, scale, out_h, lse_h):
+    """One head: qh, kh, vh (T, D), C-contiguous rows -> out_h (T, D), lse_h (T,)."""
+    T, D = qh.shape
+    probs = np.empty((T, T), qh.dtype)  # this head's scores, then probabilities
+    v_t = np.empty((D, T), qh.dtype)
+    _head_product(qh, kh, probs, causal)  # S = q k^T
+    _probs_from_scores(probs, scale, causal, lse_h, False)
+    transpose(vh, v_t)
+    _head_product(probs, v_t, out_h, False)  # out = P v
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _head_backward(douth, qh, kh, vh, lse_h, causal, scale, dqh, dkh, dvh):
+    """One head: dout, q, k, v (T, D), lse (T,) -> dq, dk, dv (T, D)."""
+    T, D = qh.shape
+    zero = qh.dtype.type(0)
+    probs = np.empty((T, T), qh.dtype)
+    dscores = np.empty((T, T), qh.dtype)
+    square_t = np.empty((T, T), qh.dtype)  # P^T, then dS^T
+    thin_t = np.empty((D, T), qh.dtype)  # dout^T, then k^T, then q^T
+    _head_product(qh, kh, probs, causal)  # S again
+    _probs_from_scores(probs, scale, causal, lse_h, True)  # P again, from lse
+    _head_product(douth, vh, dscores, causal)  # dP = dout v^T
+    # undo the softmax: dS = P * (dP - sum_j P_j dP_j); then undo "* scale"
+    for i in range(T):
+        visible = i + 1 if causal else T
+        weighted = zero
+        for j in range(visible):
+            weighted += probs[i, j] * dscores[i, j]
+        for j in range(visible):
+            dscores[i, j] = probs[i, j] * (dscores[i, j] - weighted) * scale
+        for j in range(visible, T):
+            dscores[i, j] = zero
+    transpose(probs, square_t)
+    transpose(douth, thin_t)
+    _head_product(square_t, thin_t, dvh, False)  # dv = P^T dout
+    transpose(kh, thin_t)
+    _head_product(dscores, thin_t, dqh, False)  # dq = dS k
+    transpose(dscores, square_t)
+    transpose(qh, thin_t)
+    _head_product(square_t, thin_t, dkh, False)  # dk = dS^T q
+
+
 @njit(fastmath=FASTMATH, parallel=True, cache=True)
 def attention_forward_kernel(q, k, v, causal, out, lse):
     """q, k, v: (B, H, T, D) C-contiguous -> fills out (B, H, T, D) and lse (B, H, T)."""
@@ -116,12 +160,7 @@ def attention_forward_kernel(q, k, v, causal, out, lse):
     scale = q.dtype.type(1.0 / math.sqrt(D))
     for bh in prange(B * H):
         b, h = bh // H, bh % H
-        probs = np.empty((T, T), q.dtype)  # this head's scores, then probabilities
-        v_t = np.empty((D, T), q.dtype)
-        _head_product(q[b, h], k[b, h], probs, causal)  # S = q k^T
-        _probs_from_scores(probs, scale, causal, lse[b, h], False)
-        transpose(v[b, h], v_t)
-        _head_product(probs, v_t, out[b, h], False)  # out = P v
+        _head_forward(q[b, h], k[b, h], v[b, h], causal, scale, out[b, h], lse[b, h])
 
 
 @njit(fastmath=FASTMATH, parallel=True, cache=True)
@@ -129,34 +168,80 @@ def attention_backward_kernel(dout, q, k, v, lse, causal, dq, dk, dv):
     """dout, q, k, v: (B, H, T, D), lse: (B, H, T) -> fills dq, dk, dv (B, H, T, D)."""
     B, H, T, D = q.shape
     scale = q.dtype.type(1.0 / math.sqrt(D))
-    zero = q.dtype.type(0)
     for bh in prange(B * H):
         b, h = bh // H, bh % H
-        probs = np.empty((T, T), q.dtype)
-        dscores = np.empty((T, T), q.dtype)
-        square_t = np.empty((T, T), q.dtype)  # P^T, then dS^T
-        thin_t = np.empty((D, T), q.dtype)  # dout^T, then k^T, then q^T
-        _head_product(q[b, h], k[b, h], probs, causal)  # S again
-        _probs_from_scores(probs, scale, causal, lse[b, h], True)  # P again, from lse
-        _head_product(dout[b, h], v[b, h], dscores, causal)  # dP = dout v^T
-        # undo the softmax: dS = P * (dP - sum_j P_j dP_j); then undo "* scale"
-        for i in range(T):
-            visible = i + 1 if causal else T
-            weighted = zero
-            for j in range(visible):
-                weighted += probs[i, j] * dscores[i, j]
-            for j in range(visible):
-                dscores[i, j] = probs[i, j] * (dscores[i, j] - weighted) * scale
-            for j in range(visible, T):
-                dscores[i, j] = zero
-        transpose(probs, square_t)
-        transpose(dout[b, h], thin_t)
-        _head_product(square_t, thin_t, dv[b, h], False)  # dv = P^T dout
-        transpose(k[b, h], thin_t)
-        _head_product(dscores, thin_t, dq[b, h], False)  # dq = dS k
-        transpose(dscores, square_t)
-        transpose(q[b, h], thin_t)
-        _head_product(square_t, thin_t, dk[b, h], False)  # dk = dS^T q
+        _head_backward(dout[b, h], q[b, h], k[b, h], v[b, h], lse[b, h], causal, scale,
+                       dq[b, h], dk[b, h], dv[b, h])
+
+
+# ---- packed: q, k, v read from the projection's (B, T, 3C) output -------------------------
+#
+# The plain op takes q, k, v as (B, H, T, D) arrays; the projection makes (B, T, 3C), so the
+# model's split_heads hands it transposed views, which the op copies (three copies of the
+# activations), and its output is copied again by merge_heads; backward copies dout and
+# concatenates dq, dk, dv. These kernels read each head's columns straight out of qkv into
+# small per-thread (T, D) buffers (in L1/L2) and write the results back into the (B, T, C) and
+# (B, T, 3C) layouts: none of those copies of whole arrays is made.
+
+@njit(fastmath=FASTMATH, cache=True, inline="always")
+def _gather(src, b, c0, dst):
+    """dst (T, D) = src[b, :, c0:c0+D]."""
+    T, D = dst.shape
+    for t in range(T):
+        for d in range(D):
+            dst[t, d] = src[b, t, c0 + d]
+
+
+@njit(fastmath=FASTMATH, cache=True, inline="always")
+def _scatter(src, dst, b, c0):
+    """dst[b, :, c0:c0+D] = src (T, D)."""
+    T, D = src.shape
+    for t in range(T):
+        for d in range(D):
+            dst[b, t, c0 + d] = src[t, d]
+
+
+@njit(fastmath=FASTMATH, parallel=True, cache=True)
+def attention_packed_forward_kernel(qkv, n_heads, causal, out, lse):
+    """qkv: (B, T, 3C) (columns q, then k, then v; head h at h*D:(h+1)*D of each)
+    -> fills out (B, T, C) (heads merged) and lse (B, H, T)."""
+    B, T, C3 = qkv.shape
+    C = C3 // 3
+    H = n_heads
+    D = C // H
+    scale = qkv.dtype.type(1.0 / math.sqrt(D))
+    for bh in prange(B * H):
+        b, h = bh // H, bh % H
+        qh, kh, vh = (np.empty((T, D), qkv.dtype), np.empty((T, D), qkv.dtype),
+                      np.empty((T, D), qkv.dtype))
+        out_h = np.empty((T, D), qkv.dtype)
+        _gather(qkv, b, h * D, qh)
+        _gather(qkv, b, C + h * D, kh)
+        _gather(qkv, b, 2 * C + h * D, vh)
+        _head_forward(qh, kh, vh, causal, scale, out_h, lse[b, h])
+        _scatter(out_h, out, b, h * D)
+
+
+@njit(fastmath=FASTMATH, parallel=True, cache=True)
+def attention_packed_backward_kernel(dout, qkv, lse, n_heads, causal, dqkv):
+    """dout: (B, T, C), qkv: (B, T, 3C), lse: (B, H, T) -> fills dqkv (B, T, 3C)."""
+    B, T, C3 = qkv.shape
+    C = C3 // 3
+    H = n_heads
+    D = C // H
+    scale = qkv.dtype.type(1.0 / math.sqrt(D))
+    for bh in prange(B * H):
+        b, h = bh // H, bh % H
+        heads = np.empty((7, T, D), qkv.dtype)  # q, k, v, dout, dq, dk, dv of this head
+        _gather(qkv, b, h * D, heads[0])
+        _gather(qkv, b, C + h * D, heads[1])
+        _gather(qkv, b, 2 * C + h * D, heads[2])
+        _gather(dout, b, h * D, heads[3])
+        _head_backward(heads[3], heads[0], heads[1], heads[2], lse[b, h], causal, scale,
+                       heads[4], heads[5], heads[6])
+        _scatter(heads[4], dqkv, b, h * D)
+        _scatter(heads[5], dqkv, b, C + h * D)
+        _scatter(heads[6], dqkv, b, 2 * C + h * D)
 
 
 @njit(cache=True, inline="always")

@@ -9,6 +9,8 @@ and block.py show both paths side by side). Each op equals a composition of plai
     linear_residual_forward(x, w, b, r) = linear_forward(x, w, b) + r
     linear_residual_backward           = linear_backward (the residual passes dout through)
     layernorm_backward_add(dout, cache, dres) = layernorm_backward(dout) with dres added to dx
+    attention_qkv_forward(qkv, H, causal) = merge_heads(attention_forward(split q, k, v))
+    attention_qkv_backward(dout, cache)   = concatenate(merge_heads(dq), ..(dk), ..(dv))
 
 Float32 and float64 only: mixed precision (16-bit arrays) wraps the plain ops alone
 (kernels/mixed.py), so ``backend.fused`` hands out no fused op for 16-bit arrays.
@@ -22,6 +24,7 @@ import numpy as np
 from numba import njit, prange
 
 from miniclip.kernels.checks import check_linear_args, float_dtype, same_dtype
+from miniclip.kernels.numba import attention as numba_attention
 from miniclip.kernels.numba import fused
 from miniclip.kernels.numba import ops as plain
 from miniclip.kernels.numba.matmul import FASTMATH
@@ -149,5 +152,42 @@ def layernorm_backward_add(dout, cache, dresidual):
     return dx.reshape(x_shape), partial_dw.sum(axis=0), partial_db.sum(axis=0)
 
 
-__all__ = ["layernorm_backward_add", "linear_act_backward", "linear_act_forward",
-           "linear_residual_backward", "linear_residual_forward"]
+def attention_qkv_forward(qkv, n_heads, causal=False):
+    """qkv: (B, T, 3C), the packed projection (columns q, then k, then v), n_heads H
+    -> out (B, T, C) with the heads merged.
+
+    cache = (qkv, lse (B, H, T), H, causal): qkv is the projection's own output, kept as it is
+    (the plain op keeps contiguous copies of q, k, v instead: the same size, one more copy).
+    """
+    dtype = float_dtype("qkv", qkv)
+    if qkv.ndim != 3 or qkv.shape[-1] % 3:
+        raise ValueError(f"qkv must be (B, T, 3C), got {qkv.shape}")
+    if not isinstance(n_heads, (int, np.integer)) or n_heads < 1 or (qkv.shape[-1] // 3) % n_heads:
+        raise ValueError(f"n_heads must be a positive divisor of C = {qkv.shape[-1] // 3}, got "
+                         f"{n_heads!r}")
+    if not isinstance(causal, (bool, np.bool_)):
+        raise TypeError(f"causal must be a bool, got {type(causal).__name__}")
+    qkv = plain._contiguous(qkv)
+    B, T, C3 = qkv.shape
+    out = np.empty((B, T, C3 // 3), dtype)
+    lse = np.empty((B, int(n_heads), T), dtype)
+    numba_attention.attention_packed_forward_kernel(qkv, int(n_heads), bool(causal), out, lse)
+    return out, (qkv, lse, int(n_heads), bool(causal))
+
+
+def attention_qkv_backward(dout, cache):
+    """dout: (B, T, C) -> dqkv (B, T, 3C), in the packed layout of qkv."""
+    qkv, lse, n_heads, causal = cache
+    same_dtype(qkv.dtype, dout=dout)
+    B, T, C3 = qkv.shape
+    if dout.shape != (B, T, C3 // 3):
+        raise ValueError(f"dout must have shape {(B, T, C3 // 3)}, got {dout.shape}")
+    dqkv = np.empty_like(qkv)
+    numba_attention.attention_packed_backward_kernel(plain._contiguous(dout), qkv, lse, n_heads,
+                                                     causal, dqkv)
+    return dqkv
+
+
+__all__ = ["attention_qkv_backward", "attention_qkv_forward", "layernorm_backward_add",
+           "linear_act_backward", "linear_act_forward", "linear_residual_backward",
+           "linear_residual_forward"]

@@ -51,7 +51,7 @@ from miniclip.kernels.numba import (
 )
 from miniclip.kernels.numba import matmul as numba_matmul  # noqa: E402
 
-_options = {"matmul": "kernel"}
+_options = {"matmul": "kernel", "fused": True}
 MATMUL_CHOICES = ("auto", "kernel", "blas")
 
 # Mixed precision (kernels/mixed.py) widens every 16-bit input to float32 before calling an op,
@@ -61,10 +61,14 @@ MATMUL_CHOICES = ("auto", "kernel", "blas")
 READS_16_BIT = {"linear_forward": (0,), "attention_forward": (0, 1, 2)}
 
 
-def configure(matmul: str | None = None, handwritten_matmul: bool | None = None) -> dict:
+def configure(matmul: str | None = None, handwritten_matmul: bool | None = None,
+              fused: bool | None = None) -> dict:
     """Set how products are routed: "kernel" (the default), "auto" (measured) or "blas".
-    ``handwritten_matmul=True`` is ``matmul="kernel"``, False is "auto". Returns the previous
-    options, so ``configure(**old)`` restores them."""
+    ``handwritten_matmul=True`` is ``matmul="kernel"``, False is "auto". ``fused=False`` makes
+    the model use only the plain ops (backend.fused then offers none; for comparisons).
+    Returns the previous options, so ``configure(**old)`` restores them."""
+    if fused is not None and not isinstance(fused, bool):
+        raise TypeError(f"fused must be a bool, got {type(fused).__name__}")
     if handwritten_matmul is not None:
         if not isinstance(handwritten_matmul, bool):
             raise TypeError(f"handwritten_matmul must be a bool, got "
@@ -77,6 +81,8 @@ def configure(matmul: str | None = None, handwritten_matmul: bool | None = None)
     old = dict(_options)
     if matmul is not None:
         _options["matmul"] = matmul
+    if fused is not None:
+        _options["fused"] = fused
     return old
 
 
@@ -96,7 +102,17 @@ def _use_blas(kind, m, n, k, dtype, kernel, blas):
 
 # ---- argument checks ---------------------------------------------------------------------
 
+# Copies made to hand a kernel C-contiguous arrays: each is a pass over memory the kernel's own
+# work does not need. Counted, so that benchmarks and tests can see them (bench_vs_torch.py
+# prints them per step; tests/test_fused_kernels.py holds the fused path to its count).
+copies = {"arrays": 0, "bytes": 0}
+
+
 def _contiguous(a):
+    if a.flags.c_contiguous and a.ndim > 0:
+        return a
+    copies["arrays"] += 1
+    copies["bytes"] += a.nbytes
     return np.ascontiguousarray(a)
 
 
@@ -324,6 +340,8 @@ def attention_backward(dout, cache):
 
 # the fused ops (backend.FUSED_OPS), in their own file; they call the plain ops above
 from miniclip.kernels.numba.fused_ops import (  # noqa: E402
+    attention_qkv_backward,
+    attention_qkv_forward,
     layernorm_backward_add,
     linear_act_backward,
     linear_act_forward,
@@ -332,7 +350,8 @@ from miniclip.kernels.numba.fused_ops import (  # noqa: E402
 )
 
 __all__ = [
-    "attention_backward", "attention_forward", "configure", "gelu_backward", "gelu_forward",
+    "attention_backward", "attention_forward", "attention_qkv_backward", "attention_qkv_forward",
+    "configure", "gelu_backward", "gelu_forward",
     "layernorm_backward", "layernorm_backward_add", "layernorm_forward", "linear_act_backward",
     "linear_act_forward", "linear_backward", "linear_forward", "linear_residual_backward",
     "linear_residual_forward", "options", "quick_gelu_backward", "quick_gelu_forward",
