@@ -185,11 +185,13 @@ def attention_backward_kernel(dout, q, k, v, lse, causal, dq, dk, dv):
 
 @njit(fastmath=FASTMATH, cache=True, inline="always")
 def _gather(src, b, c0, dst):
-    """dst (T, D) = src[b, :, c0:c0+D]."""
+    """dst (T, D) = src[b, :, c0:c0+D]. (Row views indexed from 0, as in matmul._tile_4x4:
+    Numba then drops its negative-index check and the copy vectorises.)"""
     T, D = dst.shape
     for t in range(T):
+        src_row, dst_row = src[b, t, c0:c0 + D], dst[t]
         for d in range(D):
-            dst[t, d] = src[b, t, c0 + d]
+            dst_row[d] = src_row[d]
 
 
 @njit(fastmath=FASTMATH, cache=True, inline="always")
@@ -197,8 +199,9 @@ def _scatter(src, dst, b, c0):
     """dst[b, :, c0:c0+D] = src (T, D)."""
     T, D = src.shape
     for t in range(T):
+        src_row, dst_row = src[t], dst[b, t, c0:c0 + D]
         for d in range(D):
-            dst[b, t, c0 + d] = src[t, d]
+            dst_row[d] = src_row[d]
 
 
 @njit(fastmath=FASTMATH, parallel=True, cache=True)

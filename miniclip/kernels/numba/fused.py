@@ -76,11 +76,12 @@ def matmul_nt_act(a, b, bias, act, h, out):
         i1 = min(M, i0 + ROWS_PER_TASK)
         for j0 in range(0, N, b_rows):
             block_nt(a, b, h, i0, i1, j0, min(N, j0 + b_rows), 0, K, False)
-        for i in range(i0, i1):
+        for i in range(i0, i1):  # row views indexed from 0: the loop vectorises
+            h_row, out_row = h[i], out[i]
             for j in range(N):
-                hij = h[i, j] + bias[j]
-                h[i, j] = hij
-                out[i, j] = _act(hij, act, k)
+                hij = h_row[j] + bias[j]
+                h_row[j] = hij
+                out_row[j] = _act(hij, act, k)
 
 
 @njit(fastmath=FASTMATH, parallel=True, cache=True)
@@ -89,8 +90,9 @@ def act_backward(dout, h, act, dh):
     M, N = dout.shape
     k = _constants(h)
     for i in prange(M):
+        dout_row, h_row, dh_row = dout[i], h[i], dh[i]
         for j in range(N):
-            dh[i, j] = dout[i, j] * _act_grad(h[i, j], act, k)
+            dh_row[j] = dout_row[j] * _act_grad(h_row[j], act, k)
 
 
 @njit(fastmath=FASTMATH, parallel=True, cache=True)
@@ -109,8 +111,9 @@ def matmul_nt_residual(a, b, bias, residual, out):
         for j0 in range(0, N, b_rows):
             block_nt(a, b, out, i0, i1, j0, min(N, j0 + b_rows), 0, K, False)
         for i in range(i0, i1):
+            out_row, res_row = out[i], residual[i]
             for j in range(N):
-                out[i, j] += bias[j] + residual[i, j]
+                out_row[j] += bias[j] + res_row[j]
 
 
 @njit(fastmath=FASTMATH, parallel=True, cache=True)

@@ -36,10 +36,11 @@ def _bias_act(h, bias, act, out):
     M, N = h.shape
     k = fused._constants(h)
     for i in prange(M):
+        h_row, out_row = h[i], out[i]
         for j in range(N):
-            hij = h[i, j] + bias[j]
-            h[i, j] = hij
-            out[i, j] = fused._act(hij, act, k)
+            hij = h_row[j] + bias[j]
+            h_row[j] = hij
+            out_row[j] = fused._act(hij, act, k)
 
 
 @njit(fastmath=FASTMATH, parallel=True, cache=True)
@@ -47,8 +48,9 @@ def _add_bias_residual(out, bias, residual):
     """In place out += bias + residual, (M, N): the epilogue after a BLAS product."""
     M, N = out.shape
     for i in prange(M):
+        out_row, res_row = out[i], residual[i]
         for j in range(N):
-            out[i, j] += bias[j] + residual[i, j]
+            out_row[j] += bias[j] + res_row[j]
 
 
 def _act_code(activation):
