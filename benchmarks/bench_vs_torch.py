@@ -29,9 +29,9 @@ their mean. The table gives the median over repetitions and the spread (min-max)
 
 Threads: every process gets OMP_NUM_THREADS, MKL_NUM_THREADS, NUMBA_NUM_THREADS and
 torch.set_num_threads = the thread count; OPENBLAS_NUM_THREADS is the thread count for the numpy
-backend and for torch, and 1 for the numba backends (see benchmarks/README.md, "Threads": the
-numba backend's products run on Numba's pool, and a second, OpenBLAS, pool at full size beside it
-only competes for the cores).
+backend and for torch, and 1 for the numba backends (--numba-blas-threads to change it; see
+benchmarks/README.md, "Threads": the numba backend's products run on Numba's pool, and a
+second, OpenBLAS, pool at full size beside it only competes for the cores).
 
 Beside each config: its FLOPs per step (matmuls and attention products; forward x 3 for forward +
 backward), the ideal time at this machine's BLAS speed (a 2048^3 float32 GEMM timed with NumPy
@@ -239,11 +239,15 @@ def worker_main(args):
     print("RESULT " + json.dumps(result), flush=True)
 
 
+NUMBA_BLAS_THREADS = 1  # OpenBLAS threads beside Numba's pool (--numba-blas-threads)
+
+
 def worker_env(framework, threads):
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
         env[var] = str(threads)
-    env["OPENBLAS_NUM_THREADS"] = "1" if framework.startswith("numba") else str(threads)
+    env["OPENBLAS_NUM_THREADS"] = str(min(threads, NUMBA_BLAS_THREADS)
+                                      if framework.startswith("numba") else threads)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     return env
 
@@ -405,6 +409,8 @@ def parse_args(argv):
                     help="timed steps per process, after one warm-up step (default 1)")
     ap.add_argument("--frameworks", default=",".join(FRAMEWORKS),
                     help="comma-separated, from: " + ", ".join(FRAMEWORKS))
+    ap.add_argument("--numba-blas-threads", type=int, default=1,
+                    help="OpenBLAS threads in the numba processes (default 1; at most --threads)")
     ap.add_argument("--quick", action="store_true",
                     help="the tiny config, 1 thread, 1 repetition: seconds, for the test")
     ap.add_argument("--worker", choices=(*FRAMEWORKS, "gemm"), help=argparse.SUPPRESS)
@@ -418,8 +424,9 @@ def parse_args(argv):
         ap.error(f"--threads must be comma-separated integers, got {args.threads!r}")
     if any(t < 1 for t in args.threads):
         ap.error(f"--threads must be >= 1, got {args.threads}")
-    if args.reps < 1 or args.steps < 1:
-        ap.error(f"--reps and --steps must be >= 1, got {args.reps} and {args.steps}")
+    if args.reps < 1 or args.steps < 1 or args.numba_blas_threads < 1:
+        ap.error(f"--reps, --steps and --numba-blas-threads must be >= 1, got {args.reps}, "
+                 f"{args.steps} and {args.numba_blas_threads}")
     args.configs = args.configs.split(",")
     unknown = [c for c in args.configs if c not in bench_configs()]
     if unknown:
@@ -432,7 +439,9 @@ def parse_args(argv):
 
 
 def main(argv=None):
+    global NUMBA_BLAS_THREADS
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    NUMBA_BLAS_THREADS = args.numba_blas_threads
     if args.worker:
         return worker_main(args)
     frameworks = list(args.frameworks)
@@ -440,6 +449,10 @@ def main(argv=None):
         print("(torch or transformers not installed: miniclip only)")
         frameworks.remove("torch")
     print(machine_header(), flush=True)
+    print(f"- numba processes: OPENBLAS_NUM_THREADS = min(threads, {NUMBA_BLAS_THREADS}); "
+          f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT')}, "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')} (numba: PASSIVE unless set)",
+          flush=True)
     problems = []
     for threads in args.threads:
         gflops = run_worker("gemm", threads)["gflops"]
