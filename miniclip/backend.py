@@ -48,7 +48,7 @@ FUSED_OPS = (
 
 _MODULES = {
     "numpy": "miniclip.nn.ops",
-    "numba": "miniclip.kernels.numba.ops",
+    "numba": "miniclip.kernels.numba.all_ops",  # ops.py's plain ops and fused_ops.py's
     "cuda": "miniclip.kernels.cuda.ops",
 }
 _loaded: dict = {}

@@ -338,21 +338,8 @@ def attention_backward(dout, cache):
     return dq, dk, dv
 
 
-# the fused ops (backend.FUSED_OPS), in their own file; they call the plain ops above
-from miniclip.kernels.numba.fused_ops import (  # noqa: E402
-    attention_qkv_backward,
-    attention_qkv_forward,
-    layernorm_backward_add,
-    linear_act_backward,
-    linear_act_forward,
-    linear_residual_backward,
-    linear_residual_forward,
-)
-
 __all__ = [
-    "attention_backward", "attention_forward", "attention_qkv_backward", "attention_qkv_forward",
-    "configure", "gelu_backward", "gelu_forward",
-    "layernorm_backward", "layernorm_backward_add", "layernorm_forward", "linear_act_backward",
-    "linear_act_forward", "linear_backward", "linear_forward", "linear_residual_backward",
-    "linear_residual_forward", "options", "quick_gelu_backward", "quick_gelu_forward",
+    "attention_backward", "attention_forward", "configure", "gelu_backward", "gelu_forward",
+    "layernorm_backward", "layernorm_forward", "linear_backward", "linear_forward", "options",
+    "quick_gelu_backward", "quick_gelu_forward",
 ]
