@@ -9,8 +9,9 @@ eps 1e-6, weight decay 0.2 on matrices only: CLIP's settings) on one random batc
 
     miniclip   CLIP.loss_and_grads + miniclip.train.optim.AdamW.step, on the "numpy" backend
                (the reference), the "numba" backend (numba-plain: its plain ops only, the
-               fused ops of kernels/numba/fused_ops.py off), and numba with matmul="auto"
-               (measured routing between the hand-written kernel and BLAS);
+               fused ops of kernels/numba/fused_ops.py off), numba with matmul="auto"
+               (measured routing between the hand-written kernel and BLAS) and with
+               matmul="blas" (every product on NumPy's BLAS, everything else on Numba);
     torch      transformers.CLIPModel(attn_implementation="sdpa") on the same config (QuickGELU,
                causal text mask, pooling at the end-of-text token), with miniclip's initial
                weights copied in (pretrained/hf.openai_to_hf), loss = CLIP's symmetric
@@ -21,15 +22,15 @@ the table prints both, and the run fails if they differ by more than 1e-4 (relat
 parameter counts differ.
 
 Each framework runs in its own process, one process per repetition, the frameworks taking turns
-(numpy, numba-plain, numba, numba-auto, torch, numpy, ...), so that load from other programs
-hits all alike.
+(numpy, numba-plain, numba, numba-auto, numba-blas, torch, numpy, ...), so that load from
+other programs hits all alike.
 A process builds the model, runs one warm-up step (Numba's compilation or cache load, first
 touches of memory, AdamW's state), then times ``--steps`` steps; the repetition's number is
 their mean. The table gives the median over repetitions and the spread (min-max).
 
 Threads: every process gets OMP_NUM_THREADS, MKL_NUM_THREADS, NUMBA_NUM_THREADS and
 torch.set_num_threads = the thread count; OPENBLAS_NUM_THREADS is the thread count for the numpy
-backend and for torch, and 1 for the numba backends (--numba-blas-threads to change it; see
+backend, numba-blas and torch, and 1 for the other numba rows (--numba-blas-threads; see
 benchmarks/README.md, "Threads": the numba backend's products run on Numba's pool, and a
 second, OpenBLAS, pool at full size beside it only competes for the cores).
 
@@ -55,7 +56,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout
 
-FRAMEWORKS = ("numpy", "numba-plain", "numba", "numba-auto", "torch")
+FRAMEWORKS = ("numpy", "numba-plain", "numba", "numba-auto", "numba-blas", "torch")
 LOSS_RTOL = 1e-4  # float32: both frameworks round differently, the same model agrees this far
 
 
@@ -131,7 +132,8 @@ def miniclip_worker(framework, cfg, batch, steps):
     name, options = {"numpy": ("numpy", {}),
                      "numba-plain": ("numba", {"matmul": "kernel", "fused": False}),
                      "numba": ("numba", {"matmul": "kernel"}),
-                     "numba-auto": ("numba", {"matmul": "auto"})}[framework]
+                     "numba-auto": ("numba", {"matmul": "auto"}),
+                     "numba-blas": ("numba", {"matmul": "blas"})}[framework]
     backend.use_backend(name, **options)
     model = CLIP(cfg, seed=0, dtype=np.float32)
     opt = AdamW(model.params)
@@ -246,8 +248,8 @@ def worker_env(framework, threads):
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
         env[var] = str(threads)
-    env["OPENBLAS_NUM_THREADS"] = str(min(threads, NUMBA_BLAS_THREADS)
-                                      if framework.startswith("numba") else threads)
+    small_blas = framework.startswith("numba") and framework != "numba-blas"
+    env["OPENBLAS_NUM_THREADS"] = str(min(threads, NUMBA_BLAS_THREADS) if small_blas else threads)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     return env
 
@@ -449,7 +451,8 @@ def main(argv=None):
         print("(torch or transformers not installed: miniclip only)")
         frameworks.remove("torch")
     print(machine_header(), flush=True)
-    print(f"- numba processes: OPENBLAS_NUM_THREADS = min(threads, {NUMBA_BLAS_THREADS}); "
+    print(f"- numba processes but numba-blas: OPENBLAS_NUM_THREADS = min(threads, "
+          f"{NUMBA_BLAS_THREADS}); "
           f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT')}, "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')} (numba: PASSIVE unless set)",
           flush=True)
