@@ -39,6 +39,10 @@ backward), the ideal time at this machine's BLAS speed (a 2048^3 float32 GEMM ti
 at the same thread count), and where the miniclip step's time goes (each backend op wrapped by
 a timer through miniclip.backend.timed_ops; "other" is everything outside the ops: embeddings,
 residual adds, the loss, Python).
+
+Longer than 400 lines because it is one script run three ways (the parent that takes turns and
+prints the tables, and the miniclip and PyTorch workers it starts, each this file again), which
+share the configs, the batch and the FLOP count.
 """
 
 from __future__ import annotations
