@@ -109,30 +109,34 @@ def _probs_from_scores(scores, scale, causal, lse, recompute):
             row[j] = zero
 
 
-@njit(fastmath=FASTMATH, cache=True)
-def _head_forward(qh, kh, vh, causal, scale, out_h, lse_h):
-    """One head: qh, kh, vh (T, D), C-contiguous rows -> out_h (T, D), lse_h (T,)."""
-    T, D = qh.shape
-    probs = np.empty((T, T), qh.dtype)  # this head's scores, then probabilities
-    v_t = np.empty((D, T), qh.dtype)
-    _head_product(qh, kh, probs, causal)  # S = q k^T
-    _probs_from_scores(probs, scale, causal, lse_h, False)
-    transpose(vh, v_t)
-    _head_product(probs, v_t, out_h, False)  # out = P v
+@njit(fastmath=FASTMATH, parallel=True, cache=True)
+def attention_forward_kernel(q, k, v, causal, out, lse):
+    """q, k, v: (B, H, T, D) C-contiguous -> fills out (B, H, T, D) and lse (B, H, T)."""
+    B, H, T, D = q.shape
+    scale = q.dtype.type(1.0 / math.sqrt(D))
+    for bh in prange(B * H):
+        b, h = bh // H, bh % H
+        probs = np.empty((T, T), q.dtype)  # this head's scores, then probabilities
+        v_t = np.empty((D, T), q.dtype)
+        _head_product(q[b, h], k[b, h], probs, causal)  # S = q k^T
+        _probs_from_scores(probs, scale, causal, lse[b, h], False)
+        transpose(v[b, h], v_t)
+        _head_product(probs, v_t, out[b, h], False)  # out = P v
 
 
-@njit(fastmath=FASTMATH, cache=True)
-def _head_backward(douth, qh, kh, vh, lse_h, causal, scale, dqh, dkh, dvh):
-    """One head: dout, q, k, v (T, D), lse (T,) -> dq, dk, dv (T, D)."""
-    T, D = qh.shape
-    zero = qh.dtype.type(0)
-    probs = np.empty((T, T), qh.dtype)
-    dscores = np.empty((T, T), qh.dtype)
-    square_t = np.empty((T, T), qh.dtype)  # P^T, then dS^T
-    thin_t = np.empty((D, T), qh.dtype)  # dout^T, then k^T, then q^T
-    _head_product(qh, kh, probs, causal)  # S again
-    _probs_from_scores(probs, scale, causal, lse_h, True)  # P again, from lse
-    _head_product(douth, vh, dscores, causal)  # dP = dout v^T
+@njit(fastmath=FASTMATH, cache=True, inline="always")
+def _head_backward(dout, q, k, v, lse, causal, dq, dk, dv):
+    """One head's backward: dout, q, k, v (T, D), lse (T,) -> fills dq, dk, dv (T, D)."""
+    T, D = q.shape
+    scale = q.dtype.type(1.0 / math.sqrt(D))
+    zero = q.dtype.type(0)
+    probs = np.empty((T, T), q.dtype)
+    dscores = np.empty((T, T), q.dtype)
+    square_t = np.empty((T, T), q.dtype)  # P^T, then dS^T
+    thin_t = np.empty((D, T), q.dtype)  # dout^T, then k^T, then q^T
+    _head_product(q, k, probs, causal)  # S again
+    _probs_from_scores(probs, scale, causal, lse, True)  # P again, from lse
+    _head_product(dout, v, dscores, causal)  # dP = dout v^T
     # undo the softmax: dS = P * (dP - sum_j P_j dP_j); then undo "* scale"
     for i in range(T):
         visible = i + 1 if causal else T
@@ -144,33 +148,22 @@ def _head_backward(douth, qh, kh, vh, lse_h, causal, scale, dqh, dkh, dvh):
         for j in range(visible, T):
             dscores[i, j] = zero
     transpose(probs, square_t)
-    transpose(douth, thin_t)
-    _head_product(square_t, thin_t, dvh, False)  # dv = P^T dout
-    transpose(kh, thin_t)
-    _head_product(dscores, thin_t, dqh, False)  # dq = dS k
+    transpose(dout, thin_t)
+    _head_product(square_t, thin_t, dv, False)  # dv = P^T dout
+    transpose(k, thin_t)
+    _head_product(dscores, thin_t, dq, False)  # dq = dS k
     transpose(dscores, square_t)
-    transpose(qh, thin_t)
-    _head_product(square_t, thin_t, dkh, False)  # dk = dS^T q
-
-
-@njit(fastmath=FASTMATH, parallel=True, cache=True)
-def attention_forward_kernel(q, k, v, causal, out, lse):
-    """q, k, v: (B, H, T, D) C-contiguous -> fills out (B, H, T, D) and lse (B, H, T)."""
-    B, H, T, D = q.shape
-    scale = q.dtype.type(1.0 / math.sqrt(D))
-    for bh in prange(B * H):
-        b, h = bh // H, bh % H
-        _head_forward(q[b, h], k[b, h], v[b, h], causal, scale, out[b, h], lse[b, h])
+    transpose(q, thin_t)
+    _head_product(square_t, thin_t, dk, False)  # dk = dS^T q
 
 
 @njit(fastmath=FASTMATH, parallel=True, cache=True)
 def attention_backward_kernel(dout, q, k, v, lse, causal, dq, dk, dv):
     """dout, q, k, v: (B, H, T, D), lse: (B, H, T) -> fills dq, dk, dv (B, H, T, D)."""
-    B, H, T, D = q.shape
-    scale = q.dtype.type(1.0 / math.sqrt(D))
+    B, H = q.shape[:2]
     for bh in prange(B * H):
         b, h = bh // H, bh % H
-        _head_backward(dout[b, h], q[b, h], k[b, h], v[b, h], lse[b, h], causal, scale,
+        _head_backward(dout[b, h], q[b, h], k[b, h], v[b, h], lse[b, h], causal,
                        dq[b, h], dk[b, h], dv[b, h])
 
 
@@ -182,6 +175,20 @@ def attention_backward_kernel(dout, q, k, v, lse, causal, dq, dk, dv):
 # concatenates dq, dk, dv. These kernels read each head's columns straight out of qkv into
 # small per-thread (T, D) buffers (in L1/L2) and write the results back into the (B, T, C) and
 # (B, T, 3C) layouts: none of those copies of whole arrays is made.
+
+@njit(fastmath=FASTMATH, cache=True, inline="always")
+def _head_forward(q, k, v, causal, out, lse):
+    """One head's forward, as attention_forward_kernel does it: q, k, v (T, D) -> fills
+    out (T, D) and lse (T,)."""
+    T, D = q.shape
+    scale = q.dtype.type(1.0 / math.sqrt(D))
+    probs = np.empty((T, T), q.dtype)  # this head's scores, then probabilities
+    v_t = np.empty((D, T), q.dtype)
+    _head_product(q, k, probs, causal)  # S = q k^T
+    _probs_from_scores(probs, scale, causal, lse, False)
+    transpose(v, v_t)
+    _head_product(probs, v_t, out, False)  # out = P v
+
 
 @njit(fastmath=FASTMATH, cache=True, inline="always")
 def _gather(src, b, c0, dst):
@@ -212,7 +219,6 @@ def attention_packed_forward_kernel(qkv, n_heads, causal, out, lse):
     C = C3 // 3
     H = n_heads
     D = C // H
-    scale = qkv.dtype.type(1.0 / math.sqrt(D))
     for bh in prange(B * H):
         b, h = bh // H, bh % H
         qh, kh, vh = (np.empty((T, D), qkv.dtype), np.empty((T, D), qkv.dtype),
@@ -221,7 +227,7 @@ def attention_packed_forward_kernel(qkv, n_heads, causal, out, lse):
         _gather(qkv, b, h * D, qh)
         _gather(qkv, b, C + h * D, kh)
         _gather(qkv, b, 2 * C + h * D, vh)
-        _head_forward(qh, kh, vh, causal, scale, out_h, lse[b, h])
+        _head_forward(qh, kh, vh, causal, out_h, lse[b, h])
         _scatter(out_h, out, b, h * D)
 
 
@@ -232,7 +238,6 @@ def attention_packed_backward_kernel(dout, qkv, lse, n_heads, causal, dqkv):
     C = C3 // 3
     H = n_heads
     D = C // H
-    scale = qkv.dtype.type(1.0 / math.sqrt(D))
     for bh in prange(B * H):
         b, h = bh // H, bh % H
         heads = np.empty((7, T, D), qkv.dtype)  # q, k, v, dout, dq, dk, dv of this head
@@ -240,7 +245,7 @@ def attention_packed_backward_kernel(dout, qkv, lse, n_heads, causal, dqkv):
         _gather(qkv, b, C + h * D, heads[1])
         _gather(qkv, b, 2 * C + h * D, heads[2])
         _gather(dout, b, h * D, heads[3])
-        _head_backward(heads[3], heads[0], heads[1], heads[2], lse[b, h], causal, scale,
+        _head_backward(heads[3], heads[0], heads[1], heads[2], lse[b, h], causal,
                        heads[4], heads[5], heads[6])
         _scatter(heads[4], dqkv, b, h * D)
         _scatter(heads[5], dqkv, b, C + h * D)
