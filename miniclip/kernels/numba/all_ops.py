@@ -5,6 +5,7 @@ ops.py's options (``configure``, ``options``) and its list of 16-bit inputs (REA
 Two files, because the fused ops are built on the plain ones (fused_ops imports ops).
 """
 
+from miniclip.kernels.numba import ops as _plain_ops
 from miniclip.kernels.numba.fused_ops import (
     attention_qkv_backward,
     attention_qkv_forward,
@@ -37,3 +38,9 @@ __all__ = [
     "linear_backward", "linear_forward", "linear_residual_backward", "linear_residual_forward",
     "options", "quick_gelu_backward", "quick_gelu_forward",
 ]
+
+
+def __getattr__(name):
+    """Any other attribute of ops.py (a setting the backend or kernels/mixed.py reads from the
+    backend module, added there later) is read from ops.py itself."""
+    return getattr(_plain_ops, name)
