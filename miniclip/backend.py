@@ -26,6 +26,8 @@ import importlib
 import importlib.util
 import warnings
 
+import numpy as np
+
 # op names every backend provides
 OPS = (
     "linear_forward", "linear_backward",
@@ -35,9 +37,18 @@ OPS = (
     "attention_forward", "attention_backward",
 )
 
+# fused ops a backend MAY provide (kernels/numba/fused_ops.py says what each one equals); where
+# the backend has none, the model composes the plain ops above (the numpy reference always does)
+FUSED_OPS = (
+    "linear_act_forward", "linear_act_backward",
+    "linear_residual_forward", "linear_residual_backward",
+    "layernorm_backward_add",
+    "attention_qkv_forward", "attention_qkv_backward",
+)
+
 _MODULES = {
     "numpy": "miniclip.nn.ops",
-    "numba": "miniclip.kernels.numba.ops",
+    "numba": "miniclip.kernels.numba.all_ops",  # ops.py's plain ops and fused_ops.py's
     "cuda": "miniclip.kernels.cuda.ops",
 }
 _loaded: dict = {}
@@ -118,6 +129,9 @@ class _Ops:
             from miniclip.kernels.mixed import mixed_ops
 
             _mixed[_current] = mixed_ops(module, OPS)
+            # fused ops are float32/float64 only: not wrapped (fused() refuses 16-bit arrays)
+            _mixed[_current].update({n: getattr(module, n) for n in FUSED_OPS
+                                     if hasattr(module, n)})
         return _mixed[_current][name]
 
     def __dir__(self):
@@ -125,6 +139,74 @@ class _Ops:
 
 
 ops = _Ops()
+
+
+def fused(name: str, *arrays):
+    """The current backend's fused op ``name`` (one of FUSED_OPS), or None when the backend has
+    none or any of ``arrays`` is 16-bit (mixed precision wraps only the plain ops). The caller
+    then composes the plain ops, which compute the same numbers. ``use_backend("numba",
+    fused=False)`` turns them off (to compare):
+
+        >>> with use_backend("numpy"):
+        ...     fused("linear_act_forward") is None
+        True
+    """
+    if name not in FUSED_OPS:
+        raise ValueError(f"name must be one of {FUSED_OPS}, got {name!r}")
+    getattr(ops, OPS[0])  # builds the current backend's table
+    op = _mixed[_current].get(name)
+    options = getattr(_loaded[_current], "options", dict)()
+    if op is None or not options.get("fused", True):
+        return None
+    from miniclip.kernels.dtypes import is_half
+
+    if any(isinstance(a, np.ndarray) and is_half(a.dtype) for a in arrays):
+        return None
+    return op
+
+
+class timed_ops:
+    """Time every op call of the current backend, for a per-op profile (benchmarks use it):
+
+        >>> with timed_ops() as timer:
+        ...     pass                                # run a training step here
+        >>> timer.seconds, timer.calls               # op name -> total seconds, number of calls
+        ({}, {})
+
+    Each op of the backend's table is wrapped by a timer on entry and restored on exit; the
+    numbers are wall time, so they include the op's argument checks and allocations.
+    """
+
+    def __init__(self):
+        self.seconds: dict = {}
+        self.calls: dict = {}
+
+    def __enter__(self):
+        import time
+
+        getattr(ops, OPS[0])  # builds the current backend's table
+        self._name = _current
+        table = _mixed[_current]
+        self._saved = dict(table)
+
+        def timed(name, fn):
+            def op(*args, **kwargs):
+                t0 = time.perf_counter()
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+                    self.calls[name] = self.calls.get(name, 0) + 1
+            return op
+
+        for name, fn in self._saved.items():
+            table[name] = timed(name, fn)
+        return self
+
+    def __exit__(self, *exc):
+        _mixed[self._name].clear()
+        _mixed[self._name].update(self._saved)
+        return False
 
 
 # ----- moving arrays between host and GPU ---------------------------------------------------

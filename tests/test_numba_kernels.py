@@ -207,20 +207,23 @@ def test_switch_routes_ops_and_restores_backend_and_options():
         with backend.use_backend("numba", matmul="auto"):
             assert backend.get_backend() == "numba"
             assert backend.ops.attention_forward.__wrapped__ is nb.attention_forward
-            assert nb.options() == {"matmul": "auto"}
+            assert nb.options() == {"matmul": "auto", "fused": True}
         assert backend.get_backend() == "numpy"
-        assert nb.options() == {"matmul": "kernel"}
+        assert nb.options() == {"matmul": "kernel", "fused": True}
     assert backend.get_backend() == start
 
 
 def test_configure_returns_the_old_options_and_checks_them():
     old = nb.configure(handwritten_matmul=False)  # False: measured routes
     try:
-        assert old == {"matmul": "kernel"}
-        assert nb.configure(matmul="blas") == {"matmul": "auto"}
+        assert old == {"matmul": "kernel", "fused": True}
+        assert nb.configure(matmul="blas", fused=False) == {"matmul": "auto", "fused": True}
+        assert nb.options() == {"matmul": "blas", "fused": False}
     finally:
         nb.configure(**old)
-    assert nb.options() == {"matmul": "kernel"}
+    assert nb.options() == {"matmul": "kernel", "fused": True}
+    with pytest.raises(TypeError, match="fused must be a bool, got str"):
+        nb.configure(fused="no")
     with pytest.raises(TypeError, match="handwritten_matmul must be a bool, got int"):
         nb.configure(handwritten_matmul=1)
     with pytest.raises(ValueError, match=r"matmul must be one of \('auto', 'kernel', 'blas'\), "

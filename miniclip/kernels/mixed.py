@@ -16,6 +16,10 @@ When any array handed to an op is bfloat16 or float16, ``mixed_op`` below
 
 That is what PyTorch's autocast and a tensor core do: 16-bit operands, float32 accumulators.
 
+The fused ops of a backend (backend.FUSED_OPS, kernels/numba/fused_ops.py) are not wrapped:
+``backend.fused`` offers none when an array is 16-bit, and the model then composes the plain
+ops, which this module wraps, so a 16-bit step computes exactly what it did before they existed.
+
 Why widen first rather than compute in 16 bits? NumPy's float16 matmul has no BLAS behind it: it
 runs at about 0.1-0.5 GFLOP/s (measured on the 2-core machine of benchmarks/README.md, a
 256 x 256 x 256 product on one thread: 0.09 GFLOP/s against 75 for float32). ml_dtypes' bfloat16

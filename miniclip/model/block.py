@@ -2,6 +2,10 @@
 
     x = x + attn(ln_1(x))
     x = x + mlp(ln_2(x))
+
+The residual adds are handed to the attention and MLP layers (``residual=x``), which add them in
+their output projection's epilogue where the backend fuses that (numba), and in backward the
+residual's gradient is added inside LayerNorm's backward pass the same way.
 """
 
 from miniclip import backend
@@ -25,24 +29,32 @@ def block_forward(x, p, n_heads, causal=False, activation="quick_gelu"):
     'resblocks.{i}.' (ln_1.weight, attn.in_proj_weight, mlp.c_fc.weight, ...) -> (B, T, C)."""
     ops = backend.ops
     h, c_ln1 = ops.layernorm_forward(x, p["ln_1.weight"], p["ln_1.bias"], EPS)
-    a, c_attn = self_attention_forward(h, sub_params(p, "attn"), n_heads, causal)
-    x = x + a  # first residual
+    x, c_attn = self_attention_forward(h, sub_params(p, "attn"), n_heads, causal,
+                                       residual=x)  # x + attn(...): first residual
     h, c_ln2 = ops.layernorm_forward(x, p["ln_2.weight"], p["ln_2.bias"], EPS)
-    m, c_mlp = mlp_forward(h, sub_params(p, "mlp"), activation)
-    return x + m, (c_ln1, c_attn, c_ln2, c_mlp)  # second residual
+    x, c_mlp = mlp_forward(h, sub_params(p, "mlp"), activation, residual=x)  # second residual
+    return x, (c_ln1, c_attn, c_ln2, c_mlp)
 
 
 def block_backward(dout, cache):
     """dout: (B, T, C) -> dx (B, T, C), grads keyed like p."""
-    ops = backend.ops
     c_ln1, c_attn, c_ln2, c_mlp = cache
     grads = {}
     # the residual passes dout straight through, and the mlp branch adds its part
     dh, g = mlp_backward(dout, c_mlp)
     grads.update({f"mlp.{k}": v for k, v in g.items()})
-    dx_ln2, grads["ln_2.weight"], grads["ln_2.bias"] = ops.layernorm_backward(dh, c_ln2)
-    dx = dout + dx_ln2
+    dx, grads["ln_2.weight"], grads["ln_2.bias"] = _layernorm_backward_add(dh, c_ln2, dout)
     dh, g = self_attention_backward(dx, c_attn)
     grads.update({f"attn.{k}": v for k, v in g.items()})
-    dx_ln1, grads["ln_1.weight"], grads["ln_1.bias"] = ops.layernorm_backward(dh, c_ln1)
-    return dx + dx_ln1, grads
+    dx, grads["ln_1.weight"], grads["ln_1.bias"] = _layernorm_backward_add(dh, c_ln1, dx)
+    return dx, grads
+
+
+def _layernorm_backward_add(dout, cache, dresidual):
+    """LayerNorm's backward with the residual's gradient added to its dx: dx + dresidual, dw,
+    db. One op where the backend fuses them (numba), else the plain op and an add."""
+    fused = backend.fused("layernorm_backward_add", dout, dresidual)
+    if fused is not None:
+        return fused(dout, cache, dresidual)
+    dx, dw, db = backend.ops.layernorm_backward(dout, cache)
+    return dresidual + dx, dw, db

@@ -109,19 +109,26 @@ def _probs_from_scores(scores, scale, causal, lse, recompute):
             row[j] = zero
 
 
+@njit(fastmath=FASTMATH, cache=True, inline="always")
+def _head_forward(q, k, v, causal, out, lse):
+    """One head's forward: q, k, v (T, D) -> fills out (T, D) and lse (T,)."""
+    T, D = q.shape
+    scale = q.dtype.type(1.0 / math.sqrt(D))
+    probs = np.empty((T, T), q.dtype)  # this head's scores, then probabilities
+    v_t = np.empty((D, T), q.dtype)
+    _head_product(q, k, probs, causal)  # S = q k^T
+    _probs_from_scores(probs, scale, causal, lse, False)
+    transpose(v, v_t)
+    _head_product(probs, v_t, out, False)  # out = P v
+
+
 @njit(fastmath=FASTMATH, parallel=True, cache=True)
 def attention_forward_kernel(q, k, v, causal, out, lse):
     """q, k, v: (B, H, T, D) C-contiguous -> fills out (B, H, T, D) and lse (B, H, T)."""
-    B, H, T, D = q.shape
-    scale = q.dtype.type(1.0 / math.sqrt(D))
+    B, H = q.shape[:2]
     for bh in prange(B * H):
         b, h = bh // H, bh % H
-        probs = np.empty((T, T), q.dtype)  # this head's scores, then probabilities
-        v_t = np.empty((D, T), q.dtype)
-        _head_product(q[b, h], k[b, h], probs, causal)  # S = q k^T
-        _probs_from_scores(probs, scale, causal, lse[b, h], False)
-        transpose(v[b, h], v_t)
-        _head_product(probs, v_t, out[b, h], False)  # out = P v
+        _head_forward(q[b, h], k[b, h], v[b, h], causal, out[b, h], lse[b, h])
 
 
 @njit(fastmath=FASTMATH, cache=True, inline="always")
@@ -167,6 +174,77 @@ def attention_backward_kernel(dout, q, k, v, lse, causal, dq, dk, dv):
                        dq[b, h], dk[b, h], dv[b, h])
 
 
+# ---- packed: q, k, v read from the projection's (B, T, 3C) output -------------------------
+#
+# The plain op takes q, k, v as (B, H, T, D) arrays; the projection makes (B, T, 3C), so the
+# model's split_heads hands it transposed views, which the op copies (three copies of the
+# activations), and its output is copied again by merge_heads; backward copies dout and
+# concatenates dq, dk, dv. These kernels read each head's columns straight out of qkv into
+# small per-thread (T, D) buffers (in L1/L2) and write the results back into the (B, T, C) and
+# (B, T, 3C) layouts: none of those copies of whole arrays is made.
+
+@njit(fastmath=FASTMATH, cache=True, inline="always")
+def _gather(src, b, c0, dst):
+    """dst (T, D) = src[b, :, c0:c0+D]. (Row views indexed from 0, as in matmul._tile_4x4:
+    Numba then drops its negative-index check and the copy vectorises.)"""
+    T, D = dst.shape
+    for t in range(T):
+        src_row, dst_row = src[b, t, c0:c0 + D], dst[t]
+        for d in range(D):
+            dst_row[d] = src_row[d]
+
+
+@njit(fastmath=FASTMATH, cache=True, inline="always")
+def _scatter(src, dst, b, c0):
+    """dst[b, :, c0:c0+D] = src (T, D)."""
+    T, D = src.shape
+    for t in range(T):
+        src_row, dst_row = src[t], dst[b, t, c0:c0 + D]
+        for d in range(D):
+            dst_row[d] = src_row[d]
+
+
+@njit(fastmath=FASTMATH, parallel=True, cache=True)
+def attention_packed_forward_kernel(qkv, n_heads, causal, out, lse):
+    """qkv: (B, T, 3C) (columns q, then k, then v; head h at h*D:(h+1)*D of each)
+    -> fills out (B, T, C) (heads merged) and lse (B, H, T)."""
+    B, T, C3 = qkv.shape
+    C = C3 // 3
+    H = n_heads
+    D = C // H
+    for bh in prange(B * H):
+        b, h = bh // H, bh % H
+        qh, kh, vh = (np.empty((T, D), qkv.dtype), np.empty((T, D), qkv.dtype),
+                      np.empty((T, D), qkv.dtype))
+        out_h = np.empty((T, D), qkv.dtype)
+        _gather(qkv, b, h * D, qh)
+        _gather(qkv, b, C + h * D, kh)
+        _gather(qkv, b, 2 * C + h * D, vh)
+        _head_forward(qh, kh, vh, causal, out_h, lse[b, h])
+        _scatter(out_h, out, b, h * D)
+
+
+@njit(fastmath=FASTMATH, parallel=True, cache=True)
+def attention_packed_backward_kernel(dout, qkv, lse, n_heads, causal, dqkv):
+    """dout: (B, T, C), qkv: (B, T, 3C), lse: (B, H, T) -> fills dqkv (B, T, 3C)."""
+    B, T, C3 = qkv.shape
+    C = C3 // 3
+    H = n_heads
+    D = C // H
+    for bh in prange(B * H):
+        b, h = bh // H, bh % H
+        heads = np.empty((7, T, D), qkv.dtype)  # q, k, v, dout, dq, dk, dv of this head
+        _gather(qkv, b, h * D, heads[0])
+        _gather(qkv, b, C + h * D, heads[1])
+        _gather(qkv, b, 2 * C + h * D, heads[2])
+        _gather(dout, b, h * D, heads[3])
+        _head_backward(heads[3], heads[0], heads[1], heads[2], lse[b, h], causal,
+                       heads[4], heads[5], heads[6])
+        _scatter(heads[4], dqkv, b, h * D)
+        _scatter(heads[5], dqkv, b, C + h * D)
+        _scatter(heads[6], dqkv, b, 2 * C + h * D)
+
+
 @njit(cache=True, inline="always")
 def _widen_head(bits, table):
     """(T, D) uint16 bit patterns -> (T, D) float32, through the 65,536-entry table."""
@@ -184,19 +262,11 @@ def attention_forward_kernel_half(q_bits, k_bits, v_bits, table, causal, out, ls
     each head is widened to float32 by its own thread just before use (halfconv.widen_table's
     table), then computed exactly as attention_forward_kernel does: out (B, H, T, D) and lse
     (B, H, T) are float32, bit for bit the float32 kernel's on the widened inputs."""
-    B, H, T, D = q_bits.shape
-    scale = np.float32(1.0 / math.sqrt(D))
+    B, H = q_bits.shape[:2]
     for bh in prange(B * H):
         b, h = bh // H, bh % H
-        qh = _widen_head(q_bits[b, h], table)
-        kh = _widen_head(k_bits[b, h], table)
-        vh = _widen_head(v_bits[b, h], table)
-        probs = np.empty((T, T), np.float32)
-        v_t = np.empty((D, T), np.float32)
-        _head_product(qh, kh, probs, causal)
-        _probs_from_scores(probs, scale, causal, lse[b, h], False)
-        transpose(vh, v_t)
-        _head_product(probs, v_t, out[b, h], False)
+        _head_forward(_widen_head(q_bits[b, h], table), _widen_head(k_bits[b, h], table),
+                      _widen_head(v_bits[b, h], table), causal, out[b, h], lse[b, h])
 
 
 @njit(fastmath=FASTMATH, parallel=True, cache=True)

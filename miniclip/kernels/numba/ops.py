@@ -51,7 +51,7 @@ from miniclip.kernels.numba import (
 )
 from miniclip.kernels.numba import matmul as numba_matmul  # noqa: E402
 
-_options = {"matmul": "kernel"}
+_options = {"matmul": "kernel", "fused": True}
 MATMUL_CHOICES = ("auto", "kernel", "blas")
 
 # Mixed precision (kernels/mixed.py) widens every 16-bit input to float32 before calling an op,
@@ -66,10 +66,14 @@ READS_16_BIT = {"linear_forward": (0,), "attention_forward": (0, 1, 2)}
 BACKWARD_READS_16_BIT = ("linear_backward", "attention_backward")
 
 
-def configure(matmul: str | None = None, handwritten_matmul: bool | None = None) -> dict:
+def configure(matmul: str | None = None, handwritten_matmul: bool | None = None,
+              fused: bool | None = None) -> dict:
     """Set how products are routed: "kernel" (the default), "auto" (measured) or "blas".
-    ``handwritten_matmul=True`` is ``matmul="kernel"``, False is "auto". Returns the previous
-    options, so ``configure(**old)`` restores them."""
+    ``handwritten_matmul=True`` is ``matmul="kernel"``, False is "auto". ``fused=False`` makes
+    the model use only the plain ops (backend.fused then offers none; for comparisons).
+    Returns the previous options, so ``configure(**old)`` restores them."""
+    if fused is not None and not isinstance(fused, bool):
+        raise TypeError(f"fused must be a bool, got {type(fused).__name__}")
     if handwritten_matmul is not None:
         if not isinstance(handwritten_matmul, bool):
             raise TypeError(f"handwritten_matmul must be a bool, got "
@@ -82,6 +86,8 @@ def configure(matmul: str | None = None, handwritten_matmul: bool | None = None)
     old = dict(_options)
     if matmul is not None:
         _options["matmul"] = matmul
+    if fused is not None:
+        _options["fused"] = fused
     return old
 
 
@@ -101,7 +107,17 @@ def _use_blas(kind, m, n, k, dtype, kernel, blas):
 
 # ---- argument checks ---------------------------------------------------------------------
 
+# Copies made to hand a kernel C-contiguous arrays: each is a pass over memory the kernel's own
+# work does not need. Counted, so that benchmarks and tests can see them (bench_vs_torch.py
+# prints them per step; tests/test_fused_kernels.py holds the fused path to its count).
+copies = {"arrays": 0, "bytes": 0}
+
+
 def _contiguous(a):
+    if a.flags.c_contiguous and a.ndim > 0:
+        return a
+    copies["arrays"] += 1
+    copies["bytes"] += a.nbytes
     return np.ascontiguousarray(a)
 
 
