@@ -1,18 +1,21 @@
-"""Two renderers of the documented varied world, written apart: datasets/sdf.py (signed
-distances, the renderer-shift evaluation) and tests/independent_renderer.py (an even-odd polygon
-test). Each draws the same described shape to nearly the same pixels, and each stays inside the
-documented ranges of colour and background."""
+"""Three renderers of the documented varied world, written apart: datasets/draw_varied.py (Pillow
+polygons, the training set of `generate --world varied`), datasets/sdf.py (signed distances, the
+renderer-shift evaluation) and tests/independent_renderer.py (an even-odd polygon test). Each
+draws the same described shape to nearly the same pixels, and each stays inside the documented
+ranges of colour and background."""
 
 import numpy as np
 import pytest
 
 from miniclip.datasets import COLOUR_RGB, COLOURS, SEEN_PAIRS, SHAPES
+from miniclip.datasets.draw_varied import render_varied_image
 from miniclip.datasets.sdf import coverage_mask, render_scene
 from miniclip.datasets.variety import (
     BACKGROUND_RANGE,
     COLOUR_JITTER,
     SHAPE_RANGES,
     SIZE_RANGES,
+    Look,
 )
 
 from . import independent_renderer as third
@@ -20,12 +23,19 @@ from . import independent_renderer as third
 R = 64
 
 
+def _pillow_mask(shape, cx, cy, side, rotation, aspect, squeeze_x, detail):
+    look = Look(rotation=rotation, aspect=aspect, squeeze_x=squeeze_x, detail=detail)
+    image = render_varied_image([(shape, (255, 255, 255), cx, cy, side, look)],
+                                np.zeros((R, R, 3)), R)
+    return image[:, :, 0] / 255.0
+
+
 def _soft_iou(a, b):
     return np.minimum(a, b).sum() / np.maximum(a, b).sum()
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-def test_two_renderers_draw_the_same_shape(shape, rng):
+def test_three_renderers_draw_the_same_shape(shape, rng):
     ranges = SHAPE_RANGES[shape]
     for _ in range(3):  # random geometry within the documented ranges
         side = rng.uniform(*SIZE_RANGES["large"]) * R
@@ -37,8 +47,10 @@ def test_two_renderers_draw_the_same_shape(shape, rng):
         args = (shape, cx, cy, side, rotation, aspect, squeeze_x, detail)
         sdf = coverage_mask(shape, cx, cy, side, R, rotation, aspect, squeeze_x, detail)
         polygon = third.coverage(third.place(*args), R, rng)
-        iou = _soft_iou(sdf, polygon)
-        assert iou > 0.93, f"{shape}: sdf.py vs tests renderer: IoU {iou:.3f} ({args})"
+        pillow = _pillow_mask(*args)
+        for name, other in (("sdf.py", sdf), ("tests renderer", polygon)):
+            iou = _soft_iou(pillow, other)
+            assert iou > 0.93, f"{shape}: draw_varied.py vs {name}: IoU {iou:.3f} ({args})"
         # the larger extent of the drawn shape is the documented side (to about a pixel)
         ys, xs = np.nonzero(sdf > 0.15)  # sharp tips cover little of a pixel
         extent = max(xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
