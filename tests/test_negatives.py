@@ -98,6 +98,8 @@ def test_batches_hold_the_negatives_of_their_two_object_images(toy):
     tokens, extra = negatives.batch(idx)
     assert tokens.shape == (40, 2) and len(extra) == negatives.has_negative[idx].sum()
     np.testing.assert_array_equal(tokens[~negatives.has_negative[idx]], 0)  # stored captions
+    with pytest.raises(ValueError, match="--distributed"):
+        HardNegatives(split, stored, _WordTokenizer(), seed=0, world=object())
 
 
 def test_training_with_hard_negatives_runs_and_rejects_siglip(toy, tmp_path):

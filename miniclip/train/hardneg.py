@@ -26,7 +26,10 @@ class HardNegatives:
     ``has_negative``.
     """
 
-    def __init__(self, split, tokens: np.ndarray, tokenizer, seed: int):
+    def __init__(self, split, tokens: np.ndarray, tokenizer, seed: int, world=None):
+        if world is not None:  # train/distributed.py: each process would need its own share
+            raise ValueError("--hard-negatives works in one process: it cannot be combined with "
+                             "--distributed yet")
         self.has_negative = np.zeros(len(split), dtype=bool)
         self.kinds: dict[str, int] = {}
         rows, trues, falses = [], [], []

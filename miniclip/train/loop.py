@@ -193,7 +193,7 @@ def _setup(args, resume, log, regenerate, out_dir, world) -> Run:
     if args.hard_negatives:  # extra false captions per batch (train/hardneg.py)
         from miniclip.train.hardneg import HardNegatives
 
-        run.negatives = HardNegatives(train_split, tokens, tokenizer, args.seed)
+        run.negatives = HardNegatives(train_split, tokens, tokenizer, args.seed, world)
         log(f"  {run.negatives.describe()}")
     if ckpt is not None:
         model.load_state_dict(ckpt.params)
