@@ -943,3 +943,57 @@ def check_own_loss_and_grads(my_loss_and_grads):
     want_loss, want = loss_and_grads(params, cfg, images, tokens)
     compare("loss", np.float64(loss), np.float64(want_loss), 1e-10)
     _grads_compare("the whole model", grads, want, 1e-10)
+
+
+# ---- lesson 17 -------------------------------------------------------------------------------
+
+
+def check_bag_of_words(bag_of_words_embed):
+    """bag_of_words_embed(token_embedding (V, E), tokens (N, T)) -> (N, E): the mean embedding
+    of the non-padding tokens (id 0 pads), the same vector bit for bit for any word order."""
+    rng = _rng(17)
+    V, E, T = 40, 6, 9
+    table = rng.standard_normal((V, E))
+    rows = []
+    for n in (3, 5, 8):  # a caption of n tokens and two shuffles of it, padded with zeros
+        words = rng.integers(1, V, size=n)
+        for order in (words, rng.permutation(words), words[::-1]):
+            rows.append(np.concatenate([order, np.zeros(T - n, dtype=np.int64)]))
+    tokens = np.stack(rows)  # (9, T)
+    got = np.asarray(call(bag_of_words_embed, table, tokens), dtype=np.float64)
+    want = np.stack([table[row[row != 0]].mean(axis=0) for row in tokens])
+    compare("mean embedding of the non-padding tokens", got, want, 1e-12)
+    same = all(np.array_equal(got[k], got[k + j]) for k in range(0, 9, 3) for j in (1, 2))
+    expect(same, "shuffled captions: identical embeddings, bit for bit: "
+                 "they differ in the last bits; sum through token counts, not in caption order")
+
+
+def check_hard_negative_loss(hard_negative_loss):
+    """hard_negative_loss(image_features (N, E), text_features (N + K, E), logit_scale) -> the
+    loss with K extra texts; compared with miniclip's for K = 0, 1, 3."""
+    from miniclip.model.loss import contrastive_loss_forward
+
+    rng = _rng(18)
+    N, E = 4, 8
+    x, y = rng.standard_normal((N, E)), rng.standard_normal((N + 3, E))
+    s = np.array(math.log(1 / 0.07))
+    for k in (0, 1, 3):
+        got = float(call(hard_negative_loss, x, y[:N + k], s))
+        want = contrastive_loss_forward(x, y[:N + k], s)[0]
+        compare(f"loss with K = {k} extra texts", np.array(got), np.array(want), 1e-10)
+
+
+def check_relation_negative(relation_negative):
+    """relation_negative(caption) -> the caption with every relation word turned round."""
+    cases = {
+        "a red circle to the left of a blue square": "a red circle to the right of a blue square",
+        "a green star to the right of a white cross": "a green star to the left of a white cross",
+        "a pink hexagon above an orange diamond": "a pink hexagon below an orange diamond",
+        "the yellow triangle is below the purple disc": "the yellow triangle is above the purple disc",
+        "a big blue box over a tiny red star.": "a big blue box under a tiny red star.",
+        "a white hex under a green plus sign": "a white hex over a green plus sign",
+        "a red circle and a blue square": "a red circle and a blue square",
+    }
+    for true, false in cases.items():
+        got = call(relation_negative, true)
+        expect(got == false, f"{true!r}: got {got!r}, expected {false!r}")

@@ -122,6 +122,12 @@ def test_evaluate_cli_on_a_tiny_run(tmp_path, capsys):
                 "retrieval_t2i_median_rank", "train_seconds"):
         assert key in metrics
     assert metrics["zeroshot_top5_seen"] >= metrics["zeroshot_top1_seen"]
+    for key, chance in (("binding_acc", 0.5), ("relation_acc", 0.5),
+                        ("renderer_shift_top1_seen", 1 / 56),
+                        ("renderer_shift_top1_heldout", 1 / 56)):
+        assert 0.0 <= metrics[key] <= 1.0 and metrics[f"{key}_chance"] == pytest.approx(chance)
+    assert metrics["renderer_shift_n_seen"] == 480 and metrics["binding_n"] == 500
+    assert "binding" in out and "renderer shift" in out
     assert (run / "confusion.png").stat().st_size > 1000
     assert (run / "similarity.png").stat().st_size > 1000
     assert main([str(tmp_path / "nothing")]) == 2

@@ -653,3 +653,53 @@ def test_kernel_checks():
         checks.check_row_logsumexp(lse_naive, launch)
     with pytest.raises(ExerciseNotDone):
         checks.check_row_logsumexp(starter, launch)
+
+
+# ---- lesson 17 --------------------------------------------------------------------------------
+
+def test_lesson_17_checks():
+    def bag_by_counts(table, tokens):
+        counts = np.stack([np.bincount(row[row != 0], minlength=len(table)) for row in tokens])
+        return counts @ table / counts.sum(axis=1, keepdims=True)
+
+    def bag_in_order(table, tokens):  # the right mean, but rounding depends on the order
+        return np.stack([sum(table[t] for t in row if t) / np.count_nonzero(row)
+                         for row in tokens])
+
+    checks.check_bag_of_words(bag_by_counts)
+    with pytest.raises(ExerciseIncorrect, match="bit for bit"):
+        checks.check_bag_of_words(bag_in_order)
+    with pytest.raises(ExerciseIncorrect):  # padding counted in the mean
+        checks.check_bag_of_words(lambda table, tokens: table[tokens].mean(axis=1))
+    with pytest.raises(ExerciseNotDone):
+        checks.check_bag_of_words(starter)
+
+    def loss_right(x, y, s):
+        return contrastive_loss_forward(x, y, s)[0]
+
+    def loss_both_ways_over_all(x, y, s):  # text -> image for the negatives too: wrong
+        n = len(x)
+        xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+        yn = y / np.linalg.norm(y, axis=1, keepdims=True)
+        z = np.exp(s) * xn @ yn.T
+        i2t = np.mean(np.log(np.exp(z).sum(1)) - np.diag(z[:, :n]))
+        t2i = np.mean(np.log(np.exp(z).sum(0)) - np.concatenate([np.diag(z[:, :n]),
+                                                                  z[0, n:]]))
+        return 0.5 * (i2t + t2i)
+
+    checks.check_hard_negative_loss(loss_right)
+    with pytest.raises(ExerciseIncorrect):
+        checks.check_hard_negative_loss(loss_both_ways_over_all)
+    with pytest.raises(ExerciseNotDone):
+        checks.check_hard_negative_loss(starter)
+
+    opposite = {"left": "right", "right": "left", "above": "below", "below": "above",
+                "over": "under", "under": "over"}
+    checks.check_relation_negative(
+        lambda c: " ".join(opposite.get(w, w) for w in c.split(" ")))
+    with pytest.raises(ExerciseIncorrect):  # forgets "over" / "under"
+        checks.check_relation_negative(lambda c: c.replace("left", "L").replace("right", "left")
+                                       .replace("L", "right").replace("above", "A")
+                                       .replace("below", "above").replace("A", "below"))
+    with pytest.raises(ExerciseNotDone):
+        checks.check_relation_negative(ellipsis_body)

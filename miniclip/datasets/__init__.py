@@ -19,6 +19,9 @@ Files, one concept each:
     scenes.py      where objects go, and which relations ("above", "left of") hold
     draw.py        Pillow drawing: supersampled shapes over a textured background
     captions.py    templates and synonyms that turn a scene into a true caption
+    variety.py     the documented ranges of the varied world (README.md in this folder)
+    sdf.py         a second renderer, signed distances in NumPy (the renderer-shift evaluation)
+    negatives.py   a true caption and its colour-, place- or shape-swapped hard negative
     storage.py     generate the splits, write .npz + meta.json, load them back
     transforms.py  augmentation that keeps captions true
     grid.py        a PNG of samples with their captions

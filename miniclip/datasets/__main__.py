@@ -1,6 +1,7 @@
 """Command line: write the toy dataset, or draw a grid of its samples.
 
     python -m miniclip.datasets generate --out data/toy [--n-train 50000] [--seed 0]
+    python -m miniclip.datasets generate --out data/toy-varied --world varied   # version 3
     python -m miniclip.datasets grid --data data/toy --out docs/images/toy_samples.png
 """
 
@@ -46,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--workers", type=_int_at_least(1), help="processes (default: one per core)")
     gen.add_argument("--regenerate", action="store_true",
                      help="replace the dataset already in --out (never done otherwise)")
+    gen.add_argument("--world", choices=("classic", "varied"), default="classic",
+                     help="classic (the default, dataset version 2) or varied: shapes turned, "
+                          "stretched and recoloured over the ranges of miniclip/datasets/README.md "
+                          "(version 3)")
 
     grid = commands.add_parser("grid", help="save a PNG of sample images with their captions")
     grid.add_argument("--data", required=True, help="dataset folder written by `generate`")
@@ -81,6 +86,7 @@ def _main(argv=None) -> int:
             seed=args.seed,
             workers=args.workers,
             regenerate=args.regenerate,
+            world=args.world,
         )
         seconds = time.perf_counter() - started
         out = Path(args.out)

@@ -117,67 +117,77 @@ P_POSITION = 0.6  # chance that a single object's position is said
 P_PERIOD = 0.3  # chance of a full stop at the end
 
 
-def _pick(rng: np.random.Generator, words: tuple[str, ...]) -> str:
-    """The usual word (words[0]) half of the time, else any of them, uniformly."""
+def _pick(rng: np.random.Generator, words: tuple[str, ...], lockstep: bool = False) -> str:
+    """The usual word (words[0]) half of the time, else any of them, uniformly.
+
+    lockstep: always take two draws, however many words there are, so that two scenes that
+    differ in one attribute ("red" has one word, "purple" two) are captioned in step from the
+    same stream: the same template and synonyms for both (``negatives.py`` relies on it). Off
+    for the stored dataset, whose captions stay those of dataset version 2.
+    """
+    if lockstep:
+        usual, which = rng.random(2)
+        return words[0] if len(words) == 1 or usual < 0.5 else words[int(which * len(words))]
     if len(words) == 1 or rng.random() < 0.5:
         return words[0]
     return words[rng.integers(len(words))]
 
 
-def _noun_phrase(rng, obj: ToyObject, with_size: bool) -> str:
-    colour = _pick(rng, COLOUR_WORDS[COLOURS[obj.colour]])
-    shape = _pick(rng, SHAPE_WORDS[SHAPES[obj.shape]])
+def _noun_phrase(rng, obj: ToyObject, with_size: bool, lockstep: bool = False) -> str:
+    colour = _pick(rng, COLOUR_WORDS[COLOURS[obj.colour]], lockstep)
+    shape = _pick(rng, SHAPE_WORDS[SHAPES[obj.shape]], lockstep)
     if with_size:
-        return f"{_pick(rng, SIZE_WORDS[SIZES[obj.size]])} {colour} {shape}"
+        return f"{_pick(rng, SIZE_WORDS[SIZES[obj.size]], lockstep)} {colour} {shape}"
     return f"{colour} {shape}"
 
 
-def _single_caption(rng, obj: ToyObject) -> str:
+def _single_caption(rng, obj: ToyObject, lockstep: bool = False) -> str:
     position = POSITIONS[obj.position]
     templates = SINGLE_TEMPLATES_WITH_POSITION if rng.random() < P_POSITION else SINGLE_TEMPLATES
     template = templates[rng.integers(len(templates))]
     return template.format(
-        obj=_noun_phrase(rng, obj, with_size=rng.random() < P_SIZE),
-        colour=_pick(rng, COLOUR_WORDS[COLOURS[obj.colour]]),
-        shape=_pick(rng, SHAPE_WORDS[SHAPES[obj.shape]]),
-        size=_pick(rng, SIZE_WORDS[SIZES[obj.size]]),
-        pos=_pick(rng, POSITION_PHRASES[position]),
-        label=_pick(rng, POSITION_LABELS[position]),
+        obj=_noun_phrase(rng, obj, rng.random() < P_SIZE, lockstep),
+        colour=_pick(rng, COLOUR_WORDS[COLOURS[obj.colour]], lockstep),
+        shape=_pick(rng, SHAPE_WORDS[SHAPES[obj.shape]], lockstep),
+        size=_pick(rng, SIZE_WORDS[SIZES[obj.size]], lockstep),
+        pos=_pick(rng, POSITION_PHRASES[position], lockstep),
+        label=_pick(rng, POSITION_LABELS[position], lockstep),
     )
 
 
-def _pair_caption(rng, first: ToyObject, second: ToyObject) -> str:
+def _pair_caption(rng, first: ToyObject, second: ToyObject, lockstep: bool = False) -> str:
     a, b = (first, second) if rng.random() < 0.5 else (second, first)  # either may be named first
     true_relations = relations(a, b)
     kind = rng.random()
-    phrase_a = _noun_phrase(rng, a, with_size=rng.random() < P_SIZE)
-    phrase_b = _noun_phrase(rng, b, with_size=rng.random() < P_SIZE)
+    phrase_a = _noun_phrase(rng, a, rng.random() < P_SIZE, lockstep)
+    phrase_b = _noun_phrase(rng, b, rng.random() < P_SIZE, lockstep)
     if kind < 0.5 and true_relations:
         relation = true_relations[rng.integers(len(true_relations))]
         template = PAIR_TEMPLATES_WITH_RELATION[rng.integers(len(PAIR_TEMPLATES_WITH_RELATION))]
-        return template.format(a=phrase_a, b=phrase_b, rel=_pick(rng, RELATION_WORDS[relation]))
+        return template.format(a=phrase_a, b=phrase_b, rel=_pick(rng, RELATION_WORDS[relation], lockstep))
     if kind < 0.8:
         template = PAIR_TEMPLATES_WITH_POSITION[rng.integers(len(PAIR_TEMPLATES_WITH_POSITION))]
         return template.format(
             a=phrase_a,
             b=phrase_b,
-            pos_a=_pick(rng, POSITION_PHRASES[POSITIONS[a.position]]),
-            pos_b=_pick(rng, POSITION_PHRASES[POSITIONS[b.position]]),
+            pos_a=_pick(rng, POSITION_PHRASES[POSITIONS[a.position]], lockstep),
+            pos_b=_pick(rng, POSITION_PHRASES[POSITIONS[b.position]], lockstep),
         )
     template = PAIR_TEMPLATES[rng.integers(len(PAIR_TEMPLATES))]
     return template.format(a=phrase_a, b=phrase_b)
 
 
-def caption_for(objects: list[ToyObject], rng: np.random.Generator) -> str:
+def caption_for(objects: list[ToyObject], rng: np.random.Generator,
+                lockstep: bool = False) -> str:
     """A random true caption for a scene of one or two objects, lower case.
 
     Called again with another draw of ``rng`` it gives another caption of the same scene, so a
-    training loop may re-caption images every epoch.
+    training loop may re-caption images every epoch. lockstep: see ``_pick`` (hard negatives).
     """
     if len(objects) == 1:
-        caption = _single_caption(rng, objects[0])
+        caption = _single_caption(rng, objects[0], lockstep)
     elif len(objects) == 2:
-        caption = _pair_caption(rng, objects[0], objects[1])
+        caption = _pair_caption(rng, objects[0], objects[1], lockstep)
     else:
         raise ValueError(f"objects must hold 1 or 2 objects, got {len(objects)}")
     if rng.random() < P_PERIOD:

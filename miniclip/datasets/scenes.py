@@ -24,7 +24,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from miniclip.datasets.attributes import COLOUR_RGB, COLOURS, POSITION_CELLS, SIZES
+from miniclip.datasets import variety
+from miniclip.datasets.attributes import COLOUR_RGB, COLOURS, POSITION_CELLS, SHAPES, SIZES
 
 SIZE_FRACTIONS = (0.36, 0.60)  # small, large: bounding-box side as a fraction of R
 SIZE_JITTER = 0.05  # relative
@@ -32,6 +33,9 @@ MARGIN = 0.03  # fraction of R kept free between an object in an edge cell and t
 POSITION_JITTER = 0.03  # fraction of R
 MIN_GAP = 0.06  # fraction of R between the boxes of a two-object scene (in x or in y)
 COLOUR_JITTER = 10  # each RGB channel of an object moves by up to this much
+# "classic": the constants above (dataset version 2, the default); "varied": sizes, colours and
+# looks from the documented ranges of variety.py (``generate --world varied``, version 3)
+WORLDS = ("classic", "varied")
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,7 @@ class ToyObject:
     cy: float  # centre, y downwards
     side: float  # side of the bounding box
     rgb: tuple[int, int, int]  # the colour actually drawn (jittered)
+    look: variety.Look | None = None  # rotation, aspect, proportion: the varied world only
 
     @property
     def box(self) -> tuple[float, float, float, float]:
@@ -61,9 +66,11 @@ def cell_centre(cell: int, side: float, resolution: int) -> float:
 
 
 @lru_cache(maxsize=None)
-def _two_object_cells(resolution: int) -> tuple[tuple[int, int], ...]:
+def _two_object_cells(resolution: int, world: str = "classic") -> tuple[tuple[int, int], ...]:
     """Ordered pairs of positions where two small objects are MIN_GAP apart in x or y."""
-    side = SIZE_FRACTIONS[0] * (1 + SIZE_JITTER) * resolution  # the largest small object
+    largest_small = (SIZE_FRACTIONS[0] * (1 + SIZE_JITTER) if world == "classic"
+                     else variety.SIZE_RANGES["small"][1])
+    side = largest_small * resolution  # the largest small object
     slack = 2 * POSITION_JITTER * resolution  # both may move towards each other
     pairs = []
     for p in range(9):
@@ -78,7 +85,9 @@ def _two_object_cells(resolution: int) -> tuple[tuple[int, int], ...]:
     return tuple(pairs)
 
 
-def _place(rng, colour, shape, size, position, resolution) -> ToyObject:
+def _place(rng, colour, shape, size, position, resolution, world="classic") -> ToyObject:
+    if world == "varied":
+        return _place_varied(rng, colour, shape, size, position, resolution)
     side = SIZE_FRACTIONS[size] * resolution * rng.uniform(1 - SIZE_JITTER, 1 + SIZE_JITTER)
     row, col = POSITION_CELLS[position]
     jitter = rng.uniform(-POSITION_JITTER, POSITION_JITTER, size=2) * resolution
@@ -90,24 +99,43 @@ def _place(rng, colour, shape, size, position, resolution) -> ToyObject:
     return ToyObject(colour, shape, size, position, cx, cy, float(side), tuple(int(v) for v in rgb))
 
 
-def sample_scene(rng: np.random.Generator, pairs, n_objects: int, resolution: int) -> list:
+def _place_varied(rng, colour, shape, size, position, resolution) -> ToyObject:
+    """Like the classic placement, with the size, colour and look drawn from variety.py."""
+    side = rng.uniform(*variety.SIZE_RANGES[SIZES[size]]) * resolution
+    row, col = POSITION_CELLS[position]
+    jitter = rng.uniform(-POSITION_JITTER, POSITION_JITTER, size=2) * resolution
+    low, high = side / 2, resolution - side / 2  # keep the whole box inside the image
+    cx = min(max(cell_centre(col, side, resolution) + float(jitter[0]), low), high)
+    cy = min(max(cell_centre(row, side, resolution) + float(jitter[1]), low), high)
+    base = np.array(COLOUR_RGB[COLOURS[colour]])
+    spread = variety.COLOUR_JITTER
+    rgb = np.clip(base + rng.integers(-spread, spread + 1, size=3), 0, 255)
+    look = variety.sample_look(rng, SHAPES[shape])
+    return ToyObject(colour, shape, size, position, cx, cy, float(side),
+                     tuple(int(v) for v in rgb), look)
+
+
+def sample_scene(rng: np.random.Generator, pairs, n_objects: int, resolution: int,
+                 world: str = "classic") -> list:
     """Draw 1 or 2 objects whose (colour, shape) come from ``pairs`` (two distinct pairs if 2).
 
     One object: any size, any of the 9 positions. Two objects: both small, in a pair of positions
-    from ``_two_object_cells``.
+    from ``_two_object_cells``. world: one of WORLDS.
     """
+    if world not in WORLDS:
+        raise ValueError(f"world must be one of {WORLDS}, got {world!r}")
     if n_objects == 1:
         colour, shape = pairs[rng.integers(len(pairs))]
         size = int(rng.integers(len(SIZES)))
         position = int(rng.integers(9))
-        return [_place(rng, colour, shape, size, position, resolution)]
+        return [_place(rng, colour, shape, size, position, resolution, world)]
     if n_objects == 2:
         first, second = rng.choice(len(pairs), size=2, replace=False)
-        cells = _two_object_cells(resolution)
+        cells = _two_object_cells(resolution, world)
         p, q = cells[rng.integers(len(cells))]
         return [
-            _place(rng, *pairs[first], 0, p, resolution),
-            _place(rng, *pairs[second], 0, q, resolution),
+            _place(rng, *pairs[first], 0, p, resolution, world),
+            _place(rng, *pairs[second], 0, q, resolution, world),
         ]
     raise ValueError(f"n_objects must be 1 or 2, got {n_objects!r}")
 

@@ -25,6 +25,13 @@ Each ``.npz`` holds, for N images and up to 2 objects (slot 1 is -1 / NaN when t
     >>> load_split(folder, "heldout").label[:3]   # red square, green hexagon, blue circle
     array([ 1, 11, 14], dtype=int16)
 
+``world="varied"`` (``generate --world varied``) draws the varied world of ``variety.py`` with
+``draw_varied.py`` instead, and writes dataset version 3, whose meta.json says ``"world":
+"varied"``; the default world is version 2, as before.
+
+Longer than 400 lines because generation, the split type and the checked loading belong together
+here; each part is short and reads on its own.
+
 A dataset is written whole or not at all, never over another unless asked (``regenerate``):
 see folder.py. meta.json records each split's size and content hash; ``load_split`` and
 ``check_dataset`` compare them: a bad dataset is an error saying how to regenerate it.
@@ -66,9 +73,10 @@ from miniclip.datasets.folder import (
     partial_dir,
     regenerate_hint,
 )
-from miniclip.datasets.scenes import ToyObject, sample_scene
+from miniclip.datasets.scenes import WORLDS, ToyObject, sample_scene
 
 VERSION = 2  # 2: meta.json records split sizes and a content hash per file
+VARIED_VERSION = 3  # 3: the varied world (meta.json "world": "varied"); opt-in
 SPLITS = ("train", "val", "test", "heldout")
 SPLIT_NUMBER = {name: number for number, name in enumerate(SPLITS)}  # part of each image's seed
 TWO_OBJECT_FRACTION = 0.3  # of train and val images
@@ -77,17 +85,22 @@ DEFAULT_SIZES = {"train": 50_000, "val": 1_000, "test": 2_000, "heldout": 2_000}
 CHUNK = 250  # images per task handed to a worker
 
 
-def draw_example(seed: int, split: str, index: int, resolution: int):
+def draw_example(seed: int, split: str, index: int, resolution: int, world: str = "classic"):
     """Image ``index`` of ``split``: (uint8 (R, R, 3) image, caption, list of ToyObject)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     rng = np.random.default_rng([seed, SPLIT_NUMBER[split], index])
     if split in ("train", "val"):
         n_objects = 2 if rng.random() < TWO_OBJECT_FRACTION else 1
-        objects = sample_scene(rng, SEEN_PAIRS, n_objects, resolution)
+        objects = sample_scene(rng, SEEN_PAIRS, n_objects, resolution, world)
     else:  # one object, the compositions taken in turn so that every class is equally common
         pairs = SEEN_PAIRS if split == "test" else HELDOUT_PAIRS
-        objects = sample_scene(rng, [pairs[index % len(pairs)]], 1, resolution)
+        objects = sample_scene(rng, [pairs[index % len(pairs)]], 1, resolution, world)
+    if world == "varied":
+        from miniclip.datasets.draw_varied import draw_varied_scene
+
+        return draw_varied_scene(rng, objects, resolution, SUPERSAMPLE), caption_for(
+            objects, rng), objects
     background = make_background(rng, resolution)
     drawn = [(SHAPES[o.shape], o.rgb, o.cx, o.cy, o.side) for o in objects]
     image = render_image(drawn, background, resolution, SUPERSAMPLE)
@@ -96,7 +109,7 @@ def draw_example(seed: int, split: str, index: int, resolution: int):
 
 def _draw_chunk(task):
     """Worker: draw images [start, stop) of a split into arrays."""
-    seed, split, start, stop, resolution = task
+    seed, split, start, stop, resolution, world = task
     n = stop - start
     out = {
         "images": np.empty((n, resolution, resolution, 3), np.uint8),
@@ -110,7 +123,7 @@ def _draw_chunk(task):
         "label": np.full(n, -1, np.int16),
     }
     for row, index in enumerate(range(start, stop)):
-        image, caption, objects = draw_example(seed, split, index, resolution)
+        image, caption, objects = draw_example(seed, split, index, resolution, world)
         out["images"][row] = image
         out["captions"].append(caption)
         out["n_objects"][row] = len(objects)
@@ -164,6 +177,7 @@ def generate_dataset(
     workers: int | None = None,
     progress: bool = True,
     regenerate: bool = False,
+    world: str = "classic",
 ) -> dict:
     """Draw every split and write ``{split}.npz`` and ``meta.json`` to ``out_dir``; return meta.
 
@@ -171,7 +185,10 @@ def generate_dataset(
     The output depends only on the sizes, the resolution and the seed, never on ``workers``.
     out_dir must not exist or be empty; ``regenerate=True`` replaces a dataset there (a folder
     holding anything but a dataset's files is never replaced). Written atomically: see above.
+    world: "classic" (the default, version 2) or "varied" (variety.py's ranges, version 3).
     """
+    if world not in WORLDS:
+        raise ValueError(f"world must be one of {WORLDS}, got {world!r}")
     counts = {
         "train": _check_count("n_train", n_train, 1),
         "val": _check_count("n_val", n_val, 0),
@@ -192,7 +209,7 @@ def generate_dataset(
     try:
 
         tasks = [
-            (seed, split, start, min(start + CHUNK, n), resolution)
+            (seed, split, start, min(start + CHUNK, n), resolution, world)
             for split, n in counts.items()
             for start in range(0, n, CHUNK)
         ]
@@ -218,7 +235,7 @@ def generate_dataset(
                 bar.close()
 
         meta = {
-            "version": VERSION,
+            "version": VERSION if world == "classic" else VARIED_VERSION,
             "seed": seed,
             "resolution": resolution,
             "supersample": SUPERSAMPLE,
@@ -234,6 +251,8 @@ def generate_dataset(
             "heldout_classes": [class_index(*p) for p in HELDOUT_PAIRS],
             "prompt_templates": list(PROMPT_TEMPLATES),
         }
+        if world != "classic":
+            meta["world"] = world
         for split in SPLITS:
             arrays = _concatenate(chunks.pop(split), resolution)  # frees the chunks
             if split == "train":
@@ -252,7 +271,7 @@ def generate_dataset(
 
 def _concatenate(chunks: list[dict], resolution: int) -> dict[str, np.ndarray]:
     if not chunks:  # an empty split still has every array, with N = 0
-        chunks = [_draw_chunk((0, "test", 0, 0, resolution))]
+        chunks = [_draw_chunk((0, "test", 0, 0, resolution, "classic"))]
     keys = [key for key in chunks[0] if key != "captions"]
     arrays = {key: np.concatenate([chunk[key] for chunk in chunks]) for key in keys}
     arrays["captions"] = np.array([c for chunk in chunks for c in chunk["captions"]], dtype=str)
@@ -319,10 +338,12 @@ def load_meta(data_dir) -> dict:
         meta = json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise DatasetError(f"{path} is not valid JSON ({e}); {regenerate_hint(data_dir)}") from e
-    if not isinstance(meta, dict) or meta.get("version") != VERSION:
-        found = meta.get("version") if isinstance(meta, dict) else None
+    readable = {VERSION: None, VARIED_VERSION: "varied"}  # version -> its meta "world"
+    found = meta.get("version") if isinstance(meta, dict) else None
+    if found not in readable or meta.get("world") != readable[found]:
         raise DatasetError(f"data_dir {str(data_dir)!r} holds dataset version {found!r}, this "
-                           f"code reads version {VERSION}; {regenerate_hint(data_dir)}")
+                           f"code reads versions {VERSION} and {VARIED_VERSION} (varied world); "
+                           f"{regenerate_hint(data_dir)}")
     sizes, files = meta.get("split_sizes"), meta.get("files")
     if not (isinstance(sizes, dict) and all(isinstance(sizes.get(s), int) for s in SPLITS)
             and isinstance(files, dict) and isinstance(meta.get("resolution"), int)
@@ -383,6 +404,8 @@ def ensure_dataset(data_dir, regenerate: bool = False, **kwargs) -> dict:
         "resolution": kwargs.get("resolution", 32),
         "seed": kwargs.get("seed", 0),
     }
+    if "world" in kwargs:  # only when asked: a run on --data of either world reads it as it is
+        wanted["world"] = None if kwargs["world"] == "classic" else kwargs["world"]
     if is_empty_folder(data_dir):
         return generate_dataset(data_dir, **kwargs)
     try:

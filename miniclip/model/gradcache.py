@@ -60,9 +60,13 @@ def micro_batches(n: int, accum_steps: int) -> list[slice]:
 
 
 def loss_and_grads(params: dict, cfg, images: np.ndarray, tokens: np.ndarray,
-                   accum_steps: int = 1, loss_scale: float = 1.0):
+                   accum_steps: int = 1, loss_scale: float = 1.0,
+                   extra_tokens: np.ndarray | None = None):
     """Loss of the whole batch and its gradient for every parameter, computed in accum_steps
     micro-batches (1: all at once). images (N, 3, R, R) float, tokens (N, T) int.
+
+    extra_tokens: (K, T) texts without an image (hard negatives, 'clip' loss only): they join
+    the N captions in the text tower and in every image's softmax (model/loss.py).
 
     loss_scale: the gradients returned are those of ``loss_scale * loss`` (the loss itself is
     returned unscaled). float16 training multiplies by 2^k so that small gradients do not
@@ -72,48 +76,58 @@ def loss_and_grads(params: dict, cfg, images: np.ndarray, tokens: np.ndarray,
     to floating-point rounding, whatever accum_steps is.
     """
     loss_params = {k: params[k] for k in LOSS_PARAMS if k in params}
+    n_extra = 0
+    if extra_tokens is not None:
+        if not isinstance(extra_tokens, np.ndarray) or extra_tokens.ndim != 2 \
+                or extra_tokens.shape[1] != tokens.shape[1]:
+            raise ValueError(f"extra_tokens must be a (K, {tokens.shape[1]}) array like tokens, "
+                             f"got {getattr(extra_tokens, 'shape', type(extra_tokens).__name__)}")
+        n_extra = extra_tokens.shape[0]
+        tokens = np.concatenate([tokens, extra_tokens])  # (N + K, T): captions, then negatives
 
-    def whole_batch_loss(img, txt):  # (N, E), (N, E) -> loss, d img, d txt, loss-param grads
+    def whole_batch_loss(img, txt):  # (N, E), (N + K, E) -> loss, d img, d txt, loss grads
         loss, c_loss = batch_loss_forward(cfg.loss, img, txt, loss_params)
         return (loss, *batch_loss_backward(c_loss, loss_scale))
 
-    return towers_around(params, cfg, images, tokens, accum_steps, whole_batch_loss)
+    return towers_around(params, cfg, images, tokens, accum_steps, whole_batch_loss, n_extra)
 
 
 def towers_around(params: dict, cfg, images: np.ndarray, tokens: np.ndarray, accum_steps: int,
-                  head):
+                  head, n_extra: int = 0):
     """The three steps above around any ``head``: the towers embed ``images`` and ``tokens`` in
-    accum_steps micro-batches; ``head(img (n, E), txt (n, E))`` returns (loss, d img (n, E),
-    d txt (n, E), {loss parameter: gradient}); the towers back-propagate d img and d txt.
+    accum_steps micro-batches; ``head(img (n, E), txt (n + k, E))`` returns (loss, d img (n, E),
+    d txt (n + k, E), {loss parameter: gradient}); the towers back-propagate d img and d txt.
+    n_extra: the last k rows of ``tokens`` are texts without an image (hard negatives).
 
     -> (loss, grads keyed like params). ``loss_and_grads`` passes the batch loss as the head;
     ``model/distributed.py`` passes one that first gathers the embeddings of every process.
     """
-    if images.shape[0] != tokens.shape[0]:
+    if images.shape[0] + n_extra != tokens.shape[0]:
         raise ValueError(f"images and tokens must pair up: got {images.shape[0]} images and "
-                         f"{tokens.shape[0]} texts")
+                         f"{tokens.shape[0] - n_extra} texts")
 
     if accum_steps == 1:  # one pass: keep the activations from the start
         img, c_vis = vision_forward(params, cfg, images)  # (N, E)
-        txt, c_txt = text_forward(params, cfg, tokens)  # (N, E)
+        txt, c_txt = text_forward(params, cfg, tokens)  # (N + K, E)
         loss, dimg, dtxt, grads = head(img, txt)
         grads.update(vision_backward(dimg, c_vis, cfg))
         grads.update(text_backward(dtxt, c_txt, cfg))
         return loss, {k: grads[k] for k in params}
 
-    parts = micro_batches(images.shape[0], accum_steps)
+    image_parts = micro_batches(images.shape[0], accum_steps)
+    text_parts = micro_batches(tokens.shape[0], accum_steps)  # N + K rows
     # 1. embed every micro-batch; the caches are dropped at once
-    img = np.concatenate([vision_forward(params, cfg, images[s])[0] for s in parts])  # (N, E)
-    txt = np.concatenate([text_forward(params, cfg, tokens[s])[0] for s in parts])  # (N, E)
+    img = np.concatenate([vision_forward(params, cfg, images[s])[0] for s in image_parts])
+    txt = np.concatenate([text_forward(params, cfg, tokens[s])[0] for s in text_parts])
     # 2. the loss of the full batch, and its gradient with respect to every embedding
-    loss, dimg, dtxt, grads = head(img, txt)  # (N, E), (N, E), loss-parameter grads
+    loss, dimg, dtxt, grads = head(img, txt)  # (N, E), (N + K, E), loss-parameter grads
     # 3. forward again with caches, backward each micro-batch's rows of d(embeddings), add up
-    for s in parts:
-        _, c_vis = vision_forward(params, cfg, images[s])
-        _accumulate(grads, vision_backward(dimg[s], c_vis, cfg))
+    for s_img, s_txt in zip(image_parts, text_parts, strict=True):
+        _, c_vis = vision_forward(params, cfg, images[s_img])
+        _accumulate(grads, vision_backward(dimg[s_img], c_vis, cfg))
         del c_vis
-        _, c_txt = text_forward(params, cfg, tokens[s])
-        _accumulate(grads, text_backward(dtxt[s], c_txt, cfg))
+        _, c_txt = text_forward(params, cfg, tokens[s_txt])
+        _accumulate(grads, text_backward(dtxt[s_txt], c_txt, cfg))
         del c_txt
     return loss, {k: grads[k] for k in params}
 

@@ -16,6 +16,17 @@ The backward pass, line by line:
     dxhat    = dS yhat,   dyhat = dS^T xhat
     dlogit_scale = sum(dlogits * logits)           since d logits / d logit_scale = logits
 and then through the normalisation (nn/normalize.py).
+
+Hard negatives (NegCLIP, Yuksekgonul et al. 2023): K extra texts with no image of their own, such
+as "a blue circle and a red square" made from the true "a red circle and a blue square", come after
+the N true captions, so text_features is (N + K, E) and logits is (N, N + K). Each image then
+picks its caption among N + K texts; each of the N true captions still picks its image among the
+N images (an extra text has no image to pick, so it has no text -> image term):
+
+    loss = (CE(logits, diag) + CE(logits[:, :N]^T, diag)) / 2
+    dlogits          = (softmax_rows(logits) - I_{N, N+K}) / (2N)
+    dlogits[:, :N]  += (softmax_rows(logits[:, :N]^T) - I)^T / (2N)
+With K = 0 this is the loss above.
 """
 
 import warnings
@@ -61,24 +72,28 @@ def clip_logits(image_features, text_features, logit_scale):
 
 
 def contrastive_loss_forward(image_features, text_features, logit_scale):
-    """image_features (N, E), text_features (N, E), logit_scale () -> loss (float), cache.
+    """image_features (N, E), text_features (N + K, E), logit_scale () -> loss (float), cache.
 
+    Text rows N .. N+K-1 (K >= 0) are hard negatives: texts without an image (module docstring).
     A batch of one has nothing to contrast: its loss is exactly 0 (a one-way softmax is 1), and
     every gradient is 0. That is allowed, with a warning, rather than an error.
     """
     N = image_features.shape[0]
-    if text_features.shape != image_features.shape:
+    if (image_features.ndim != 2 or text_features.ndim != 2
+            or text_features.shape[1] != image_features.shape[1]
+            or text_features.shape[0] < N):
         raise ValueError(f"image_features {image_features.shape} and text_features "
-                         f"{text_features.shape} must have the same shape (N, E)")
-    if N == 1:
+                         f"{text_features.shape} must be (N, E) and (N + K, E) with K >= 0 extra "
+                         "texts (hard negatives)")
+    if N == 1 and text_features.shape[0] == 1:
         warnings.warn("contrastive loss on a batch of 1 is 0 by construction: nothing to "
                       "contrast, no gradient. Use a batch of 2 or more.", stacklevel=2)
     xhat, c_x = l2_normalize_forward(image_features)
     yhat, c_y = l2_normalize_forward(text_features)
     scale = np.exp(logit_scale)
-    logits = scale * (xhat @ yhat.T)  # (N, N)
-    logp_i2t = log_softmax(logits)  # row i: image i over all texts
-    logp_t2i = log_softmax(logits.T)  # row j: text j over all images
+    logits = scale * (xhat @ yhat.T)  # (N, N + K)
+    logp_i2t = log_softmax(logits)  # row i: image i over all N + K texts
+    logp_t2i = log_softmax(logits[:, :N].T)  # row j: true text j over the N images
     diag = np.arange(N)
     nll_i2t = -logp_i2t[diag, diag].mean()  # each image picking its text
     nll_t2i = -logp_t2i[diag, diag].mean()  # each text picking its image
@@ -87,14 +102,16 @@ def contrastive_loss_forward(image_features, text_features, logit_scale):
 
 
 def contrastive_loss_backward(cache, dloss=1.0):
-    """-> dimage_features (N, E), dtext_features (N, E), dlogit_scale (0-d array)."""
+    """-> dimage_features (N, E), dtext_features (N + K, E), dlogit_scale (0-d array)."""
     xhat, yhat, c_x, c_y, scale, logits, logp_i2t, logp_t2i = cache
     N = logits.shape[0]
-    eye = np.eye(N, dtype=logits.dtype)
-    # undoes the two cross-entropies (each a mean over N, then halved)
-    dlogits = ((np.exp(logp_i2t) - eye) + (np.exp(logp_t2i) - eye).T) * (dloss / (2 * N))
+    eye = np.eye(N, logits.shape[1], dtype=logits.dtype)  # (N, N + K): ones on the diagonal
+    # undoes the image -> text cross-entropy (a mean over N, then halved): every column
+    dlogits = (np.exp(logp_i2t) - eye) * (dloss / (2 * N))  # (N, N + K)
+    # undoes the text -> image cross-entropy: only the N columns of the true captions
+    dlogits[:, :N] += (np.exp(logp_t2i) - eye[:, :N]).T * (dloss / (2 * N))
     dlogit_scale = sum_0d(dlogits * logits)  # undoes exp(.) * S
-    dS = scale * dlogits  # (N, N)
+    dS = scale * dlogits  # (N, N + K)
     dxhat = dS @ yhat  # undoes S = xhat @ yhat^T
     dyhat = dS.T @ xhat
     return l2_normalize_backward(dxhat, c_x), l2_normalize_backward(dyhat, c_y), dlogit_scale
@@ -180,6 +197,9 @@ def batch_loss_forward(kind, image_features, text_features, params):
     16-bit features are widened to float32 first (``widen``): the loss is float32 arithmetic.
     """
     image_features, text_features = widen(image_features), widen(text_features)
+    if kind == "siglip" and text_features.shape[0] != image_features.shape[0]:
+        raise ValueError(f"extra texts (hard negatives) work with the 'clip' loss only; got "
+                         f"{image_features.shape[0]} images and {text_features.shape[0]} texts")
     if kind == "clip":
         loss, cache = contrastive_loss_forward(image_features, text_features,
                                                params["logit_scale"])

@@ -47,6 +47,7 @@ class TrainArgs:
     report_to: str = "jsonl"  # "tensorboard": also TensorBoard event files (train/report.py)
     precision: str = "fp32"  # "fp32", or mixed precision "bf16" / "fp16" (train/precision.py)
     stochastic_rounding: bool = False  # round the 16-bit weight copies stochastically
+    hard_negatives: bool = False  # NegCLIP: swapped captions as extra texts (train/hardneg.py)
 
 
 def total_steps(args: TrainArgs, n_pairs: int) -> int:
@@ -127,6 +128,10 @@ def check_args(args: TrainArgs) -> None:
         check_schedule(args, args.steps)
     check_own_data_args(args)
     check_precision_args(args)
+    if args.hard_negatives:  # train/hardneg.py
+        from miniclip.train.hardneg import check_hard_negative_args
+
+        check_hard_negative_args(args)
 
 
 def resolve_schedule(args: TrainArgs, steps: int) -> TrainArgs:
@@ -210,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
                 "defaults to --lr 1e-5 --weight-decay 0.1",
         "precision": "fp32, or mixed precision bf16 / fp16 (float32 master weights)",
         "stochastic_rounding": "round the 16-bit weight copies stochastically",
+        "hard_negatives": "add colour-, place- and shape-swapped captions as extra texts "
+                          "without an image (NegCLIP; toy world, clip loss, fp32)",
     }
     for f in fields(TrainArgs):
         flag = "--" + f.name.replace("_", "-")

@@ -80,8 +80,11 @@ def evaluate_zero_shot(model, preprocess, tokenizer, split, class_weights) -> di
             "predictions": scores.argmax(axis=1), "scores": scores}
 
 
-def evaluate(model, preprocess, tokenizer, data_dir, max_retrieval: int = 1000) -> tuple[dict, dict]:
-    """Zero-shot (seen and held-out compositions) and retrieval (test split).
+def evaluate(model, preprocess, tokenizer, data_dir, max_retrieval: int = 1000,
+             generalisation: bool = True) -> tuple[dict, dict]:
+    """Zero-shot (seen and held-out compositions) and retrieval (test split); with
+    ``generalisation``, also binding, relations and the renderer shift, each with its chance
+    level (train/generalisation.py).
 
     -> (metrics: dict of floats, details: arrays for the pictures)
     """
@@ -103,6 +106,10 @@ def evaluate(model, preprocess, tokenizer, data_dir, max_retrieval: int = 1000) 
     metrics.update(retrieval_metrics(sim, "retrieval_i2t"))
     metrics.update(retrieval_metrics(sim.T, "retrieval_t2i"))
     metrics["retrieval_n"] = int(n)
+    if generalisation:
+        from miniclip.train.generalisation import evaluate_generalisation
+
+        metrics.update(evaluate_generalisation(model, preprocess, tokenizer))
     details = {"seen": seen, "heldout": held, "sim": sim, "test": test, "heldout_split": heldout,
                "classnames": CLASSNAMES}
     return metrics, details
@@ -130,6 +137,9 @@ def save_pictures(details: dict, out_dir, suffix: str = "") -> list[Path]:
 
 def format_metrics(m: dict) -> str:
     """A few human lines of the main numbers."""
+    from miniclip.train.generalisation import format_generalisation
+
+    extra = "\n" + format_generalisation(m) if "binding_acc" in m else ""
     return (f"zero-shot top-1: seen {m['zeroshot_top1_seen']:.1%}, held-out "
             f"{m['zeroshot_top1_heldout']:.1%}   (top-5: {m['zeroshot_top5_seen']:.1%}, "
             f"{m['zeroshot_top5_heldout']:.1%})\n"
@@ -137,7 +147,7 @@ def format_metrics(m: dict) -> str:
             f"{m['retrieval_i2t_r1']:.1%}/{m['retrieval_i2t_r5']:.1%}/{m['retrieval_i2t_r10']:.1%}"
             f" (median rank {m['retrieval_i2t_median_rank']:g}), text->image "
             f"{m['retrieval_t2i_r1']:.1%}/{m['retrieval_t2i_r5']:.1%}/{m['retrieval_t2i_r10']:.1%}"
-            f" (median rank {m['retrieval_t2i_median_rank']:g})")
+            f" (median rank {m['retrieval_t2i_median_rank']:g})" + extra)
 
 
 def main(argv=None) -> int:

@@ -190,6 +190,11 @@ def _setup(args, resume, log, regenerate, out_dir, world) -> Run:
               report=open_report(args.report_to, out_dir), world=world)
     if not run.is_root:
         run.probe = None  # the root alone evaluates
+    if args.hard_negatives:  # extra false captions per batch (train/hardneg.py)
+        from miniclip.train.hardneg import HardNegatives
+
+        run.negatives = HardNegatives(train_split, tokens, tokenizer, args.seed, world)
+        log(f"  {run.negatives.describe()}")
     if ckpt is not None:
         model.load_state_dict(ckpt.params)
         optimizer.params = model.params  # load_state_dict made new arrays
@@ -245,17 +250,20 @@ def run_steps(run: Run, progress: bool = True, after_step=None, log=print) -> tu
         with StopRequest() as stop, run.log_path.open("a") as log_file:
             while run.step < run.total_steps:
                 t0 = time.perf_counter()
+                extra = None  # (K, T) hard negatives: texts without an image
                 if run.source is not None:  # own data: decoded and cropped here (owndata.py)
                     images, tokens = owndata.next_batch(run)
                 else:
                     idx = batch_indices(run.step, len(run.train_split), args.batch_size,
                                         args.seed)
                     images, tokens = run.train_split.images[idx], run.tokens[idx]
+                    if run.negatives is not None:  # --hard-negatives
+                        tokens, extra = run.negatives.batch(idx)
                 lr = cosine_lr(run.step, run.total_steps, args.lr, args.warmup, args.min_lr)
                 loss, grad_norm = take_step(model, run.optimizer, run.preprocess, images, tokens,
                                             lr, args, run.aug_rng, run.checkpoint_path, run.step,
                                             world=run.world, toy_augment=run.source is None,
-                                            precision=run.precision)
+                                            precision=run.precision, extra_tokens=extra)
                 run.step += 1
                 step = run.step
                 dt = time.perf_counter() - t0

@@ -45,6 +45,7 @@ class Run:
     precision: object = None  # train.precision.MixedPrecision for --precision bf16/fp16
     world: object = None  # train/distributed.World under --distributed; None: one process
     lock: object = None  # runfolder.RunFolderLock: this process owns out_dir until release
+    negatives: object = None  # train/hardneg.HardNegatives with --hard-negatives, else None
 
     @property
     def is_root(self) -> bool:

@@ -19,7 +19,8 @@ class TrainingDiverged(RuntimeError):
 
 
 def take_step(model, optimizer, preprocess, images, tokens, lr, args, aug_rng, last_checkpoint,
-              step, world=None, toy_augment=True, precision=None) -> tuple[float, float]:
+              step, world=None, toy_augment=True, precision=None,
+              extra_tokens=None) -> tuple[float, float]:
     """One optimizer step on a batch: images uint8 (B, R, R, 3), tokens (B, T).
 
     augment -> normalise -> loss and gradients (in args.accum micro-batches) -> clip the global
@@ -30,7 +31,10 @@ def take_step(model, optimizer, preprocess, images, tokens, lr, args, aug_rng, l
     toy_augment: False for your own data, whose images were cropped at random when read
         (train/owndata.py).
     precision: a train.precision.MixedPrecision for --precision bf16/fp16 (None: float32).
+    extra_tokens: (K, T) texts without an image (--hard-negatives, train/hardneg.py), or None.
     """
+    if extra_tokens is not None and (world is not None or precision is not None):
+        raise ValueError("--hard-negatives works in one process at --precision fp32 only")
     if args.augment and toy_augment:
         from miniclip.datasets import augment
 
@@ -56,8 +60,12 @@ def take_step(model, optimizer, preprocess, images, tokens, lr, args, aug_rng, l
 
         return mixed_step(model, optimizer, precision, x, tokens, lr, args, step, diverged,
                           MAX_LOGIT_SCALE)
-    loss, grads = (world.loss_and_grads if world else loss_and_grads)(
-        model.params, model.cfg, x, tokens, args.accum)
+    if extra_tokens is not None:
+        loss, grads = loss_and_grads(model.params, model.cfg, x, tokens, args.accum,
+                                     extra_tokens=extra_tokens)
+    else:
+        loss, grads = (world.loss_and_grads if world else loss_and_grads)(
+            model.params, model.cfg, x, tokens, args.accum)
     grad_norm = clip_grad_norm(grads, args.grad_clip or math.inf)
     if not (math.isfinite(loss) and math.isfinite(grad_norm)):
         diverged(loss, grad_norm)

@@ -1,0 +1,133 @@
+"""Hard negatives: the true caption is true, the negative is false of the image and true of the
+altered scene, the two differ only where the scene was altered; --hard-negatives trains."""
+
+import re
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from miniclip.datasets import HELDOUT_PAIRS, SHAPES, generate_dataset, load_split
+from miniclip.datasets.negatives import caption_pair, swap_colours, swap_places
+from miniclip.train.hardneg import HardNegatives
+from miniclip.train.loop import TrainArgs, train
+
+from .test_datasets import SMALL, _check_caption, _objects_of
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    out = tmp_path_factory.mktemp("toy_negatives")
+    generate_dataset(out, **SMALL, seed=1, workers=1, progress=False)
+    return out
+
+
+def _as_dicts(objects):
+    return [dict(colour=o.colour, shape=o.shape, size=o.size, position=o.position,
+                 box=np.array(o.box)) for o in objects]
+
+
+def _check_shape_swap(pair, obj):
+    """The one shape the negative names (by its words), which differs from the object's."""
+    from miniclip.datasets.captions import SHAPE_WORDS
+
+    said = {SHAPES.index(name) for name, words in SHAPE_WORDS.items()
+            for w in words if re.search(rf"\b{w}\b", pair.negative)}
+    (shape,) = said
+    assert shape != obj["shape"], pair
+    return shape
+
+
+def _words(caption):
+    """Sorted words, articles dropped and "violet" read as "purple" (a colour's synonym may be
+    drawn for one object and not the other)."""
+    words = caption.rstrip(".").replace(",", "").replace("violet", "purple").split()
+    return sorted(w for w in words if w not in ("a", "an"))
+
+
+def test_pairs_are_true_and_false_where_they_should_be(toy):
+    train_split = load_split(toy, "train")
+    kinds = {"binding": 0, "relation": 0, "shape": 0}
+    for i in range(len(train_split)):
+        objects = train_split.objects(int(i))
+        pair = caption_pair(objects, seed=[0, int(i)])
+        if pair is None:
+            continue
+        kinds[pair.kind] += 1
+        _check_caption(pair.true, _objects_of(train_split, i))
+        if pair.kind == "shape":  # the negative names the same colour with another shape
+            (obj,) = _objects_of(train_split, i)
+            said = _check_shape_swap(pair, obj)
+            altered = [replace(objects[0], shape=said)]
+        else:
+            altered = swap_colours(objects) if pair.kind == "binding" else swap_places(objects)
+        assert not any((o.colour, o.shape) in HELDOUT_PAIRS for o in altered), pair
+        _check_caption(pair.negative, _as_dicts(altered))  # true of the altered scene ...
+        with pytest.raises((AssertionError, KeyError)):  # ... and false of the image
+            _check_caption(pair.negative, _objects_of(train_split, i))
+        if pair.kind == "binding":  # the same words, in another order
+            assert _words(pair.true) == _words(pair.negative), pair
+    assert kinds["binding"] > 10 and kinds["relation"] > 10 and kinds["shape"] > 50
+
+
+def test_no_binding_negative_when_the_swap_says_the_same(toy):
+    train_split = load_split(toy, "train")
+    a, b = train_split.objects(int(np.flatnonzero(train_split.n_objects == 2)[0]))
+    same_shape = [a, type(b)(**{**b.__dict__, "shape": a.shape, "colour": (a.colour + 1) % 8})]
+    assert caption_pair(same_shape, seed=0, kind="binding") is None
+    with pytest.raises(ValueError, match="kind"):
+        caption_pair([a, b], seed=0, kind="colour")
+    with pytest.raises(ValueError, match="1 or 2 objects"):
+        caption_pair([a, b, a], seed=0)
+    assert caption_pair([a], seed=0, kind="binding") is None  # a kind that does not fit
+
+
+class _WordTokenizer:
+    def tokenize(self, texts):
+        return np.array([[len(t), hash(t) % 997] for t in texts])
+
+
+def test_batches_hold_the_negatives_of_their_two_object_images(toy):
+    split = load_split(toy, "train")
+    stored = np.zeros((len(split), 2), dtype=np.int64)
+    negatives = HardNegatives(split, stored, _WordTokenizer(), seed=0)
+    two, one = split.n_objects == 2, split.n_objects == 1
+    assert negatives.has_negative[two].mean() > 0.8
+    assert 0.2 < negatives.has_negative[one].mean() < 0.4  # SINGLE_FRACTION of them
+    idx = np.arange(40)
+    tokens, extra = negatives.batch(idx)
+    assert tokens.shape == (40, 2) and len(extra) == negatives.has_negative[idx].sum()
+    np.testing.assert_array_equal(tokens[~negatives.has_negative[idx]], 0)  # stored captions
+    with pytest.raises(ValueError, match="--distributed"):
+        HardNegatives(split, stored, _WordTokenizer(), seed=0, world=object())
+
+
+def test_training_with_hard_negatives_runs_and_rejects_siglip(toy, tmp_path):
+    args = TrainArgs(data=str(toy), out=str(tmp_path / "run"), model="toy-tiny", steps=3,
+                     batch_size=16, warmup=1, eval_every=0, checkpoint_every=3, log_every=1,
+                     hard_negatives=True)
+    summary = train(args, progress=False, final_eval=False, log=lambda *a: None)
+    assert summary["steps"] == 3 and np.isfinite(summary["final_loss"])
+    for change, message in ((dict(loss="siglip"), "needs --loss clip, got --loss siglip"),
+                            (dict(precision="bf16"), "needs --precision fp32, got bf16"),
+                            (dict(data="pairs.csv"), "needs the toy dataset")):
+        with pytest.raises(ValueError, match=f"--hard-negatives {message}"):
+            train(TrainArgs(**{**args.__dict__, **change, "out": str(tmp_path / "s")}),
+                  progress=False, final_eval=False, log=lambda *a: None)
+        assert not (tmp_path / "s").exists()  # refused before the run folder is made
+
+
+def test_stored_captions_are_those_of_dataset_version_2():
+    """``lockstep`` (for the negatives) is off by default: the captions drawn for the stored
+    dataset are the very ones of dataset version 2 (digest pinned from the code before it)."""
+    import hashlib
+
+    from miniclip.datasets import SEEN_PAIRS, caption_for, sample_scene
+
+    captions, stepped = [], []
+    for i in range(300):
+        objects = sample_scene(np.random.default_rng(i), SEEN_PAIRS, 1 + i % 2, 32)
+        captions.append(caption_for(objects, np.random.default_rng([i, 1])))
+        stepped.append(caption_for(objects, np.random.default_rng([i, 1]), lockstep=True))
+    assert hashlib.sha256("\n".join(captions).encode()).hexdigest()[:16] == "6583c206b432b0d8"
+    assert stepped != captions  # the lockstep stream is another one
