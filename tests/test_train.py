@@ -259,3 +259,31 @@ def test_caption_too_long_for_context_is_an_error(tiny_data, tmp_path, monkeypat
     monkeypatch.setitem(CONFIGS, "toy-short", short)
     with pytest.raises(ValueError, match="does not fit the model's context_length 6"):
         train(tiny_args(tiny_data, tmp_path / "r", model="toy-short"), progress=False, log=quiet)
+
+
+def test_matmul_flag_routes_the_numba_products(tiny_data, tmp_path, capsys):
+    """--matmul blas trains with every product on BLAS (the backend option is set for the run
+    and recorded in the checkpoint's arguments); a bad route or another backend is a one-line
+    error naming --matmul."""
+    from miniclip import backend
+    from miniclip.kernels.numba import ops as numba_ops
+
+    before = numba_ops.options()
+    try:
+        code = main(["--data", str(tiny_data), "--out", str(tmp_path / "blas"), "--model",
+                     "toy-tiny", "--steps", "2", "--batch-size", "16", "--no-progress",
+                     "--matmul", "blas"])
+        assert code == 0
+        assert numba_ops.options()["matmul"] == "blas" and backend.get_backend() == "numba"
+    finally:
+        numba_ops.configure(**before)
+    saved = load_checkpoint(tmp_path / "blas" / "checkpoint.safetensors")
+    assert saved.train_args["matmul"] == "blas"
+    capsys.readouterr()
+    for argv, message in ((["--matmul", "fast"], "--matmul must be one of"),
+                          (["--backend", "numpy", "--matmul", "blas"],
+                           "--matmul routes the numba backend's products")):
+        code = main(["--data", str(tiny_data), "--out", str(tmp_path / "bad"), "--model",
+                     "toy-tiny", "--steps", "1", "--no-progress", *argv])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err and "Traceback" not in err

@@ -10,6 +10,9 @@ from dataclasses import dataclass, fields, replace
 from miniclip import backend
 from miniclip.model.config import CONFIGS, LOSSES
 
+# how the numba backend routes its products (kernels/numba/ops.py: configure(matmul=...))
+MATMUL_ROUTES = ("kernel", "auto", "blas")
+
 
 @dataclass
 class TrainArgs:
@@ -37,6 +40,7 @@ class TrainArgs:
     checkpoint_every: int = 200
     n_train: int | None = None  # dataset sizes if it has to be generated (None: its default)
     backend: str | None = None  # kernels backend; None: miniclip's default
+    matmul: str | None = None  # numba backend's products: "kernel", "auto" or "blas"; None: its default
     # your own data (train/owndata.py): --data a.csv|a.tsv or WebDataset shards; OpenCLIP's flags
     csv_img_key: str = "filepath"
     csv_caption_key: str = "title"
@@ -85,6 +89,12 @@ def check_args(args: TrainArgs) -> None:
     if args.backend is not None and args.backend not in backend.available_backends():
         raise ValueError(f"--backend must be one of {backend.available_backends()} (or not "
                          f"given), got {args.backend!r}")
+    if args.matmul is not None and args.matmul not in MATMUL_ROUTES:
+        raise ValueError(f"--matmul must be one of {MATMUL_ROUTES} (or not given), got "
+                         f"{args.matmul!r}")
+    if args.matmul is not None and (args.backend or backend.get_backend()) != "numba":
+        raise ValueError(f"--matmul routes the numba backend's products; the backend is "
+                         f"{args.backend or backend.get_backend()!r}")
     if args.init is None and args.model not in CONFIGS:
         raise ValueError(f"--model must be one of {sorted(CONFIGS)}, got {args.model!r}")
     if args.loss not in LOSSES:
@@ -207,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
         "eval_images": "images per curve point", "checkpoint_every": "steps between checkpoints",
         "n_train": "training pairs if the dataset has to be generated",
         "backend": f"kernels backend, one of {backend.available_backends()}",
+        "matmul": "numba backend's products: kernel (hand-written, the default), blas, or auto "
+                  "(measured per machine)",
         "csv_img_key": "CSV column of image paths", "csv_caption_key": "CSV column of captions",
         "csv_separator": "CSV separator ('\\t' or a tab: tab)", "val_data": "CSV or shards for retrieval metrics",
         "zeroshot_classes": "file of class names (one per line; lines with {} are templates)",
@@ -236,3 +248,17 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--regenerate", action="store_true", help="if the dataset folder holds an "
                     "incomplete or outdated dataset, replace it with a freshly generated one")
     return ap
+
+
+
+def select_backend(args: TrainArgs) -> None:
+    """Switch to --backend, with --matmul's route for the numba backend's products, if either
+    was given. A backend that cannot load here is a ValueError that names it."""
+    if args.backend is None and args.matmul is None:
+        return
+    name = args.backend or "numba"
+    options = {} if args.matmul is None else {"matmul": args.matmul}
+    try:
+        backend.use_backend(name, **options)
+    except (ImportError, RuntimeError) as e:  # no GPU for "cuda", no Numba for "numba"
+        raise ValueError(f"backend {name!r} cannot be used here: {e}") from e

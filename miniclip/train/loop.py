@@ -56,7 +56,7 @@ from miniclip.pretrained.checkpoint import (
 from miniclip.pretrained.preprocess import ToyPreprocess
 from miniclip.text.tokenizer import ModelTokenizer
 from miniclip.train import owndata  # your own data: --data CSV or shards
-from miniclip.train.args import TrainArgs, check_args, resolve_schedule, total_steps
+from miniclip.train.args import TrainArgs, check_args, resolve_schedule, select_backend, total_steps
 from miniclip.train.data import (
     CurveProbe,
     batch_indices,
@@ -123,11 +123,7 @@ def _setup(args, resume, log, regenerate, out_dir, world) -> Run:
             raise CheckpointError(f"{resume}: its training arguments are not understood by this "
                                   f"miniclip ({e})") from e
     check_args(args)
-    if args.backend is not None:
-        try:
-            backend.use_backend(args.backend)
-        except (ImportError, RuntimeError) as e:  # no GPU for "cuda", no Numba for "numba"
-            raise ValueError(f"backend {args.backend!r} cannot be used here: {e}") from e
+    select_backend(args)  # --backend, --matmul
     args = replace(args, out=str(out_dir))
 
     init = load_init(args.init) if args.init is not None and ckpt is None else None  # --init
