@@ -64,19 +64,26 @@ def layernorm_backward_kernel(dout, xhat, rstd, w, dx, partial_dw, partial_db):
     rows_per_part = (M + n_parts - 1) // n_parts
     for part in prange(n_parts):
         for i in range(part * rows_per_part, min(M, (part + 1) * rows_per_part)):
-            g_mean = dout.dtype.type(0)
-            gx_mean = dout.dtype.type(0)
-            for c in range(C):
-                g = dout[i, c] * w[c]
-                g_mean += g
-                gx_mean += g * xhat[i, c]
-                partial_db[part, c] += dout[i, c]
-                partial_dw[part, c] += dout[i, c] * xhat[i, c]
-            g_mean *= inv_c
-            gx_mean *= inv_c
+            g_mean, gx_mean = layernorm_row_sums(dout, xhat, w, i, inv_c, partial_dw[part],
+                                                 partial_db[part])
             r = rstd[i]
             for c in range(C):
                 dx[i, c] = r * (dout[i, c] * w[c] - g_mean - xhat[i, c] * gx_mean)
+
+
+@njit(fastmath=FASTMATH, cache=True, inline="always")
+def layernorm_row_sums(dout, xhat, w, i, inv_c, dw_part, db_part):
+    """Row i of LayerNorm's backward, the sums: adds dout * xhat and dout to this part's dw and
+    db, and returns (mean(g), mean(g * xhat)) over the row, g = dout * w."""
+    g_mean = dout.dtype.type(0)
+    gx_mean = dout.dtype.type(0)
+    for c in range(dout.shape[1]):
+        g = dout[i, c] * w[c]
+        g_mean += g
+        gx_mean += g * xhat[i, c]
+        db_part[c] += dout[i, c]
+        dw_part[c] += dout[i, c] * xhat[i, c]
+    return g_mean * inv_c, gx_mean * inv_c
 
 
 @njit(fastmath=FASTMATH, inline="always", cache=True)

@@ -22,7 +22,7 @@ import math
 
 from numba import njit, prange
 
-from miniclip.kernels.numba.elementwise import QUICK_GELU_ALPHA, _sigmoid
+from miniclip.kernels.numba.elementwise import QUICK_GELU_ALPHA, _sigmoid, layernorm_row_sums
 from miniclip.kernels.numba.fast_exp import fast_exp
 from miniclip.kernels.numba.matmul import B_BLOCK_ELEMENTS, FASTMATH, ROWS_PER_TASK, block_nt
 
@@ -127,16 +127,8 @@ def layernorm_backward_add_kernel(dout, xhat, rstd, w, dresidual, dx, partial_dw
     rows_per_part = (M + n_parts - 1) // n_parts
     for part in prange(n_parts):
         for i in range(part * rows_per_part, min(M, (part + 1) * rows_per_part)):
-            g_mean = dout.dtype.type(0)
-            gx_mean = dout.dtype.type(0)
-            for c in range(C):
-                g = dout[i, c] * w[c]
-                g_mean += g
-                gx_mean += g * xhat[i, c]
-                partial_db[part, c] += dout[i, c]
-                partial_dw[part, c] += dout[i, c] * xhat[i, c]
-            g_mean *= inv_c
-            gx_mean *= inv_c
+            g_mean, gx_mean = layernorm_row_sums(dout, xhat, w, i, inv_c, partial_dw[part],
+                                                 partial_db[part])
             r = rstd[i]
             for c in range(C):
                 dx[i, c] = dresidual[i, c] + r * (dout[i, c] * w[c] - g_mean
