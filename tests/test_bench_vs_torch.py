@@ -29,7 +29,8 @@ def test_step_flops_counts_a_known_model():
 
 
 @pytest.mark.skipif(not all(importlib.util.find_spec(m) for m in ("torch", "transformers")),
-                    reason="compares with PyTorch: needs torch and transformers (the test extra)")
+                    reason="compares with PyTorch: needs torch==2.13.0 (the CPU wheel) and transformers, "
+                           "which .ci/run installs")
 def test_quick_run_prints_one_model_in_every_framework(tmp_path):
     env = {**os.environ, "NUMBA_CACHE_DIR": os.environ.get("NUMBA_CACHE_DIR",
                                                            str(tmp_path / "numba"))}
