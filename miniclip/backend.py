@@ -41,7 +41,7 @@ OPS = (
 # the backend has none, the model composes the plain ops above (the numpy reference always does)
 FUSED_OPS = (
     "linear_act_forward", "linear_act_backward",
-    "linear_residual_forward", "linear_residual_backward",
+    "linear_residual_forward",  # its backward is linear_backward: the residual passes dout on
     "layernorm_backward_add",
     "attention_qkv_forward", "attention_qkv_backward",
 )
@@ -141,10 +141,11 @@ class _Ops:
 ops = _Ops()
 
 
-def fused(name: str, *arrays):
+def fused(name: str, *arrays, required: bool = False):
     """The current backend's fused op ``name`` (one of FUSED_OPS), or None when the backend has
     none or any of ``arrays`` is 16-bit (mixed precision wraps only the plain ops). The caller
-    then composes the plain ops, which compute the same numbers. ``use_backend("numba",
+    then composes the plain ops, which compute the same numbers. ``required=True`` (a backward
+    whose forward ran the fused op) makes None a RuntimeError. ``use_backend("numba",
     fused=False)`` turns them off (to compare):
 
         >>> with use_backend("numpy"):
@@ -156,11 +157,13 @@ def fused(name: str, *arrays):
     getattr(ops, OPS[0])  # builds the current backend's table
     op = _mixed[_current].get(name)
     options = getattr(_loaded[_current], "options", dict)()
-    if op is None or not options.get("fused", True):
-        return None
     from miniclip.kernels.dtypes import is_half
 
-    if any(isinstance(a, np.ndarray) and is_half(a.dtype) for a in arrays):
+    if (op is None or not options.get("fused", True)
+            or any(isinstance(a, np.ndarray) and is_half(a.dtype) for a in arrays)):
+        if required:
+            raise RuntimeError(f"the forward ran the fused op before {name}; its backward needs "
+                               f"the same backend and settings, and {_current!r} offers none now")
         return None
     return op
 

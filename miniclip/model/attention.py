@@ -7,6 +7,7 @@ Shapes: B batch, T tokens, C width, H heads, D = C / H head size.
 import numpy as np
 
 from miniclip import backend
+from miniclip.model.residual import linear_add_forward
 from miniclip.nn.attention import merge_heads, split_heads
 
 
@@ -24,14 +25,7 @@ def self_attention_forward(x, p, n_heads, causal=False, residual=None):
         q, k, v = (split_heads(qkv[..., i * C:(i + 1) * C], n_heads) for i in range(3))
         heads, c_attn = ops.attention_forward(q, k, v, causal)  # (B, H, T, D)
         merged = merge_heads(heads)  # (B, T, C)
-    proj_res = None if residual is None else backend.fused("linear_residual_forward", merged,
-                                                           residual)
-    if proj_res is not None:  # residual + merged W^T + b in one op
-        out, c_out = proj_res(merged, p["out_proj.weight"], p["out_proj.bias"], residual)
-    else:
-        out, c_out = ops.linear_forward(merged, p["out_proj.weight"], p["out_proj.bias"])
-        if residual is not None:
-            out = residual + out
+    out, c_out = linear_add_forward(merged, p["out_proj.weight"], p["out_proj.bias"], residual)
     return out, (c_in, c_attn, c_out, n_heads, packed is not None)
 
 
@@ -41,11 +35,8 @@ def self_attention_backward(dout, cache):
     c_in, c_attn, c_out, n_heads, packed = cache
     dmerged, dw_out, db_out = ops.linear_backward(dout, c_out)
     if packed:  # the forward ran the fused op on the packed qkv
-        packed_backward = backend.fused("attention_qkv_backward", dmerged)
-        if packed_backward is None:
-            raise RuntimeError("this attention's forward ran a fused op; its backward needs the "
-                               f"same backend, and {backend.get_backend()!r} has no fused ops")
-        dqkv = packed_backward(dmerged, c_attn)  # (B, T, 3C)
+        dqkv = backend.fused("attention_qkv_backward", dmerged, required=True)(
+            dmerged, c_attn)  # (B, T, 3C)
     else:
         dq, dk, dv = ops.attention_backward(split_heads(dmerged, n_heads), c_attn)
         dqkv = np.concatenate([merge_heads(dq), merge_heads(dk), merge_heads(dv)],

@@ -5,12 +5,13 @@
 
 The residual adds are handed to the attention and MLP layers (``residual=x``), which add them in
 their output projection's epilogue where the backend fuses that (numba), and in backward the
-residual's gradient is added inside LayerNorm's backward pass the same way.
+residual's gradient is added inside LayerNorm's backward pass the same way (model/residual.py).
 """
 
 from miniclip import backend
 from miniclip.model.attention import self_attention_backward, self_attention_forward
 from miniclip.model.mlp import mlp_backward, mlp_forward
+from miniclip.model.residual import layernorm_backward_add
 from miniclip.nn.layernorm import EPS
 
 
@@ -43,18 +44,9 @@ def block_backward(dout, cache):
     # the residual passes dout straight through, and the mlp branch adds its part
     dh, g = mlp_backward(dout, c_mlp)
     grads.update({f"mlp.{k}": v for k, v in g.items()})
-    dx, grads["ln_2.weight"], grads["ln_2.bias"] = _layernorm_backward_add(dh, c_ln2, dout)
+    dx, grads["ln_2.weight"], grads["ln_2.bias"] = layernorm_backward_add(dh, c_ln2, dout)
     dh, g = self_attention_backward(dx, c_attn)
     grads.update({f"attn.{k}": v for k, v in g.items()})
-    dx, grads["ln_1.weight"], grads["ln_1.bias"] = _layernorm_backward_add(dh, c_ln1, dx)
+    dx, grads["ln_1.weight"], grads["ln_1.bias"] = layernorm_backward_add(dh, c_ln1, dx)
     return dx, grads
 
-
-def _layernorm_backward_add(dout, cache, dresidual):
-    """LayerNorm's backward with the residual's gradient added to its dx: dx + dresidual, dw,
-    db. One op where the backend fuses them (numba), else the plain op and an add."""
-    fused = backend.fused("layernorm_backward_add", dout, dresidual)
-    if fused is not None:
-        return fused(dout, cache, dresidual)
-    dx, dw, db = backend.ops.layernorm_backward(dout, cache)
-    return dresidual + dx, dw, db

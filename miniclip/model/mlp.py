@@ -7,6 +7,7 @@ epilogue, which saves passes over the (..., 4C) and (..., C) arrays.
 """
 
 from miniclip import backend
+from miniclip.model.residual import linear_add_forward
 
 
 def mlp_forward(x, p, activation="quick_gelu", residual=None):
@@ -21,13 +22,7 @@ def mlp_forward(x, p, activation="quick_gelu", residual=None):
     else:
         h, c_fc = ops.linear_forward(x, p["c_fc.weight"], p["c_fc.bias"])  # (..., 4C)
         a, c_act = getattr(ops, f"{activation}_forward")(h)
-    proj_res = None if residual is None else backend.fused("linear_residual_forward", a, residual)
-    if proj_res is not None:  # residual + a W^T + b in one op
-        out, c_proj = proj_res(a, p["c_proj.weight"], p["c_proj.bias"], residual)
-    else:
-        out, c_proj = ops.linear_forward(a, p["c_proj.weight"], p["c_proj.bias"])  # (..., C)
-        if residual is not None:
-            out = residual + out
+    out, c_proj = linear_add_forward(a, p["c_proj.weight"], p["c_proj.bias"], residual)  # (..., C)
     return out, (c_fc, c_act, c_proj, activation)
 
 
@@ -38,11 +33,7 @@ def mlp_backward(dout, cache):
     c_fc, c_act, c_proj, activation = cache
     da, dw_proj, db_proj = ops.linear_backward(dout, c_proj)
     if c_act is None:  # the forward fused c_fc and the activation
-        fc_act_backward = backend.fused("linear_act_backward", da)
-        if fc_act_backward is None:
-            raise RuntimeError("this MLP's forward ran a fused op; its backward needs the same "
-                               f"backend, and {backend.get_backend()!r} has no fused ops")
-        dx, dw_fc, db_fc = fc_act_backward(da, c_fc)
+        dx, dw_fc, db_fc = backend.fused("linear_act_backward", da, required=True)(da, c_fc)
     else:
         dh = getattr(ops, f"{activation}_backward")(da, c_act)
         dx, dw_fc, db_fc = ops.linear_backward(dh, c_fc)

@@ -12,7 +12,6 @@ from miniclip.kernels.numba.fused_ops import (
     layernorm_backward_add,
     linear_act_backward,
     linear_act_forward,
-    linear_residual_backward,
     linear_residual_forward,
 )
 from miniclip.kernels.numba.ops import (
@@ -36,7 +35,7 @@ __all__ = [
     "BACKWARD_READS_16_BIT", "READS_16_BIT", "attention_backward", "attention_forward", "attention_qkv_backward",
     "attention_qkv_forward", "configure", "gelu_backward", "gelu_forward", "layernorm_backward",
     "layernorm_backward_add", "layernorm_forward", "linear_act_backward", "linear_act_forward",
-    "linear_backward", "linear_forward", "linear_residual_backward", "linear_residual_forward",
+    "linear_backward", "linear_forward", "linear_residual_forward",
     "options", "quick_gelu_backward", "quick_gelu_forward",
 ]
 

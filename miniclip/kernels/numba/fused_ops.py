@@ -6,8 +6,7 @@ and block.py show both paths side by side). Each op equals a composition of plai
 
     linear_act_forward(x, w, b, act)   = act_forward(linear_forward(x, w, b))
     linear_act_backward(dout, cache)   = linear_backward(act_backward(dout)) -> dx, dw, db
-    linear_residual_forward(x, w, b, r) = linear_forward(x, w, b) + r
-    linear_residual_backward           = linear_backward (the residual passes dout through)
+    linear_residual_forward(x, w, b, r) = linear_forward(x, w, b) + r  (backward: linear_backward)
     layernorm_backward_add(dout, cache, dres) = layernorm_backward(dout) with dres added to dx
     attention_qkv_forward(qkv, H, causal) = merge_heads(attention_forward(split q, k, v))
     attention_qkv_backward(dout, cache)   = concatenate(merge_heads(dq), ..(dk), ..(dv))
@@ -130,11 +129,6 @@ def linear_residual_forward(x, w, b, residual):
     return out.reshape(residual.shape), (x2d, w, True, x.shape)
 
 
-def linear_residual_backward(dout, cache):
-    """dout: (..., C_out) -> dx, dw, db of the linear part; the residual's gradient is dout."""
-    return plain.linear_backward(dout, cache)
-
-
 def layernorm_backward_add(dout, cache, dresidual):
     """dout, dresidual: (..., C) -> dx + dresidual (..., C), dw (C,), db (C,)."""
     xhat, rstd, w, x_shape = cache
@@ -191,5 +185,4 @@ def attention_qkv_backward(dout, cache):
 
 
 __all__ = ["attention_qkv_backward", "attention_qkv_forward", "layernorm_backward_add",
-           "linear_act_backward", "linear_act_forward", "linear_residual_backward",
-           "linear_residual_forward"]
+           "linear_act_backward", "linear_act_forward", "linear_residual_forward"]
