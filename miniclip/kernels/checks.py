@@ -1,5 +1,6 @@
 """Argument checks shared by the fast backends: they take float32 or float64 and never cast.
-(16-bit arrays reach them widened to float32 by kernels/mixed.py.)"""
+(16-bit arrays reach them widened to float32 by kernels/mixed.py, except the activations a
+backend reads in 16 bits itself, its READS_16_BIT: the last two checks are for those.)"""
 
 import numpy as np
 
@@ -41,3 +42,26 @@ def check_linear_args(x, w, b, types=(np.ndarray,)):
         if b.shape != (w.shape[0],):
             raise ValueError(f"b must have shape ({w.shape[0]},), got {b.shape}")
     return dtype
+
+
+def check_half_linear_args(x, w, b, types=(np.ndarray,)):
+    """A bfloat16/float16 x (..., C_in) with a float32 w (C_out, C_in) and b (C_out,) or None:
+    the linear layer of a backend that reads x in 16 bits."""
+    for name, a in (("w", w), ("b", b)):
+        if a is not None and (not isinstance(a, types) or a.dtype != np.float32):
+            raise TypeError(f"{name} must be a float32 array beside a {x.dtype} x, got "
+                            f"{getattr(a, 'dtype', type(a).__name__)}")
+    if w.ndim != 2 or x.shape[-1] != w.shape[1]:
+        raise ValueError(f"w must be (C_out, {x.shape[-1]}) for x of shape {x.shape}, "
+                         f"got {w.shape}")
+    if b is not None and b.shape != (w.shape[0],):
+        raise ValueError(f"b must have shape ({w.shape[0]},), got {b.shape}")
+
+
+def same_half_dtype(q, **arrays):
+    """Every array given by keyword is a NumPy array of q's 16-bit dtype (attention's k and v
+    beside a 16-bit q: one format, nothing converted)."""
+    for name, a in arrays.items():
+        if not isinstance(a, np.ndarray) or a.dtype != q.dtype:
+            raise TypeError(f"{name} must be a {q.dtype} array like q, got "
+                            f"{getattr(a, 'dtype', type(a).__name__)}")

@@ -51,7 +51,13 @@ from typing import NamedTuple
 import numpy as np
 from numba import cuda
 
-from miniclip.kernels.checks import check_linear_args, float_dtype, same_dtype
+from miniclip.kernels.checks import (
+    check_half_linear_args,
+    check_linear_args,
+    float_dtype,
+    same_dtype,
+    same_half_dtype,
+)
 from miniclip.kernels.cuda import attention as cuda_attention
 from miniclip.kernels.cuda import elementwise as cuda_elementwise
 from miniclip.kernels.cuda import matmul as cuda_matmul
@@ -186,21 +192,9 @@ def _upload_half(a, shape):
     return _upload(a.view(HALF_BITS), shape)
 
 
-def _check_float32(x_dtype, **arrays):
-    for name, a in arrays.items():
-        if a is not None and (not isinstance(a, ARRAY_TYPES) or a.dtype != np.float32):
-            raise TypeError(f"{name} must be a float32 array beside a {x_dtype} x, got "
-                            f"{getattr(a, 'dtype', type(a).__name__)}")
-
-
 def _linear_forward_half(x, w, b):
     """x (..., C_in) bfloat16/float16 on the host, w, b float32 -> out (..., C_out) float32."""
-    _check_float32(x.dtype, w=w, b=b)
-    if w.ndim != 2 or x.shape[-1] != w.shape[1]:
-        raise ValueError(f"w must be (C_out, {x.shape[-1]}) for x of shape {x.shape}, "
-                         f"got {w.shape}")
-    if b is not None and b.shape != (w.shape[0],):
-        raise ValueError(f"b must have shape ({w.shape[0]},), got {b.shape}")
+    check_half_linear_args(x, w, b, ARRAY_TYPES)
     on_device = _any_on_device(w, b)
     x_dev, w_dev = _upload_half(x, (-1, w.shape[1])), _upload(w)  # x as (M, C_in) uint16
     b_dev = None if b is None else _upload(b)
@@ -346,10 +340,7 @@ def attention_forward(q, k, v, causal=False):
     bfloat16/float16 q, k, v (one format) are read in 16 bits, out is float32: READS_16_BIT."""
     half = q.dtype if _is_half_host(q) else None
     if half is not None:
-        for name, a in (("k", k), ("v", v)):
-            if not isinstance(a, np.ndarray) or a.dtype != half:
-                raise TypeError(f"{name} must be a {half} array like q, got "
-                                f"{getattr(a, 'dtype', type(a).__name__)}")
+        same_half_dtype(q, k=k, v=v)
     else:
         dtype = float_dtype("q", q, ARRAY_TYPES)
         same_dtype(dtype, ARRAY_TYPES, k=k, v=v)

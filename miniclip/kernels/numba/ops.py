@@ -41,7 +41,13 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
-from miniclip.kernels.checks import check_linear_args, float_dtype, same_dtype  # noqa: E402
+from miniclip.kernels.checks import (  # noqa: E402
+    check_half_linear_args,
+    check_linear_args,
+    float_dtype,
+    same_dtype,
+    same_half_dtype,
+)
 from miniclip.kernels.dtypes import is_half  # noqa: E402
 from miniclip.kernels.numba import attention as numba_attention
 from miniclip.kernels.numba import elementwise as numba_elementwise
@@ -160,15 +166,7 @@ def linear_forward(x, w, b=None):
 def _linear_forward_half(x, w, b):
     """x (..., C_in) bfloat16 or float16, w (C_out, C_in) float32, b (C_out,) float32 or None
     -> out (..., C_out) float32 with float32 sums; cache holds x in 16 bits (it is not copied)."""
-    for name, a in (("w", w), ("b", b)):
-        if a is not None and (not isinstance(a, np.ndarray) or a.dtype != np.float32):
-            raise TypeError(f"{name} must be a float32 array with a {x.dtype} x, got "
-                            f"{getattr(a, 'dtype', type(a).__name__)}")
-    if w.ndim != 2 or x.shape[-1] != w.shape[1]:
-        raise ValueError(f"w must be (C_out, {x.shape[-1]}) for x of shape {x.shape}, "
-                         f"got {w.shape}")
-    if b is not None and b.shape != (w.shape[0],):
-        raise ValueError(f"b must have shape ({w.shape[0]},), got {b.shape}")
+    check_half_linear_args(x, w, b)
     x2d = _contiguous(x.reshape(-1, x.shape[-1]))  # (M, C_in), 16-bit
     N = w.shape[0]
     out = np.empty((x2d.shape[0], N), np.float32)
@@ -339,10 +337,7 @@ def attention_forward(q, k, v, causal=False):
 
 
 def _attention_forward_half(q, k, v, causal):
-    for name, a in (("k", k), ("v", v)):
-        if not isinstance(a, np.ndarray) or a.dtype != q.dtype:
-            raise TypeError(f"{name} must be a {q.dtype} array like q, got "
-                            f"{getattr(a, 'dtype', type(a).__name__)}")
+    same_half_dtype(q, k=k, v=v)
     if q.ndim != 4 or k.shape != q.shape or v.shape != q.shape:
         raise ValueError(f"q, k, v must all be (B, H, T, D), got {q.shape}, {k.shape}, {v.shape}")
     if not isinstance(causal, (bool, np.bool_)):
