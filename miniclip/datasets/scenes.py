@@ -85,15 +85,22 @@ def _two_object_cells(resolution: int, world: str = "classic") -> tuple[tuple[in
     return tuple(pairs)
 
 
+def _centre(rng, position, side, resolution):
+    """The centre (cx, cy) of a box of ``side`` pixels in its position's cell, jittered, with the
+    whole box kept inside the image."""
+    row, col = POSITION_CELLS[position]
+    jitter = rng.uniform(-POSITION_JITTER, POSITION_JITTER, size=2) * resolution
+    low, high = side / 2, resolution - side / 2
+    cx = min(max(cell_centre(col, side, resolution) + float(jitter[0]), low), high)
+    cy = min(max(cell_centre(row, side, resolution) + float(jitter[1]), low), high)
+    return cx, cy
+
+
 def _place(rng, colour, shape, size, position, resolution, world="classic") -> ToyObject:
     if world == "varied":
         return _place_varied(rng, colour, shape, size, position, resolution)
     side = SIZE_FRACTIONS[size] * resolution * rng.uniform(1 - SIZE_JITTER, 1 + SIZE_JITTER)
-    row, col = POSITION_CELLS[position]
-    jitter = rng.uniform(-POSITION_JITTER, POSITION_JITTER, size=2) * resolution
-    low, high = side / 2, resolution - side / 2  # keep the whole box inside the image
-    cx = min(max(cell_centre(col, side, resolution) + float(jitter[0]), low), high)
-    cy = min(max(cell_centre(row, side, resolution) + float(jitter[1]), low), high)
+    cx, cy = _centre(rng, position, side, resolution)
     base = np.array(COLOUR_RGB[COLOURS[colour]])
     rgb = np.clip(base + rng.integers(-COLOUR_JITTER, COLOUR_JITTER + 1, size=3), 0, 255)
     return ToyObject(colour, shape, size, position, cx, cy, float(side), tuple(int(v) for v in rgb))
@@ -102,11 +109,7 @@ def _place(rng, colour, shape, size, position, resolution, world="classic") -> T
 def _place_varied(rng, colour, shape, size, position, resolution) -> ToyObject:
     """Like the classic placement, with the size, colour and look drawn from variety.py."""
     side = rng.uniform(*variety.SIZE_RANGES[SIZES[size]]) * resolution
-    row, col = POSITION_CELLS[position]
-    jitter = rng.uniform(-POSITION_JITTER, POSITION_JITTER, size=2) * resolution
-    low, high = side / 2, resolution - side / 2  # keep the whole box inside the image
-    cx = min(max(cell_centre(col, side, resolution) + float(jitter[0]), low), high)
-    cy = min(max(cell_centre(row, side, resolution) + float(jitter[1]), low), high)
+    cx, cy = _centre(rng, position, side, resolution)
     base = np.array(COLOUR_RGB[COLOURS[colour]])
     spread = variety.COLOUR_JITTER
     rgb = np.clip(base + rng.integers(-spread, spread + 1, size=3), 0, 255)
