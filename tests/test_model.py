@@ -212,6 +212,35 @@ def test_text_features_ignore_tokens_after_end_of_text(rng):
     np.testing.assert_array_equal(before, model.encode_text(tokens))
 
 
+@pytest.mark.parametrize("backend_name", ["numpy", "numba"])
+def test_text_tower_cut_to_the_longest_caption_changes_nothing(rng, backend_name):
+    """text_forward runs on the positions up to the batch's last end-of-text token only: the
+    same features and gradients as on the whole context (float64), and zero gradient for the
+    positions it skipped."""
+    from miniclip import backend
+    from miniclip.model.towers import text_backward, text_forward, used_context
+
+    cfg = CONFIGS["toy-tiny"]
+    params = CLIP(cfg, seed=3, dtype=np.float64).params
+    _, tokens = random_batch(cfg, 5, rng)
+    tokens[:, 12:] = 0  # every caption ends before position 12: 20 positions of padding
+    tokens[:, 11] = np.where(tokens[:, 1:12].max(axis=1) < cfg.vocab_size - 1, cfg.vocab_size - 1,
+                             tokens[:, 11])
+    assert used_context(tokens) <= 12 < cfg.context_length
+    dfeats = rng.standard_normal((5, cfg.embed_dim))
+    with backend.use_backend(backend_name):
+        cut, cache_cut = text_forward(params, cfg, tokens)
+        whole, cache_whole = text_forward(params, cfg, tokens, trim_padding=False)
+        g_cut, g_whole = text_backward(dfeats, cache_cut, cfg), text_backward(dfeats, cache_whole,
+                                                                             cfg)
+    np.testing.assert_allclose(cut, whole, rtol=0, atol=1e-13)
+    assert set(g_cut) == set(g_whole)
+    for name in g_whole:
+        assert g_cut[name].shape == g_whole[name].shape, name
+        np.testing.assert_allclose(g_cut[name], g_whole[name], rtol=0, atol=1e-12, err_msg=name)
+    assert np.all(g_cut["positional_embedding"][used_context(tokens):] == 0)
+
+
 def test_seeded_initialisation_matches_openai_recipe():
     cfg = CONFIGS["toy"]
     a, b, c = CLIP(cfg, seed=0), CLIP(cfg, seed=0), CLIP(cfg, seed=1)

@@ -61,11 +61,30 @@ def vision_backward(dfeats, cache, cfg):
     return g
 
 
-def text_forward(params, cfg, tokens):
-    """tokens (N, T) int -> features (N, E), cache."""
+def used_context(tokens) -> int:
+    """How many leading positions of a batch of token rows (N, T) the text tower needs: up to the
+    last end-of-text token (each row's largest id) in the batch.
+
+    The blocks are causal (a position attends only to itself and the ones before it) and the
+    features are read at the end-of-text token, so the padding after the batch's longest caption
+    changes nothing that is read. Cutting it gives the same features and gradients for less work:
+    the toy captions use 11 of their 32 positions on average, 22 at most.
+
+    >>> used_context(np.array([[5, 9, 0, 0], [5, 7, 9, 0]]))
+    3
+    """
+    return int(tokens.argmax(axis=-1).max()) + 1
+
+
+def text_forward(params, cfg, tokens, trim_padding=True):
+    """tokens (N, T) int -> features (N, E), cache. Runs on the first used_context(tokens)
+    positions only (the rest is padding that no feature depends on); trim_padding=False runs on
+    all T, for comparison (the same features and gradients, up to rounding)."""
     ops = backend.ops
+    T_used = used_context(tokens) if trim_padding else tokens.shape[1]
+    tokens = tokens[:, :T_used]  # (N, T_used)
     x, c_emb = token_embedding_forward(tokens, params["token_embedding.weight"],
-                                       params["positional_embedding"])  # (N, T, W)
+                                       params["positional_embedding"][:T_used])  # (N, T_used, W)
     c_blocks = []
     for i in range(cfg.transformer_layers):
         p = sub_params(params, f"transformer.resblocks.{i}")
@@ -76,13 +95,13 @@ def text_forward(params, cfg, tokens):
     pooled, c_pool = eot_pool_forward(x, tokens)  # (N, W)
     h, c_ln = ops.layernorm_forward(pooled, params["ln_final.weight"], params["ln_final.bias"], EPS)
     feats, c_proj = ops.linear_forward(h, params["text_projection"].T, None)  # (N, E)
-    return feats, (c_emb, c_blocks, c_pool, c_ln, c_proj)
+    return feats, (c_emb, c_blocks, c_pool, c_ln, c_proj, params["positional_embedding"].shape)
 
 
 def text_backward(dfeats, cache, cfg):
     """dfeats (N, E) -> grads for every text key."""
     ops = backend.ops
-    c_emb, c_blocks, c_pool, c_ln, c_proj = cache
+    c_emb, c_blocks, c_pool, c_ln, c_proj, positions_shape = cache
     g = {}
     dh, dproj_t, _ = ops.linear_backward(dfeats, c_proj)
     g["text_projection"] = dproj_t.T
@@ -91,5 +110,8 @@ def text_backward(dfeats, cache, cfg):
     for i in reversed(range(cfg.transformer_layers)):
         dx, gb = block_backward(dx, c_blocks[i])
         g.update({f"transformer.resblocks.{i}.{k}": v for k, v in gb.items()})
-    g["token_embedding.weight"], g["positional_embedding"] = token_embedding_backward(dx, c_emb)
+    g["token_embedding.weight"], dpos_used = token_embedding_backward(dx, c_emb)
+    # positions past the batch's last end-of-text token were not used: their gradient is 0
+    g["positional_embedding"] = np.zeros_like(dpos_used, shape=positions_shape)
+    g["positional_embedding"][:dpos_used.shape[0]] = dpos_used
     return g
