@@ -28,6 +28,11 @@ A process builds the model, runs one warm-up step (Numba's compilation or cache 
 touches of memory, AdamW's state), then times ``--steps`` steps; the repetition's number is
 their mean. The table gives the median over repetitions and the spread (min-max).
 
+Memory: every worker, PyTorch's included, keeps freed memory for reuse (glibc's mallopt,
+miniclip/kernels/memory.py: what the numba backend and the training command do), so no row pays
+page faults for fresh pages every step and none is favoured; --allocator default measures with
+glibc's own thresholds instead.
+
 Threads: every process gets OMP_NUM_THREADS, MKL_NUM_THREADS, NUMBA_NUM_THREADS and
 torch.set_num_threads = the thread count; OPENBLAS_NUM_THREADS is the thread count for the numpy
 backend, numba-blas and torch, and 1 for the other numba rows (--numba-blas-threads; see
@@ -234,6 +239,11 @@ def _time(fn):
 
 def worker_main(args):
     threads = args.threads[0]
+    # the same allocator setting in every worker, PyTorch's included (--allocator; the numba
+    # backend applies it itself unless MINICLIP_KEEP_FREED_MEMORY=0, see worker_env)
+    from miniclip.kernels.memory import keep_freed_memory
+
+    keep_freed_memory()
     if args.worker == "gemm":
         result = gemm_worker(threads)
     else:
@@ -248,8 +258,12 @@ def worker_main(args):
 NUMBA_BLAS_THREADS = 1  # OpenBLAS threads beside Numba's pool (--numba-blas-threads)
 
 
+ALLOCATOR = "keep"  # --allocator
+
+
 def worker_env(framework, threads):
     env = dict(os.environ)
+    env["MINICLIP_KEEP_FREED_MEMORY"] = "1" if ALLOCATOR == "keep" else "0"
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
         env[var] = str(threads)
     small_blas = framework.startswith("numba") and framework != "numba-blas"
@@ -417,6 +431,10 @@ def parse_args(argv):
                     help="comma-separated, from: " + ", ".join(FRAMEWORKS))
     ap.add_argument("--numba-blas-threads", type=int, default=1,
                     help="OpenBLAS threads in the numba processes (default 1; at most --threads)")
+    ap.add_argument("--allocator", choices=("keep", "default"), default="keep",
+                    help="keep: every worker (PyTorch's too) keeps freed memory for reuse "
+                         "(miniclip/kernels/memory.py, what the numba backend and "
+                         "python -m miniclip.train do); default: glibc's own thresholds")
     ap.add_argument("--quick", action="store_true",
                     help="the tiny config, 1 thread, 1 repetition: seconds, for the test")
     ap.add_argument("--worker", choices=(*FRAMEWORKS, "gemm"), help=argparse.SUPPRESS)
@@ -445,9 +463,9 @@ def parse_args(argv):
 
 
 def main(argv=None):
-    global NUMBA_BLAS_THREADS
+    global NUMBA_BLAS_THREADS, ALLOCATOR
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    NUMBA_BLAS_THREADS = args.numba_blas_threads
+    NUMBA_BLAS_THREADS, ALLOCATOR = args.numba_blas_threads, args.allocator
     if args.worker:
         return worker_main(args)
     frameworks = list(args.frameworks)
@@ -460,6 +478,8 @@ def main(argv=None):
           f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT')}, "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')} (numba: PASSIVE unless set)",
           flush=True)
+    print(f"- allocator: {args.allocator} (keep: every worker keeps freed memory for reuse, "
+          "miniclip/kernels/memory.py)", flush=True)
     problems = []
     for threads in args.threads:
         gflops = run_worker("gemm", threads)["gflops"]

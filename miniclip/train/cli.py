@@ -34,6 +34,7 @@ def main(argv=None, after_step=None) -> int:
 
 def _main(argv, after_step) -> int:
     from miniclip.cli import EXIT_INTERRUPTED
+    from miniclip.kernels.memory import keep_freed_memory
     from miniclip.train.args import TrainArgs, build_parser
     from miniclip.train.finetune import FINETUNE_DEFAULTS
     from miniclip.train.loop import train
@@ -41,6 +42,7 @@ def _main(argv, after_step) -> int:
 
     ap = build_parser()
     ns = ap.parse_args(argv)
+    keep_freed_memory()  # every step's arrays reuse the last step's pages (kernels/memory.py)
     given = {f.name: getattr(ns, f.name) for f in dataclasses.fields(TrainArgs)
              if getattr(ns, f.name) is not None}
     if ns.resume and given:

@@ -49,6 +49,7 @@ from miniclip.kernels.checks import (  # noqa: E402
     same_half_dtype,
 )
 from miniclip.kernels.dtypes import is_half  # noqa: E402
+from miniclip.kernels.memory import keep_freed_memory  # noqa: E402
 from miniclip.kernels.numba import attention as numba_attention
 from miniclip.kernels.numba import elementwise as numba_elementwise
 from miniclip.kernels.numba import (
@@ -56,6 +57,10 @@ from miniclip.kernels.numba import (
     routing,
 )
 from miniclip.kernels.numba import matmul as numba_matmul  # noqa: E402
+
+# Freed arrays stay in the heap for the next step's arrays (no page faults on fresh pages):
+# kernels/memory.py. MINICLIP_KEEP_FREED_MEMORY=0 turns it off.
+keep_freed_memory()
 
 _options = {"matmul": "kernel", "fused": True}
 MATMUL_CHOICES = ("auto", "kernel", "blas")
