@@ -15,6 +15,10 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".numba_cache"))
 # the numba backend's measured matmul routes (kernels/numba/routing.py): inside the clone too
 os.environ.setdefault("MINICLIP_CACHE_DIR", str(ROOT / ".miniclip_cache"))
+# ... but the tests (and the lessons and subprocesses they start) use the hand-written kernel for
+# every product unless a test asks for "auto" or "blas": their numbers then do not depend on which
+# route this machine measured faster.
+os.environ.setdefault("MINICLIP_MATMUL", "kernel")
 
 
 @pytest.fixture

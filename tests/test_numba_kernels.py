@@ -11,6 +11,7 @@ a different order); float32 to ~1e-5 relative.
 """
 
 import json
+import os
 
 import numba
 import numpy as np
@@ -293,13 +294,13 @@ def test_default_backend_is_numba_and_falls_back_to_numpy(monkeypatch):
 def test_auto_routing_measures_each_product_once_and_remembers_it(tmp_path, monkeypatch, rng):
     monkeypatch.setenv("MINICLIP_CACHE_DIR", str(tmp_path))
     timed = []
-    real_best = routing._best_seconds
+    real_time_both = routing._time_both
 
-    def record(run):
-        timed.append(run.__name__)
-        return real_best(run)
+    def record(kernel, blas):
+        timed.extend([kernel.__name__, blas.__name__])
+        return real_time_both(kernel, blas)
 
-    monkeypatch.setattr(routing, "_best_seconds", record)
+    monkeypatch.setattr(routing, "_time_both", record)
     x, w, b = randn(rng, (9, 7), np.float64), randn(rng, (5, 7), np.float64), np.zeros(5)
     with backend.use_backend("numba", matmul="auto"):
         out, cache = nb.linear_forward(x, w, b)
@@ -316,6 +317,7 @@ def test_auto_routing_measures_each_product_once_and_remembers_it(tmp_path, monk
     for entry in saved["routes"].values():
         faster = "kernel" if entry["kernel_s"] <= entry["blas_s"] else "blas"
         assert entry["route"] == faster
+        assert entry["load"] is None or entry["load"] >= 0  # the load average when measured
     fresh = routing.Routes(tmp_path / "matmul_routes.json")  # another process reads them back
     assert fresh.table == saved["routes"]
 
@@ -338,7 +340,8 @@ def test_explain_lists_the_choices(tmp_path, monkeypatch, capsys):
                             blas=lambda: sum(range(10000)))
     assert main(["--explain"]) == 0
     out = capsys.readouterr().out
-    assert "forward float32 2x3x4 threads=1" in out and out.rstrip().endswith("kernel")
+    row = next(line for line in out.splitlines() if line.startswith("forward float32 2x3x4"))
+    assert row.split()[-2] == "kernel"  # then the load average it was measured at
     assert main(["--forget"]) == 0
     assert not (tmp_path / "matmul_routes.json").exists()
 
@@ -351,3 +354,26 @@ def test_a_choice_already_on_disk_wins(tmp_path):
     slow = lambda: sum(range(50000))  # noqa: E731
     assert first.choose(key, kernel=lambda: None, blas=slow) == "kernel"
     assert second.choose(key, kernel=slow, blas=lambda: None) == "kernel"  # read, not re-timed
+
+
+def test_routing_takes_turns_and_keeps_each_ones_best(monkeypatch):
+    """_time_both alternates the two runs, so a burst of load hits both; the best round counts."""
+    calls = []
+    clock = iter(range(1000))
+    monkeypatch.setattr(routing.time, "perf_counter", lambda: next(clock))
+    routing._time_both(lambda: calls.append("k"), lambda: calls.append("b"))
+    assert calls == ["k", "b"] * (1 + routing.REPEATS)
+
+
+def test_default_route_is_measured_and_set_by_the_environment():
+    import subprocess
+    import sys
+
+    code = "from miniclip.kernels.numba import ops; print(ops.options()['matmul'])"
+    env = {k: v for k, v in os.environ.items() if k != "MINICLIP_MATMUL"}
+    run = lambda extra: subprocess.run([sys.executable, "-c", code], env={**env, **extra},  # noqa: E731
+                                       capture_output=True, text=True)
+    assert run({}).stdout.strip() == "auto"
+    assert run({"MINICLIP_MATMUL": "blas"}).stdout.strip() == "blas"
+    bad = run({"MINICLIP_MATMUL": "fast"})
+    assert bad.returncode != 0 and "MINICLIP_MATMUL must be one of" in bad.stderr

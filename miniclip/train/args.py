@@ -217,8 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
         "eval_images": "images per curve point", "checkpoint_every": "steps between checkpoints",
         "n_train": "training pairs if the dataset has to be generated",
         "backend": f"kernels backend, one of {backend.available_backends()}",
-        "matmul": "numba backend's products: kernel (hand-written, the default), blas, or auto "
-                  "(measured per machine)",
+        "matmul": "numba backend's products: auto (the faster of the two, measured per machine: "
+                  "the default), kernel (hand-written) or blas",
         "csv_img_key": "CSV column of image paths", "csv_caption_key": "CSV column of captions",
         "csv_separator": "CSV separator ('\\t' or a tab: tab)", "val_data": "CSV or shards for retrieval metrics",
         "zeroshot_classes": "file of class names (one per line; lines with {} are templates)",

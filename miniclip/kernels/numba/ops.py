@@ -5,21 +5,22 @@ Same signatures and return conventions as the NumPy reference (``*_forward -> (o
 to a kernel is first made C-contiguous in its own dtype, so each kernel compiles exactly once
 per dtype (float32, float64). Outputs have the inputs' dtype.
 
-Matmuls: every product runs on the hand-written kernel (matmul.py) by default. With
-``configure(matmul="auto")`` each product runs on the kernel or on BLAS, whichever was faster
-when this machine first met that product (routing.py; ``python -m miniclip.kernels --explain``
-lists the choices); ``"blas"`` sends every product to BLAS. ``handwritten_matmul=True`` is the
-same as ``matmul="kernel"``:
+Matmuls: by default (``matmul="auto"``) each product runs on the hand-written kernel
+(matmul.py) or on BLAS, whichever was faster when this machine first met that product: both are
+timed, taking turns (routing.py; ``python -m miniclip.kernels --explain`` lists the choices).
+``"kernel"`` sends every product to the hand-written kernel (lessons and tests do: their results
+then do not depend on the machine), ``"blas"`` every product to BLAS. ``handwritten_matmul=True``
+is the same as ``matmul="kernel"``; the environment variable ``MINICLIP_MATMUL`` sets the
+default:
 
     >>> from miniclip import backend
-    >>> with backend.use_backend("numba", matmul="auto"):
+    >>> with backend.use_backend("numba", matmul="kernel"):
     ...     pass
 
-"auto" is not the default yet: a product is timed once per machine, and timings taken while
-other programs load the cores favour single-threaded BLAS over the two-thread kernel. On the
-2-core machine of benchmarks/README.md, routes measured under load ran the toy training ~10%
-slower on the quiet machine than the kernel alone (1,124-1,153 against 1,250-1,262 images/s,
-2026-11-29).
+Why measured: on the 2-core machine of benchmarks/README.md, on one thread, OpenBLAS ran the toy
+model's products at 87-99 GFLOP/s and the kernel at 50-83 (2026-11-29), while with Numba's two
+threads against one BLAS thread (the training command's setting) the kernel won. A rule fixed in
+the source is right for one of the two at best.
 
 Editing a kernel? Numba's on-disk cache (``cache=True``; NUMBA_CACHE_DIR, or ``__pycache__``)
 notices a change only in the file of the function it cached, not in the helpers it calls from
@@ -62,8 +63,11 @@ from miniclip.kernels.numba import matmul as numba_matmul  # noqa: E402
 # kernels/memory.py. MINICLIP_KEEP_FREED_MEMORY=0 turns it off.
 keep_freed_memory()
 
-_options = {"matmul": "kernel", "fused": True}
 MATMUL_CHOICES = ("auto", "kernel", "blas")
+DEFAULT_MATMUL = os.environ.get("MINICLIP_MATMUL", "auto")
+if DEFAULT_MATMUL not in MATMUL_CHOICES:
+    raise ValueError(f"MINICLIP_MATMUL must be one of {MATMUL_CHOICES}, got {DEFAULT_MATMUL!r}")
+_options = {"matmul": DEFAULT_MATMUL, "fused": True}
 
 # Mixed precision (kernels/mixed.py) widens every 16-bit input to float32 before calling an op,
 # except the arguments listed here, which the op reads in 16 bits itself: linear_forward's x,
@@ -79,7 +83,7 @@ BACKWARD_READS_16_BIT = ("linear_backward", "attention_backward")
 
 def configure(matmul: str | None = None, handwritten_matmul: bool | None = None,
               fused: bool | None = None) -> dict:
-    """Set how products are routed: "kernel" (the default), "auto" (measured) or "blas".
+    """Set how products are routed: "auto" (measured, the default), "kernel" or "blas".
     ``handwritten_matmul=True`` is ``matmul="kernel"``, False is "auto". ``fused=False`` makes
     the model use only the plain ops (backend.fused then offers none; for comparisons).
     Returns the previous options, so ``configure(**old)`` restores them."""

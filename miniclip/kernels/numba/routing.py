@@ -3,7 +3,7 @@
 Neither is faster everywhere. On one machine OpenBLAS runs AVX2 kernels and the hand-written
 register tiles keep up; on another MKL or AVX-512 BLAS wins by 2x. A rule fixed in the source is
 right on one machine at best, so the numba backend measures instead: the first time it meets a
-product, it runs it both ways and keeps the faster.
+product, it runs it both ways, taking turns five times, and keeps the faster.
 
 A product is known by its key ``(kind, dtype, M, N, K, threads)``:
 
@@ -14,8 +14,9 @@ A product is known by its key ``(kind, dtype, M, N, K, threads)``:
 
 The choices are kept in a JSON file per machine, ``matmul_routes.json`` in ``MINICLIP_CACHE_DIR``
 (default ``~/.cache/miniclip``), so a machine measures each product once, ever. See them with
-``python -m miniclip.kernels --explain``. ``use_backend("numba", matmul="kernel" | "blas")`` forces
-one route (lessons and benchmarks do); ``"auto"`` (the default) measures.
+``python -m miniclip.kernels --explain`` (``--forget`` to measure again).
+``use_backend("numba", matmul="kernel" | "blas")`` forces one route (lessons, tests and benchmarks
+do); ``"auto"`` (the default) measures.
 
     >>> import numpy as np
     >>> routes = Routes(path=None)                     # in memory only
@@ -37,7 +38,7 @@ import time
 from pathlib import Path
 
 ROUTES = ("kernel", "blas")
-REPEATS = 3  # timed runs per route, after one warm-up run; the best counts
+REPEATS = 5  # timed rounds, each running the kernel then BLAS, after one warm-up run of each
 
 
 def default_path() -> Path:
@@ -59,14 +60,31 @@ def machine() -> str:
     return f"{name}, {os.cpu_count()} cores"
 
 
-def _best_seconds(run) -> float:
-    run()  # warm-up: first-touch of the output, Numba's compile (cached on disk)
-    best = float("inf")
+def _time_both(kernel, blas) -> tuple[float, float]:
+    """The best time of ``kernel()`` and of ``blas()`` over REPEATS rounds that alternate them.
+
+    Taking turns, a burst of load from another program slows both alike (timing all of one and
+    then all of the other could hand the whole burst to one of them), and the best of the rounds
+    is the one least disturbed. The warm-up runs pay Numba's compile (or cache load) and the
+    first touch of the output."""
+    kernel()
+    blas()
+    best_kernel = best_blas = float("inf")
     for _ in range(REPEATS):
         t0 = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - t0)
-    return best
+        kernel()
+        t1 = time.perf_counter()
+        blas()
+        t2 = time.perf_counter()
+        best_kernel, best_blas = min(best_kernel, t1 - t0), min(best_blas, t2 - t1)
+    return best_kernel, best_blas
+
+
+def _load() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):  # not on every platform
+        return None
 
 
 class Routes:
@@ -99,9 +117,9 @@ class Routes:
         if name not in self.table:
             self.table.update(self._read())  # another process may have measured it meanwhile
         if name not in self.table:
-            kernel_s, blas_s = _best_seconds(kernel), _best_seconds(blas)
+            kernel_s, blas_s = _time_both(kernel, blas)
             self.table[name] = {"route": "kernel" if kernel_s <= blas_s else "blas",
-                                "kernel_s": kernel_s, "blas_s": blas_s}
+                                "kernel_s": kernel_s, "blas_s": blas_s, "load": _load()}
             self.save()
         return self.table[name]["route"]
 
@@ -129,11 +147,18 @@ class Routes:
         if not self.table:
             return f"no products measured yet on this machine ({self.machine}); file {self.path}"
         lines = [f"matmul routes on {self.machine} ({self.path})",
-                 f"{'product':<44}{'kernel ms':>11}{'BLAS ms':>10}{'ratio':>8}  route"]
+                 f"{'product':<44}{'kernel ms':>11}{'BLAS ms':>10}{'ratio':>8}  route   load"]
+        busy = 0
         for name, e in sorted(self.table.items()):
             ratio = e["blas_s"] / e["kernel_s"] if e["kernel_s"] > 0 else float("inf")
+            load = e.get("load")
+            busy += load is not None and load > (os.cpu_count() or 1)
             lines.append(f"{name:<44}{e['kernel_s'] * 1e3:>11.3f}{e['blas_s'] * 1e3:>10.3f}"
-                         f"{ratio:>7.2f}x  {e['route']}")
+                         f"{ratio:>7.2f}x  {e['route']:<7}{'?' if load is None else load:>5}")
+        if busy:
+            lines.append(f"{busy} product(s) were measured with more runnable programs than cores "
+                         "(load > cores): `python -m miniclip.kernels --forget` on a quiet "
+                         "machine measures them again")
         return "\n".join(lines)
 
 
