@@ -8,10 +8,12 @@ One step = forward, backward and the AdamW update of every weight (lr 5e-4, beta
 eps 1e-6, weight decay 0.2 on matrices only: CLIP's settings) on one random batch, float32:
 
     miniclip   CLIP.loss_and_grads + miniclip.train.optim.AdamW.step, on the "numpy" backend
-               (the reference), the "numba" backend (numba-plain: its plain ops only, the
-               fused ops of kernels/numba/fused_ops.py off), numba with matmul="auto"
-               (measured routing between the hand-written kernel and BLAS) and with
-               matmul="blas" (every product on NumPy's BLAS, everything else on Numba);
+               (the reference) and the "numba" backend: as it is by default ("numba":
+               matmul="auto", each product on the hand-written kernel or BLAS, whichever
+               this machine measured faster, kernels/numba/routing.py), with every product on
+               the hand-written kernel ("numba-kernel"), the same with the fused ops of
+               kernels/numba/fused_ops.py off ("numba-plain": the backend before them), and
+               with every product on NumPy's BLAS ("numba-blas");
     torch      transformers.CLIPModel(attn_implementation="sdpa") on the same config (QuickGELU,
                causal text mask, pooling at the end-of-text token), with miniclip's initial
                weights copied in (pretrained/hf.openai_to_hf), loss = CLIP's symmetric
@@ -22,8 +24,9 @@ the table prints both, and the run fails if they differ by more than 1e-4 (relat
 parameter counts differ.
 
 Each framework runs in its own process, one process per repetition, the frameworks taking turns
-(numpy, numba-plain, numba, numba-auto, numba-blas, torch, numpy, ...), so that load from
-other programs hits all alike.
+(numpy, numba-plain, numba-kernel, numba, numba-blas, torch, numpy, ...), so that load from
+other programs hits all alike. The measured routes go to a folder of this run (the first
+"numba" process measures them, in its warm-up step; the others read them).
 A process builds the model, runs one warm-up step (Numba's compilation or cache load, first
 touches of memory, AdamW's state), then times ``--steps`` steps; the repetition's number is
 their mean. The table gives the median over repetitions and the spread (min-max).
@@ -65,7 +68,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout
 
-FRAMEWORKS = ("numpy", "numba-plain", "numba", "numba-auto", "numba-blas", "torch")
+FRAMEWORKS = ("numpy", "numba-plain", "numba-kernel", "numba", "numba-blas", "torch")
 LOSS_RTOL = 1e-4  # float32: both frameworks round differently, the same model agrees this far
 
 
@@ -140,8 +143,8 @@ def miniclip_worker(framework, cfg, batch, steps):
 
     name, options = {"numpy": ("numpy", {}),
                      "numba-plain": ("numba", {"matmul": "kernel", "fused": False}),
-                     "numba": ("numba", {"matmul": "kernel"}),
-                     "numba-auto": ("numba", {"matmul": "auto"}),
+                     "numba-kernel": ("numba", {"matmul": "kernel"}),
+                     "numba": ("numba", {"matmul": "auto"}),
                      "numba-blas": ("numba", {"matmul": "blas"})}[framework]
     backend.use_backend(name, **options)
     model = CLIP(cfg, seed=0, dtype=np.float32)
@@ -259,11 +262,14 @@ NUMBA_BLAS_THREADS = 1  # OpenBLAS threads beside Numba's pool (--numba-blas-thr
 
 
 ALLOCATOR = "keep"  # --allocator
+ROUTES_DIR = None  # MINICLIP_CACHE_DIR of this run's workers: the routes the "numba" rows measure
 
 
 def worker_env(framework, threads):
     env = dict(os.environ)
     env["MINICLIP_KEEP_FREED_MEMORY"] = "1" if ALLOCATOR == "keep" else "0"
+    if ROUTES_DIR is not None:
+        env["MINICLIP_CACHE_DIR"] = ROUTES_DIR
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
         env[var] = str(threads)
     small_blas = framework.startswith("numba") and framework != "numba-blas"
@@ -463,11 +469,14 @@ def parse_args(argv):
 
 
 def main(argv=None):
-    global NUMBA_BLAS_THREADS, ALLOCATOR
+    global NUMBA_BLAS_THREADS, ALLOCATOR, ROUTES_DIR
     args = parse_args(sys.argv[1:] if argv is None else argv)
     NUMBA_BLAS_THREADS, ALLOCATOR = args.numba_blas_threads, args.allocator
     if args.worker:
         return worker_main(args)
+    import tempfile
+
+    ROUTES_DIR = tempfile.mkdtemp(prefix="bench_vs_torch_routes_")
     frameworks = list(args.frameworks)
     if "torch" in frameworks and not have_torch():
         print("(torch or transformers not installed: miniclip only)")
@@ -491,6 +500,11 @@ def main(argv=None):
             table, bad = report(name, threads, cfg, batch, what, results, loads, gflops)
             print(table, flush=True)
             problems += bad
+    from miniclip.kernels.numba import routing
+
+    routes = routing.Routes(Path(ROUTES_DIR) / "matmul_routes.json")
+    print("\nThe routes the numba rows measured (python -m miniclip.kernels --explain):\n```\n"
+          f"{routes.explain()}\n```", flush=True)
     if problems:
         print("\nNOT THE SAME MODEL:\n" + "\n".join(problems), flush=True)
         return 1

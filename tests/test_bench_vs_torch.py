@@ -39,7 +39,7 @@ def test_quick_run_prints_one_model_in_every_framework(tmp_path):
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
     rows = {line.split("|")[1].strip(): line.split("|")[2:-1]
             for line in run.stdout.splitlines() if line.startswith("| ") and "step ms" not in line}
-    frameworks = ("numpy", "numba-plain", "numba", "numba-auto", "numba-blas", "torch")
+    frameworks = ("numpy", "numba-plain", "numba-kernel", "numba", "numba-blas", "torch")
     for framework in frameworks:
         assert framework in rows, run.stdout
     losses = {f: float(rows[f][4]) for f in frameworks}
