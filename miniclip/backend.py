@@ -44,6 +44,7 @@ FUSED_OPS = (
     "linear_residual_forward",  # its backward is linear_backward: the residual passes dout on
     "layernorm_backward_add",
     "attention_qkv_forward", "attention_qkv_backward",
+    "adamw_update",  # the optimizer's update of one tensor in one pass (train/optim.py)
 )
 
 _MODULES = {

@@ -64,3 +64,42 @@ def test_clip_grad_norm():
     assert clip_grad_norm(grads, 1.0) == pytest.approx(5.0)
     assert math.hypot(grads["a"][0], grads["b"][0]) == pytest.approx(1.0)
     assert clip_grad_norm(grads, 10.0) == pytest.approx(1.0)  # under the limit: unchanged
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_numba_one_pass_update_is_bit_for_bit_the_numpy_lines(rng, dtype):
+    """The numba backend's AdamW kernel (kernels/numba/adamw.py) against the NumPy lines of
+    AdamW.step: the same bits after several steps, with and without decay, for a 0-d tensor too."""
+    from miniclip import backend
+
+    shapes = {"visual.conv1.weight": (7, 3, 2, 2), "ln_1.bias": (5,), "logit_scale": ()}
+    start = {k: rng.standard_normal(s).astype(dtype) for k, s in shapes.items()}
+    grads = [{k: rng.standard_normal(s).astype(dtype) for k, s in shapes.items()}
+             for _ in range(4)]
+    results = {}
+    for name in ("numpy", "numba"):
+        params = {k: v.copy() for k, v in start.items()}
+        opt = AdamW(params, lr=3e-3)
+        with backend.use_backend(name):
+            assert (backend.fused("adamw_update") is not None) == (name == "numba")
+            for t, g in enumerate(grads):
+                opt.step({k: v.copy() for k, v in g.items()}, lr=3e-3 * (t + 1))
+        results[name] = (params, opt.m, opt.v)
+    for (p_np, m_np, v_np), (p_nb, m_nb, v_nb) in [(results["numpy"], results["numba"])]:
+        for k in shapes:
+            np.testing.assert_array_equal(p_nb[k], p_np[k], err_msg=k)
+            np.testing.assert_array_equal(m_nb[k], m_np[k], err_msg=k)
+            np.testing.assert_array_equal(v_nb[k], v_np[k], err_msg=k)
+            assert not np.array_equal(p_nb[k], start[k])  # it did move
+
+
+def test_numba_one_pass_update_checks_its_arrays():
+    from miniclip.kernels.numba.adamw import adamw_update
+
+    p = np.zeros((2, 3), np.float32)
+    with pytest.raises(ValueError, match="g must have p's shape"):
+        adamw_update(p, np.zeros((3, 2), np.float32), p.copy(), p.copy(), lr=1e-3,
+                     betas=(0.9, 0.98), t=1, eps=1e-6, weight_decay=0.0)
+    with pytest.raises(ValueError, match="m must be C-contiguous"):
+        adamw_update(p, p.copy(), np.zeros((3, 2), np.float32).T, p.copy(), lr=1e-3,
+                     betas=(0.9, 0.98), t=1, eps=1e-6, weight_decay=0.0)

@@ -9,6 +9,10 @@ gradient:
     p = p - lr * (mhat / (sqrt(vhat) + eps) + wd * p)
 
 CLIP's settings: b1 = 0.9, b2 = 0.98, eps = 1e-6, weight decay 0.2 on matrices only.
+
+``AdamW.step`` below is these lines in NumPy (the textbook). Each line is a pass over the tensor,
+so the numba backend offers the same arithmetic as one kernel (kernels/numba/adamw.py, bit for
+bit the same numbers), and the cuda backend as one GPU kernel; step() uses them when present.
 """
 
 from __future__ import annotations
@@ -32,6 +36,13 @@ def decays(name: str, param: np.ndarray) -> bool:
     False
     """
     return param.ndim >= 2 and not name.endswith(NO_DECAY_KEYS)
+
+
+def _same_layout(p, *others) -> bool:
+    """p and the others are C-contiguous NumPy arrays of p's dtype (what the one-pass kernel
+    takes; anything else goes through the NumPy lines, which give the same numbers)."""
+    return all(isinstance(a, np.ndarray) and a.dtype == p.dtype and a.flags.c_contiguous
+               for a in (p, *others))
 
 
 class AdamW:
@@ -73,6 +84,11 @@ class AdamW:
                 backend.cuda_adamw_step(p, g, m, v, lr=lr, betas=self.betas, t=self.t,
                                         eps=self.eps,
                                         weight_decay=self.weight_decay if self.decay[k] else 0.0)
+                continue
+            one_pass = backend.fused("adamw_update", p, g)  # the numba backend's kernel
+            if one_pass is not None and _same_layout(p, g, m, v):  # (kernels/numba/adamw.py)
+                one_pass(p, g, m, v, lr=lr, betas=self.betas, t=self.t, eps=self.eps,
+                         weight_decay=self.weight_decay if self.decay[k] else 0.0)
                 continue
             m *= b1
             m += (1 - b1) * g

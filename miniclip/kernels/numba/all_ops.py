@@ -6,6 +6,7 @@ BACKWARD_READS_16_BIT).
 Two files, because the fused ops are built on the plain ones (fused_ops imports ops).
 """
 
+from miniclip.kernels.numba.adamw import adamw_update
 from miniclip.kernels.numba.fused_ops import (
     attention_qkv_backward,
     attention_qkv_forward,
@@ -32,7 +33,7 @@ from miniclip.kernels.numba.ops import (
 )
 
 __all__ = [
-    "BACKWARD_READS_16_BIT", "READS_16_BIT", "attention_backward", "attention_forward", "attention_qkv_backward",
+    "adamw_update", "BACKWARD_READS_16_BIT", "READS_16_BIT", "attention_backward", "attention_forward", "attention_qkv_backward",
     "attention_qkv_forward", "configure", "gelu_backward", "gelu_forward", "layernorm_backward",
     "layernorm_backward_add", "layernorm_forward", "linear_act_backward", "linear_act_forward",
     "linear_backward", "linear_forward", "linear_residual_forward",
