@@ -152,15 +152,23 @@ def test_block_gradients_through_the_fused_ops(rng, activation):
         assert_close(g_b[k], g_a[k], np.float64, k)
 
 
+@pytest.mark.parametrize("route", ["kernel", "blas"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("B,H,T,D", [(1, 1, 1, 1), (2, 3, 5, 4), (3, 2, 65, 7), (1, 4, 17, 32)])
-def test_packed_attention_matches_split_attention_merged(rng, dtype, causal, B, H, T, D):
+def test_packed_attention_matches_split_attention_merged(rng, route, dtype, causal, B, H, T, D):
+    """Both routes of the packed op (the fused kernel; BLAS products over the heads,
+    attention_blas.py) against the reference on split heads, forward and backward."""
     from miniclip.nn.attention import merge_heads, split_heads
 
     C = H * D
     qkv = rng.standard_normal((B, T, 3 * C)).astype(dtype)
-    out, cache = nb.attention_qkv_forward(qkv, H, causal)
+    old = plain_ops.configure(matmul=route)
+    try:
+        out, cache = nb.attention_qkv_forward(qkv, H, causal)
+    finally:
+        plain_ops.configure(**old)
+    assert cache[-1] == route  # the backward below follows the forward's route, whatever is set
     q, k, v = (split_heads(qkv[..., i * C:(i + 1) * C], H) for i in range(3))
     heads, c_ref = ref.attention_forward(q, k, v, causal)
     assert_close(out, merge_heads(heads), dtype, "out")
@@ -177,6 +185,20 @@ def test_packed_attention_rejects_bad_input(rng):
         nb.attention_qkv_forward(np.zeros((2, 3, 9)), 2)
     with pytest.raises(TypeError, match="causal"):
         nb.attention_qkv_forward(np.zeros((2, 3, 6)), 1, causal=1)
+
+
+def test_packed_attention_keeps_long_sequences_on_the_kernel(rng):
+    """Past attention_blas.MAX_TOKENS the BLAS route would keep a (B, H, T, T) array of
+    probabilities: the fused kernel takes them, whatever the route setting."""
+    from miniclip.kernels.numba.attention_blas import MAX_TOKENS
+
+    old = plain_ops.configure(matmul="blas")
+    try:
+        short = nb.attention_qkv_forward(np.zeros((1, MAX_TOKENS, 6)), 1)[1]
+        long = nb.attention_qkv_forward(np.zeros((1, MAX_TOKENS + 1, 6)), 1)[1]
+    finally:
+        plain_ops.configure(**old)
+    assert short[-1] == "blas" and long[-1] == "kernel"
 
 
 def test_the_fused_step_copies_no_activations(rng):

@@ -377,3 +377,22 @@ def test_default_route_is_measured_and_set_by_the_environment():
     assert run({"MINICLIP_MATMUL": "blas"}).stdout.strip() == "blas"
     bad = run({"MINICLIP_MATMUL": "fast"})
     assert bad.returncode != 0 and "MINICLIP_MATMUL must be one of" in bad.stderr
+
+
+def test_auto_routing_measures_attention_forward_and_backward_once(tmp_path, monkeypatch, rng):
+    from miniclip.kernels.numba import fused_ops
+
+    monkeypatch.setenv("MINICLIP_CACHE_DIR", str(tmp_path))
+    qkv = randn(rng, (2, 5, 12), np.float64)
+    with backend.use_backend("numba", matmul="auto"):
+        out, cache = fused_ops.attention_qkv_forward(qkv, 2, causal=True)
+        dqkv = fused_ops.attention_qkv_backward(np.ones_like(out), cache)
+    saved = json.loads((tmp_path / "matmul_routes.json").read_text())["routes"]
+    name = f"attention-causal float64 4x5x2 threads={numba.get_num_threads()}"
+    assert list(saved) == [name] and saved[name]["route"] == cache[-1]
+    with backend.use_backend("numba", matmul="kernel"):  # the same numbers by the other route
+        out_k, cache_k = fused_ops.attention_qkv_forward(qkv, 2, causal=True)
+        np.testing.assert_allclose(out, out_k, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(dqkv, fused_ops.attention_qkv_backward(np.ones_like(out),
+                                                                          cache_k),
+                                   rtol=1e-10, atol=1e-13)

@@ -110,6 +110,24 @@ def _probs_from_scores(scores, scale, causal, lse, recompute):
 
 
 @njit(fastmath=FASTMATH, cache=True, inline="always")
+def softmax_backward_rows(probs, dscores, scale, causal):
+    """In place: dscores (T, T), holding dP, becomes dS: undoes the softmax,
+    dS = P * (dP - sum_j P_j dP_j), then "* scale". Masked entries (j > i when causal) become
+    exact zeros."""
+    T = probs.shape[0]
+    zero = probs.dtype.type(0)
+    for i in range(T):
+        visible = i + 1 if causal else T
+        weighted = zero
+        for j in range(visible):
+            weighted += probs[i, j] * dscores[i, j]
+        for j in range(visible):
+            dscores[i, j] = probs[i, j] * (dscores[i, j] - weighted) * scale
+        for j in range(visible, T):
+            dscores[i, j] = zero
+
+
+@njit(fastmath=FASTMATH, cache=True, inline="always")
 def _head_forward(q, k, v, causal, out, lse):
     """One head's forward: q, k, v (T, D) -> fills out (T, D) and lse (T,)."""
     T, D = q.shape
@@ -136,7 +154,6 @@ def _head_backward(dout, q, k, v, lse, causal, dq, dk, dv):
     """One head's backward: dout, q, k, v (T, D), lse (T,) -> fills dq, dk, dv (T, D)."""
     T, D = q.shape
     scale = q.dtype.type(1.0 / math.sqrt(D))
-    zero = q.dtype.type(0)
     probs = np.empty((T, T), q.dtype)
     dscores = np.empty((T, T), q.dtype)
     square_t = np.empty((T, T), q.dtype)  # P^T, then dS^T
@@ -144,16 +161,7 @@ def _head_backward(dout, q, k, v, lse, causal, dq, dk, dv):
     _head_product(q, k, probs, causal)  # S again
     _probs_from_scores(probs, scale, causal, lse, True)  # P again, from lse
     _head_product(dout, v, dscores, causal)  # dP = dout v^T
-    # undo the softmax: dS = P * (dP - sum_j P_j dP_j); then undo "* scale"
-    for i in range(T):
-        visible = i + 1 if causal else T
-        weighted = zero
-        for j in range(visible):
-            weighted += probs[i, j] * dscores[i, j]
-        for j in range(visible):
-            dscores[i, j] = probs[i, j] * (dscores[i, j] - weighted) * scale
-        for j in range(visible, T):
-            dscores[i, j] = zero
+    softmax_backward_rows(probs, dscores, scale, causal)  # dP -> dS
     transpose(probs, square_t)
     transpose(dout, thin_t)
     _head_product(square_t, thin_t, dv, False)  # dv = P^T dout

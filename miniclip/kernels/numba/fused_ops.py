@@ -14,7 +14,8 @@ and block.py show both paths side by side). Each op equals a composition of plai
 Float32 and float64 only: mixed precision (16-bit arrays) wraps the plain ops alone
 (kernels/mixed.py), so ``backend.fused`` hands out no fused op for 16-bit arrays.
 Products follow the backend's matmul route (ops.configure): on the BLAS route the epilogue
-(bias, activation, residual) is one Numba pass after the BLAS product.
+(bias, activation, residual) is one Numba pass after the BLAS product, and attention on up to
+128 tokens runs its per-head products on BLAS (attention_blas.py).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from numba import njit, prange
 
 from miniclip.kernels.checks import check_linear_args, float_dtype, same_dtype
 from miniclip.kernels.numba import attention as numba_attention
-from miniclip.kernels.numba import fused
+from miniclip.kernels.numba import attention_blas, fused
 from miniclip.kernels.numba import ops as plain
 from miniclip.kernels.numba.matmul import FASTMATH
 
@@ -152,8 +153,13 @@ def attention_qkv_forward(qkv, n_heads, causal=False):
     """qkv: (B, T, 3C), the packed projection (columns q, then k, then v), n_heads H
     -> out (B, T, C) with the heads merged.
 
-    cache = (qkv, lse (B, H, T), H, causal): qkv is the projection's own output, kept as it is
-    (the plain op keeps contiguous copies of q, k, v instead: the same size, one more copy).
+    Two routes, chosen like the products (ops.configure: "kernel", "blas", or "auto": measured
+    once per shape on this machine, forward + backward, routing.py; shown as
+    "attention (B*H)xTxD"): the fused kernel (attention.py), whose cache keeps the row
+    log-sum-exp, (B, H, T), and recomputes the probabilities in backward; or, up to
+    attention_blas.MAX_TOKENS tokens, BLAS products over the heads (attention_blas.py), whose
+    cache keeps the probabilities, (B, H, T, T). Either cache holds qkv itself, as the
+    projection made it (the plain op keeps contiguous copies of q, k, v instead).
     """
     dtype = float_dtype("qkv", qkv)
     if qkv.ndim != 3 or qkv.shape[-1] % 3:
@@ -163,24 +169,41 @@ def attention_qkv_forward(qkv, n_heads, causal=False):
                          f"{n_heads!r}")
     if not isinstance(causal, (bool, np.bool_)):
         raise TypeError(f"causal must be a bool, got {type(causal).__name__}")
-    qkv = plain._contiguous(qkv)
+    qkv, n_heads, causal = plain._contiguous(qkv), int(n_heads), bool(causal)
     B, T, C3 = qkv.shape
-    out = np.empty((B, T, C3 // 3), dtype)
-    lse = np.empty((B, int(n_heads), T), dtype)
-    numba_attention.attention_packed_forward_kernel(qkv, int(n_heads), bool(causal), out, lse)
-    return out, (qkv, lse, int(n_heads), bool(causal))
+
+    def by_kernel():
+        out = np.empty((B, T, C3 // 3), dtype)
+        lse = np.empty((B, n_heads, T), dtype)
+        numba_attention.attention_packed_forward_kernel(qkv, n_heads, causal, out, lse)
+        return out, (qkv, lse, n_heads, causal, "kernel")
+
+    def by_blas():
+        out, probs = attention_blas.attention_qkv_forward_blas(qkv, n_heads, causal)
+        return out, (qkv, probs, n_heads, causal, "blas")
+
+    def forward_and_backward(route):  # what routing.py times
+        return lambda: attention_qkv_backward(*route())
+
+    use_blas = T <= attention_blas.MAX_TOKENS and plain._use_blas(
+        "attention-causal" if causal else "attention", B * n_heads, T, C3 // 3 // n_heads, dtype,
+        forward_and_backward(by_kernel), forward_and_backward(by_blas))
+    return by_blas() if use_blas else by_kernel()
 
 
 def attention_qkv_backward(dout, cache):
-    """dout: (B, T, C) -> dqkv (B, T, 3C), in the packed layout of qkv."""
-    qkv, lse, n_heads, causal = cache
+    """dout: (B, T, C) -> dqkv (B, T, 3C), in the packed layout of qkv, by the route the
+    forward took."""
+    qkv, saved, n_heads, causal, route = cache
     same_dtype(qkv.dtype, dout=dout)
     B, T, C3 = qkv.shape
     if dout.shape != (B, T, C3 // 3):
         raise ValueError(f"dout must have shape {(B, T, C3 // 3)}, got {dout.shape}")
+    dout = plain._contiguous(dout)
+    if route == "blas":
+        return attention_blas.attention_qkv_backward_blas(dout, qkv, saved, n_heads, causal)
     dqkv = np.empty_like(qkv)
-    numba_attention.attention_packed_backward_kernel(plain._contiguous(dout), qkv, lse, n_heads,
-                                                     causal, dqkv)
+    numba_attention.attention_packed_backward_kernel(dout, qkv, saved, n_heads, causal, dqkv)
     return dqkv
 
 

@@ -10,6 +10,9 @@ A product is known by its key ``(kind, dtype, M, N, K, threads)``:
     kind      "forward": x @ W^T (M, K) x (N, K) -> (M, N)
               "dx":      dout @ W (M, N) x (N, K) -> (M, K)
               "dw":      dout^T @ x (N, M) x (M, K) -> (N, K), with the bias gradient
+              "attention", "attention-causal": the packed attention op (fused_ops.py), forward
+              and backward timed together, M = B*H heads, N = T tokens, K = D, the head size:
+              the fused kernel or BLAS products over the heads (attention_blas.py)
     threads   Numba's thread count when it ran (BLAS uses its own pool)
 
 The choices are kept in a JSON file per machine, ``matmul_routes.json`` in ``MINICLIP_CACHE_DIR``
