@@ -115,7 +115,10 @@ def random_batch(cfg, batch, seed=0):
     images = rng.standard_normal((batch, 3, R, R)).astype(np.float32)
     tokens = np.zeros((batch, T), np.int64)
     for i in range(batch):  # start token, words, end token (the largest id, once), padding
-        n = int(rng.integers(1, T - 1))
+        # the first caption fills the context: miniclip's text tower skips the padding after a
+        # batch's longest caption (model/towers.used_context), PyTorch's does not; this way both
+        # compute all T positions
+        n = T - 2 if i == 0 else int(rng.integers(1, T - 1))
         tokens[i, 0] = V - 2
         tokens[i, 1:1 + n] = rng.integers(1, V - 2, size=n)
         tokens[i, 1 + n] = V - 1
