@@ -332,7 +332,9 @@ def _check_tower(tower_backward, which):
     model, cfg, images, tokens = _tiny_batch()
     _, grads = model.loss_and_grads(images, tokens)
     img, c_img = vision_forward(model.params, cfg, images)
-    txt, c_txt = text_forward(model.params, cfg, tokens)
+    # the whole context (miniclip skips the padding after the last end-of-text token, which
+    # changes no gradient; the lesson's backward undoes the plain tower over all T positions)
+    txt, c_txt = text_forward(model.params, cfg, tokens, trim_padding=False)
     dimg, dtxt, _ = contrastive_loss_backward(
         contrastive_loss_forward(img, txt, model.params["logit_scale"])[1])
     if which == "vision":

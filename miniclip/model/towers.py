@@ -95,13 +95,13 @@ def text_forward(params, cfg, tokens, trim_padding=True):
     pooled, c_pool = eot_pool_forward(x, tokens)  # (N, W)
     h, c_ln = ops.layernorm_forward(pooled, params["ln_final.weight"], params["ln_final.bias"], EPS)
     feats, c_proj = ops.linear_forward(h, params["text_projection"].T, None)  # (N, E)
-    return feats, (c_emb, c_blocks, c_pool, c_ln, c_proj, params["positional_embedding"].shape)
+    return feats, (c_emb, c_blocks, c_pool, c_ln, c_proj)
 
 
 def text_backward(dfeats, cache, cfg):
     """dfeats (N, E) -> grads for every text key."""
     ops = backend.ops
-    c_emb, c_blocks, c_pool, c_ln, c_proj, positions_shape = cache
+    c_emb, c_blocks, c_pool, c_ln, c_proj = cache
     g = {}
     dh, dproj_t, _ = ops.linear_backward(dfeats, c_proj)
     g["text_projection"] = dproj_t.T
@@ -110,8 +110,11 @@ def text_backward(dfeats, cache, cfg):
     for i in reversed(range(cfg.transformer_layers)):
         dx, gb = block_backward(dx, c_blocks[i])
         g.update({f"transformer.resblocks.{i}.{k}": v for k, v in gb.items()})
-    g["token_embedding.weight"], dpos_used = token_embedding_backward(dx, c_emb)
-    # positions past the batch's last end-of-text token were not used: their gradient is 0
-    g["positional_embedding"] = np.zeros_like(dpos_used, shape=positions_shape)
-    g["positional_embedding"][:dpos_used.shape[0]] = dpos_used
+    g["token_embedding.weight"], dpos_used = token_embedding_backward(dx, c_emb)  # (T_used, W)
+    if dpos_used.shape[0] == cfg.context_length:
+        g["positional_embedding"] = dpos_used
+    else:  # the positions past the batch's last end-of-text token were not used: gradient 0
+        g["positional_embedding"] = np.zeros_like(
+            dpos_used, shape=(cfg.context_length, dpos_used.shape[1]))
+        g["positional_embedding"][:dpos_used.shape[0]] = dpos_used
     return g
