@@ -396,3 +396,22 @@ def test_auto_routing_measures_attention_forward_and_backward_once(tmp_path, mon
         np.testing.assert_allclose(dqkv, fused_ops.attention_qkv_backward(np.ones_like(out),
                                                                           cache_k),
                                    rtol=1e-10, atol=1e-13)
+
+
+def test_auto_routing_shares_a_route_between_batches_of_nearby_sizes(tmp_path, monkeypatch, rng):
+    """Rows that change from batch to batch (skipped padding, hard negatives) are rounded up by
+    routing.bucket: 41 and 44 rows share the route measured for 48; 49 rows get their own."""
+    monkeypatch.setenv("MINICLIP_CACHE_DIR", str(tmp_path))
+    measured = []
+    real_time_both = routing._time_both
+    monkeypatch.setattr(routing, "_time_both", lambda k, b: measured.append(1) or
+                        real_time_both(k, b))
+    w, b = randn(rng, (3, 5), np.float32), np.zeros(3, np.float32)
+    with backend.use_backend("numba", matmul="auto"):
+        for rows in (41, 44, 49):
+            nb.linear_forward(randn(rng, (rows, 5), np.float32), w, b)
+    threads = numba.get_num_threads()
+    saved = json.loads((tmp_path / "matmul_routes.json").read_text())["routes"]
+    assert sorted(saved) == [f"forward float32 48x3x5 threads={threads}",
+                             f"forward float32 56x3x5 threads={threads}"]
+    assert len(measured) == 2

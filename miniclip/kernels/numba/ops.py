@@ -116,6 +116,9 @@ def _use_blas(kind, m, n, k, dtype, kernel, blas):
     routing.py calls them (a few times) the first time this machine meets the product."""
     if _options["matmul"] != "auto":
         return _options["matmul"] == "blas"
+    b = routing.bucket  # the sizes a batch sets (rows; heads and tokens), rounded up
+    m, n, k = {"forward": (b(m), n, k), "dx": (b(m), n, k), "dw": (m, n, b(k))}.get(
+        kind, (b(m), b(n), k))  # attention: (B*H, T, D)
     key = (kind, np.dtype(dtype).name, m, n, k, numba.get_num_threads())
     return routing.routes().choose(key, kernel=kernel, blas=blas) == "blas"
 

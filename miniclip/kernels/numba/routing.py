@@ -5,7 +5,9 @@ register tiles keep up; on another MKL or AVX-512 BLAS wins by 2x. A rule fixed 
 right on one machine at best, so the numba backend measures instead: the first time it meets a
 product, it runs it both ways, taking turns five times, and keeps the faster.
 
-A product is known by its key ``(kind, dtype, M, N, K, threads)``:
+A product is known by its key ``(kind, dtype, M, N, K, threads)``, with the sizes that change
+from batch to batch (the rows M, and for attention the heads and tokens) rounded up by
+``bucket``:
 
     kind      "forward": x @ W^T (M, K) x (N, K) -> (M, N)
               "dx":      dout @ W (M, N) x (N, K) -> (M, K)
@@ -61,6 +63,24 @@ def machine() -> str:
     except OSError:
         pass
     return f"{name}, {os.cpu_count()} cores"
+
+
+def bucket(size: int) -> int:
+    """``size`` rounded up to one of four steps per octave (exact up to 16): 17-20 -> 20,
+    4097-5120 -> 5120, 5121-6144 -> 6144.
+
+    The rows of a product (batch x tokens) change from batch to batch where the text tower skips
+    a batch's padding (model/towers.used_context) or hard negatives add texts; measuring each
+    size anew would time a product a dozen times at almost every step. Sizes within 25% of each
+    other share their route instead.
+
+    >>> [bucket(n) for n in (9, 17, 22, 4352, 8192, 8193)]
+    [9, 20, 24, 5120, 8192, 10240]
+    """
+    if size <= 16:
+        return int(size)
+    step = 1 << (int(size).bit_length() - 3)  # a quarter of the octave that holds size
+    return -(-int(size) // step) * step
 
 
 def _time_both(kernel, blas) -> tuple[float, float]:
