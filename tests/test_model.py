@@ -180,7 +180,7 @@ def test_model_gradient_text_tower_with_gelu(rng):
         assert err <= 1e-6, f"{name}: {err:.2e}"
 
 
-@pytest.mark.parametrize("name", ["tiny", "small", "toy"])
+@pytest.mark.parametrize("name", ["tiny", "small", "toy", "toy-64"])
 def test_count_parameters_equals_allocated(name):
     cfg = CONFIGS[name]
     model = CLIP(cfg)

@@ -287,3 +287,20 @@ def test_matmul_flag_routes_the_numba_products(tiny_data, tmp_path, capsys):
                      "toy-tiny", "--steps", "1", "--no-progress", *argv])
         err = capsys.readouterr().err
         assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_trains_on_64_pixel_images_with_the_toy_64_model(tmp_path):
+    """`generate --resolution 64` and `--model toy-64` go together (datasets/README.md); the toy
+    model refuses 64 px images with a message that names both sizes."""
+    from miniclip.datasets import generate_dataset
+
+    data = tmp_path / "d64"
+    generate_dataset(data, n_train=64, n_val=16, n_test=16, n_heldout=16, resolution=64,
+                     workers=1, progress=False)
+    summary = train(tiny_args(data, tmp_path / "run", model="toy-64", steps=2, eval_every=0),
+                    progress=False, final_eval=False, log=quiet)
+    assert summary["steps"] == 2
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.safetensors").config.image_resolution == 64
+    with pytest.raises(ValueError, match="holds 64x64 images; --model toy takes 32x32"):
+        train(tiny_args(data, tmp_path / "run2", model="toy", steps=2), progress=False,
+              final_eval=False, log=quiet)

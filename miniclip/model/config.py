@@ -142,4 +142,12 @@ CONFIGS: dict[str, CLIPConfig] = {
         vision_patch_size=8, vision_heads=3, context_length=32, vocab_size=1024,
         transformer_width=64, transformer_heads=2, transformer_layers=2,
     ),
+    # The same model for the toy world drawn at 64 x 64 pixels (`python -m miniclip.datasets
+    # generate --resolution 64`): 16 x 16 patches, so the same 17 image tokens and about the same
+    # step time; only the patch embedding is 4x larger (12,288 inputs per patch instead of 3,072).
+    "toy-64": CLIPConfig(
+        embed_dim=64, image_resolution=64, vision_layers=3, vision_width=96,
+        vision_patch_size=16, vision_heads=3, context_length=32, vocab_size=1024,
+        transformer_width=64, transformer_heads=2, transformer_layers=2,
+    ),
 }
