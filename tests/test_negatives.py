@@ -94,12 +94,71 @@ def test_batches_hold_the_negatives_of_their_two_object_images(toy):
     two, one = split.n_objects == 2, split.n_objects == 1
     assert negatives.has_negative[two].mean() > 0.8
     assert 0.2 < negatives.has_negative[one].mean() < 0.4  # SINGLE_FRACTION of them
-    idx = np.arange(40)
+    idx = np.arange(40)[::-1]
     tokens, extra = negatives.batch(idx)
-    assert tokens.shape == (40, 2) and len(extra) == negatives.has_negative[idx].sum()
+    counts = negatives.offsets[idx + 1] - negatives.offsets[idx]
+    assert tokens.shape == (40, 2) and len(extra) == counts.sum() > negatives.has_negative[idx].sum()
     np.testing.assert_array_equal(tokens[~negatives.has_negative[idx]], 0)  # stored captions
+    np.testing.assert_array_equal(  # image by image, in the batch's order
+        extra, np.concatenate([negatives.negative_tokens[negatives.offsets[i]:
+                                                         negatives.offsets[i + 1]] for i in idx]))
     with pytest.raises(ValueError, match="--distributed"):
         HardNegatives(split, stored, _WordTokenizer(), seed=0, world=object())
+
+
+class _TextTokenizer:
+    """Keeps the texts: row i of tokenize(texts) is the index of texts[i] in ``self.texts``."""
+
+    def __init__(self):
+        self.texts = []
+
+    def tokenize(self, texts):
+        self.texts += list(texts)
+        return np.arange(len(self.texts) - len(texts), len(self.texts))[:, None]
+
+
+def _true_of(caption, objects):
+    try:
+        _check_caption(caption, _as_dicts(objects))
+    except (AssertionError, KeyError):
+        return False
+    return True
+
+
+RELATION = re.compile(r"\b(left of|right of|above|over|below|under|beneath)\b")
+
+
+def test_every_two_object_caption_meets_its_place_swap_and_its_colour_swap(toy):
+    """A two-object image whose caption says how the objects lie ("a red circle to the left of
+    a blue square") gets its place-swapped caption as a negative, and one of two objects that
+    differ in colour and shape also gets its colour-swapped caption: both, not one of the two at
+    random (before 2026-11-29 a third of the relation captions never met their opposite)."""
+    split = load_split(toy, "train")
+    words = _TextTokenizer()
+    negatives = HardNegatives(split, np.zeros((len(split), 1), np.int64), words, seed=0)
+    relations = bindings = 0
+    for i in np.flatnonzero(split.n_objects == 2):
+        objects = split.objects(int(i))
+        true = words.texts[negatives.tokens[i, 0]]
+        said = [words.texts[row] for row in negatives.negative_tokens[
+            negatives.offsets[i]:negatives.offsets[i + 1], 0]]
+        if RELATION.search(true):  # a relation word: the place swap says the opposite one
+            assert any(RELATION.search(n) and RELATION.search(n)[0] != RELATION.search(true)[0]
+                       for n in said), (true, said)
+            relations += 1
+        a, b = objects
+        swapped = swap_colours(objects)
+        if a.colour != b.colour and a.shape != b.shape and not any(
+                (o.colour, o.shape) in HELDOUT_PAIRS for o in swapped):
+            assert any(_words(n) == _words(true) and _true_of(n, swapped) for n in said), \
+                (true, said)
+            bindings += 1
+    assert relations > 10 and bindings > 10
+    # the behaviour before: one negative per two-object image, either kind
+    one = HardNegatives(split, np.zeros((len(split), 1), np.int64), _TextTokenizer(), seed=0,
+                        every_kind=False)
+    assert (np.diff(one.offsets) <= 1).all()
+    assert len(one.negative_tokens) < len(negatives.negative_tokens)
 
 
 def test_training_with_hard_negatives_runs_and_rejects_siglip(toy, tmp_path):

@@ -1,61 +1,83 @@
-"""Hard negatives in training (``--hard-negatives``): for every two-object training image (colours
-or places swapped), and for SINGLE_FRACTION of the one-object images (another shape), a true
-caption and a minimally changed false one (``miniclip.datasets.negatives``), written once at setup.
+"""Hard negatives in training (``--hard-negatives``): for every two-object training image its
+caption with the colours swapped and with the places swapped (each where it changes the text),
+and for SINGLE_FRACTION of the one-object images its caption with another shape: a true caption
+and minimally changed false ones (``miniclip.datasets.negatives``), written once at setup.
 
-In a batch, the images that have a pair are captioned with its true caption (instead of the stored
-one), and their false captions join the batch as extra texts with no image. The loss then asks
-each such image to prefer its caption over, among others, the same words with the colours or the
-places swapped (``model/loss.py``, extra texts).
+In a batch, the images that have negatives are captioned with their true caption (instead of the
+stored one), and their false captions join the batch as extra texts with no image. The loss then
+asks each such image to prefer its caption over, among others, the same words with the colours or
+the places swapped (``model/loss.py``, extra texts).
+
+Until 2026-11-29 a two-object image got ONE of its two negatives, at random
+(``every_kind=False``): about a third of the place swaps were never shown, and the relation test
+stayed at chance (docs/toy_world_experiments.md).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from miniclip.datasets.negatives import caption_pair
+from miniclip.datasets.negatives import caption_pair, caption_pairs
 
 SEED_TAG = 7  # the pairs are drawn from (seed, SEED_TAG, image index)
 SINGLE_FRACTION = 0.3  # of the one-object images get a shape-swapped negative
 
 
 class HardNegatives:
-    """Per training image: maybe a (true, false) caption pair, tokenized.
+    """Per training image: its true caption and 0, 1 or 2 false ones, tokenized.
 
     tokens: (n_pairs, T) the captions to train with: the stored ones, with the images that have
-    a pair re-captioned with its true caption. negatives: (n_pairs, T), meaningful where
-    ``has_negative``.
+    negatives re-captioned with their true caption. negative_tokens: (M, T) every false caption,
+    image by image; those of image i are rows offsets[i]:offsets[i + 1].
+    every_kind: a two-object image gets both its colour swap and its place swap (True, the
+    default) or one of them at random (False, the behaviour before 2026-11-29).
     """
 
-    def __init__(self, split, tokens: np.ndarray, tokenizer, seed: int, world=None):
+    def __init__(self, split, tokens: np.ndarray, tokenizer, seed: int, world=None,
+                 every_kind: bool = True):
         if world is not None:  # train/distributed.py: each process would need its own share
             raise ValueError("--hard-negatives works in one process: it cannot be combined with "
                              "--distributed yet")
-        self.has_negative = np.zeros(len(split), dtype=bool)
         self.kinds: dict[str, int] = {}
         rows, trues, falses = [], [], []
+        counts = np.zeros(len(split), dtype=np.int64)  # false captions per image
         pick = np.random.default_rng([seed, SEED_TAG]).random(len(split)) < SINGLE_FRACTION
         for i in np.flatnonzero((split.n_objects == 2) | pick):
-            pair = caption_pair(split.objects(int(i)), seed=[seed, SEED_TAG, int(i)])
-            if pair is None:
+            i = int(i)
+            seed_i = [seed, SEED_TAG, i]
+            if every_kind:
+                pairs = caption_pairs(split.objects(i), seed=seed_i)
+            else:
+                pair = caption_pair(split.objects(i), seed=seed_i)
+                pairs = [] if pair is None else [pair]
+            if not pairs:
                 continue
-            rows.append(int(i))
-            trues.append(pair.true)
-            falses.append(pair.negative)
-            self.kinds[pair.kind] = self.kinds.get(pair.kind, 0) + 1
+            rows.append(i)
+            trues.append(pairs[0].true)  # the same true caption for every pair of a scene
+            for pair in pairs:
+                falses.append(pair.negative)
+                self.kinds[pair.kind] = self.kinds.get(pair.kind, 0) + 1
+            counts[i] = len(pairs)
+        self.has_negative = counts > 0
+        self.offsets = np.concatenate([[0], np.cumsum(counts)])  # (n_pairs + 1,)
         self.tokens = tokens.copy()
-        self.negatives = np.zeros_like(tokens)
+        self.negative_tokens = np.zeros((len(falses), tokens.shape[1]), dtype=tokens.dtype)
         if rows:
             self.tokens[rows] = tokenizer.tokenize(trues)
-            self.negatives[rows] = tokenizer.tokenize(falses)
-            self.has_negative[rows] = True
+            self.negative_tokens[:] = tokenizer.tokenize(falses)
 
     def batch(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """-> (captions (B, T), extra false captions (K, T)) for the images ``idx``."""
-        return self.tokens[idx], self.negatives[idx[self.has_negative[idx]]]
+        """-> (captions (B, T), extra false captions (K, T)) for the images ``idx``: the false
+        captions of idx[0], then those of idx[1], ..."""
+        counts = self.offsets[idx + 1] - self.offsets[idx]  # (B,)
+        firsts = np.repeat(self.offsets[idx], counts)  # (K,) each negative's image's first row
+        within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        return self.tokens[idx], self.negative_tokens[firsts + within]
 
     def describe(self) -> str:
         kinds = ", ".join(f"{n:,} {k}" for k, n in sorted(self.kinds.items()))
-        return f"hard negatives for {int(self.has_negative.sum()):,} training images ({kinds})"
+        return (f"hard negatives for {int(self.has_negative.sum()):,} training images: "
+                f"{len(self.negative_tokens):,} false captions ({kinds})")
 
 
 def check_hard_negative_args(args) -> None:
