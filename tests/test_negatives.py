@@ -190,3 +190,25 @@ def test_stored_captions_are_those_of_dataset_version_2():
         stepped.append(caption_for(objects, np.random.default_rng([i, 1]), lockstep=True))
     assert hashlib.sha256("\n".join(captions).encode()).hexdigest()[:16] == "6583c206b432b0d8"
     assert stepped != captions  # the lockstep stream is another one
+
+
+def test_hard_negatives_default_is_on_wherever_they_can_be():
+    """--hard-negatives's default (None): on for the toy world with the clip loss, float32 and one
+    process, without --init; --hard-negatives / --no-hard-negatives force it."""
+    from miniclip.train.args import build_parser, check_args
+    from miniclip.train.hardneg import wants_hard_negatives
+
+    base = TrainArgs()
+    assert base.hard_negatives is None and wants_hard_negatives(base)
+    for change in (dict(loss="siglip"), dict(precision="bf16"), dict(data="pairs.csv"),
+                   dict(data="shards/{000..003}.tar"), dict(init="runs/toy")):
+        assert not wants_hard_negatives(TrainArgs(**change)), change
+    assert not wants_hard_negatives(base, world=object())  # --distributed
+    assert not wants_hard_negatives(TrainArgs(hard_negatives=False))
+    assert wants_hard_negatives(TrainArgs(hard_negatives=True, init="runs/toy"))
+    parse = build_parser().parse_args
+    assert parse([]).hard_negatives is None
+    assert parse(["--no-hard-negatives"]).hard_negatives is False
+    assert parse(["--hard-negatives"]).hard_negatives is True
+    with pytest.raises(TypeError, match="--hard-negatives must be True, False or None, got 1"):
+        check_args(TrainArgs(hard_negatives=1))

@@ -51,7 +51,8 @@ class TrainArgs:
     report_to: str = "jsonl"  # "tensorboard": also TensorBoard event files (train/report.py)
     precision: str = "fp32"  # "fp32", or mixed precision "bf16" / "fp16" (train/precision.py)
     stochastic_rounding: bool = False  # round the 16-bit weight copies stochastically
-    hard_negatives: bool = False  # NegCLIP: swapped captions as extra texts (train/hardneg.py)
+    # NegCLIP: swapped captions as extra texts (train/hardneg.py); None: on where they can be
+    hard_negatives: bool | None = None
 
 
 def total_steps(args: TrainArgs, n_pairs: int) -> int:
@@ -138,6 +139,9 @@ def check_args(args: TrainArgs) -> None:
         check_schedule(args, args.steps)
     check_own_data_args(args)
     check_precision_args(args)
+    if args.hard_negatives is not None and not isinstance(args.hard_negatives, bool):
+        raise TypeError(f"--hard-negatives must be True, False or None, got "
+                        f"{args.hard_negatives!r}")
     if args.hard_negatives:  # train/hardneg.py
         from miniclip.train.hardneg import check_hard_negative_args
 
@@ -228,12 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
         "precision": "fp32, or mixed precision bf16 / fp16 (float32 master weights)",
         "stochastic_rounding": "round the 16-bit weight copies stochastically",
         "hard_negatives": "add colour-, place- and shape-swapped captions as extra texts "
-                          "without an image (NegCLIP; toy world, clip loss, fp32)",
+                          "without an image (NegCLIP; toy world, clip loss, fp32, one process). "
+                          "None: on wherever they can be, without --init",
     }
     for f in fields(TrainArgs):
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
-        if f.type in ("bool",):
+        if f.type in ("bool", "bool | None"):
             ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
                             help=f"{helps[f.name]} (default: {default})")
             continue

@@ -21,6 +21,7 @@ from miniclip.datasets.negatives import caption_pair, caption_pairs
 
 SEED_TAG = 7  # the pairs are drawn from (seed, SEED_TAG, image index)
 SINGLE_FRACTION = 0.3  # of the one-object images get a shape-swapped negative
+TWINS = False  # draw the place-swapped scene of every two-object image as an extra image
 
 
 class HardNegatives:
@@ -34,12 +35,14 @@ class HardNegatives:
     """
 
     def __init__(self, split, tokens: np.ndarray, tokenizer, seed: int, world=None,
-                 every_kind: bool = True):
+                 every_kind: bool = True, twins: bool | None = None):
         if world is not None:  # train/distributed.py: each process would need its own share
             raise ValueError("--hard-negatives works in one process: it cannot be combined with "
                              "--distributed yet")
         self.kinds: dict[str, int] = {}
+        twins = TWINS if twins is None else twins
         rows, trues, falses = [], [], []
+        twin_rows, twin_images, twin_captions = [], [], []
         counts = np.zeros(len(split), dtype=np.int64)  # false captions per image
         pick = np.random.default_rng([seed, SEED_TAG]).random(len(split)) < SINGLE_FRACTION
         for i in np.flatnonzero((split.n_objects == 2) | pick):
@@ -55,16 +58,30 @@ class HardNegatives:
             rows.append(i)
             trues.append(pairs[0].true)  # the same true caption for every pair of a scene
             for pair in pairs:
-                falses.append(pair.negative)
                 self.kinds[pair.kind] = self.kinds.get(pair.kind, 0) + 1
-            counts[i] = len(pairs)
-        self.has_negative = counts > 0
+                if twins and pair.kind == "relation":  # its image is drawn: a true pair
+                    twin_rows.append(i)
+                    twin_images.append(_draw_place_swapped(split, i, seed))
+                    twin_captions.append(pair.negative)
+                    continue
+                falses.append(pair.negative)
+                counts[i] += 1
+        self.has_negative = np.zeros(len(split), dtype=bool)
+        self.has_negative[rows] = True
         self.offsets = np.concatenate([[0], np.cumsum(counts)])  # (n_pairs + 1,)
         self.tokens = tokens.copy()
         self.negative_tokens = np.zeros((len(falses), tokens.shape[1]), dtype=tokens.dtype)
         if rows:
             self.tokens[rows] = tokenizer.tokenize(trues)
             self.negative_tokens[:] = tokenizer.tokenize(falses)
+        # twins: image twin_of[i] (or -1) is image i's scene with the two objects' places swapped
+        self.twin_of = np.full(len(split), -1, dtype=np.int64)
+        self.twin_of[twin_rows] = np.arange(len(twin_rows))
+        r = split.images.shape[1]
+        self.twin_images = (np.stack(twin_images) if twin_images
+                            else np.zeros((0, r, r, 3), np.uint8))  # (M2, R, R, 3)
+        self.twin_tokens = (tokenizer.tokenize(twin_captions) if twin_captions
+                            else np.zeros((0, tokens.shape[1]), tokens.dtype))
 
     def batch(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """-> (captions (B, T), extra false captions (K, T)) for the images ``idx``: the false
@@ -74,10 +91,53 @@ class HardNegatives:
         within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
         return self.tokens[idx], self.negative_tokens[firsts + within]
 
+    def batch_with_twins(self, idx: np.ndarray, images: np.ndarray):
+        """-> (images (B + M, R, R, 3), captions (B + M, T), extra false captions (K, T)): the
+        batch's images followed by the place-swapped twins of those that have one, each twin
+        captioned with its scene's true caption (its original's place-swapped negative)."""
+        tokens, extra = self.batch(idx)
+        which = self.twin_of[idx]
+        which = which[which >= 0]
+        return (np.concatenate([images, self.twin_images[which]]),
+                np.concatenate([tokens, self.twin_tokens[which]]), extra)
+
     def describe(self) -> str:
         kinds = ", ".join(f"{n:,} {k}" for k, n in sorted(self.kinds.items()))
         return (f"hard negatives for {int(self.has_negative.sum()):,} training images: "
-                f"{len(self.negative_tokens):,} false captions ({kinds})")
+                f"{len(self.negative_tokens):,} false captions ({kinds})"
+                + (f", {len(self.twin_images):,} place-swapped twin images"
+                   if len(self.twin_images) else ""))
+
+
+def _draw_place_swapped(split, i: int, seed: int) -> np.ndarray:
+    """Training image i's two objects with their places swapped, drawn as the training set is
+    (draw.py), on a new background, colours jittered anew -> uint8 (R, R, 3)."""
+    from miniclip.datasets.attributes import SHAPES
+    from miniclip.datasets.draw import make_background, render_image
+    from miniclip.datasets.negatives import swap_places
+    from miniclip.datasets.scenes import COLOUR_JITTER
+
+    rng = np.random.default_rng([seed, SEED_TAG, i, 1])
+    r = split.images.shape[1]
+    drawn = []
+    for obj in swap_places(split.objects(i)):
+        rgb = np.clip(np.array(obj.rgb) + rng.integers(-COLOUR_JITTER, COLOUR_JITTER + 1, 3), 0,
+                      255)
+        drawn.append((SHAPES[obj.shape], tuple(int(v) for v in rgb), obj.cx, obj.cy, obj.side))
+    return render_image(drawn, make_background(rng, r), r)
+
+
+def wants_hard_negatives(args, world=None) -> bool:
+    """--hard-negatives as given, or where it is None (the default): on for the toy world with
+    the 'clip' loss, float32 and one process, and not when fine-tuning (--init)."""
+    from miniclip.datasets.csv_pairs import CSV_SUFFIXES
+    from miniclip.datasets.shards import is_shard_spec
+
+    if args.hard_negatives is not None:
+        return args.hard_negatives
+    own_data = str(args.data).endswith(CSV_SUFFIXES) or is_shard_spec(args.data)
+    return (args.loss == "clip" and args.precision == "fp32" and world is None
+            and args.init is None and not own_data)
 
 
 def check_hard_negative_args(args) -> None:
