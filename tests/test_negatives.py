@@ -164,7 +164,7 @@ def test_every_two_object_caption_meets_its_place_swap_and_its_colour_swap(toy):
 def test_training_with_hard_negatives_runs_and_rejects_siglip(toy, tmp_path):
     args = TrainArgs(data=str(toy), out=str(tmp_path / "run"), model="toy-tiny", steps=3,
                      batch_size=16, warmup=1, eval_every=0, checkpoint_every=3, log_every=1,
-                     hard_negatives=True)
+                     hard_negatives=True, swapped_images=0.5)
     summary = train(args, progress=False, final_eval=False, log=lambda *a: None)
     assert summary["steps"] == 3 and np.isfinite(summary["final_loss"])
     for change, message in ((dict(loss="siglip"), "needs --loss clip, got --loss siglip"),
@@ -212,3 +212,40 @@ def test_hard_negatives_default_is_on_wherever_they_can_be():
     assert parse(["--hard-negatives"]).hard_negatives is True
     with pytest.raises(TypeError, match="--hard-negatives must be True, False or None, got 1"):
         check_args(TrainArgs(hard_negatives=1))
+    with pytest.raises(ValueError, match=r"--swapped-images must be a number in \[0, 1\], got 1.5"):
+        check_args(TrainArgs(swapped_images=1.5))
+    assert parse(["--swapped-images", "0.25"]).swapped_images == 0.25
+
+
+def test_swapped_images_are_the_scene_with_the_places_exchanged(toy):
+    """--swapped-images 1: every place swap of a two-object image is drawn; the drawing has each
+    object where the other was, its caption is the place-swapped one (no longer an extra text),
+    and the batch holds the images' twins after the images, captions likewise."""
+    split = load_split(toy, "train")
+    words = _TextTokenizer()
+    twins = HardNegatives(split, np.zeros((len(split), 1), np.int64), words, seed=0,
+                          twin_fraction=1.0)
+    plain = HardNegatives(split, np.zeros((len(split), 1), np.int64), _TextTokenizer(), seed=0)
+    assert 10 < len(twins.twin_images) == twins.kinds["relation"] == plain.kinds["relation"]
+    assert len(twins.negative_tokens) == len(plain.negative_tokens) - len(twins.twin_images)
+    checked = 0
+    for i in np.flatnonzero(twins.twin_of >= 0):
+        a, b = split.objects(int(i))
+        image = twins.twin_images[twins.twin_of[i]]
+        caption = words.texts[twins.twin_tokens[twins.twin_of[i], 0]]
+        assert caption not in {words.texts[t] for t in twins.negative_tokens[
+            twins.offsets[i]:twins.offsets[i + 1], 0]}
+        _check_caption(caption, _as_dicts(swap_places([a, b])))  # true of the drawing
+        if a.colour != b.colour:
+            for obj, other in ((a, b), (b, a)):  # obj is drawn where other was
+                ys, xs = np.nonzero(np.abs(image.astype(int) - obj.rgb).max(axis=2) < 30)
+                assert abs(xs.mean() - other.cx) < 3 and abs(ys.mean() - other.cy) < 3
+            checked += 1
+    assert checked > 10
+    idx = np.arange(30)
+    images, tokens, extra = twins.batch_with_twins(idx, split.images[idx])
+    has = twins.twin_of[idx] >= 0
+    assert len(images) == len(tokens) == 30 + has.sum() and has.sum() > 0
+    np.testing.assert_array_equal(images[30:], twins.twin_images[twins.twin_of[idx][has]])
+    np.testing.assert_array_equal(tokens[30:], twins.twin_tokens[twins.twin_of[idx][has]])
+    np.testing.assert_array_equal(extra, twins.batch(idx)[1])

@@ -21,7 +21,6 @@ from miniclip.datasets.negatives import caption_pair, caption_pairs
 
 SEED_TAG = 7  # the pairs are drawn from (seed, SEED_TAG, image index)
 SINGLE_FRACTION = 0.3  # of the one-object images get a shape-swapped negative
-TWINS = False  # draw the place-swapped scene of every two-object image as an extra image
 
 
 class HardNegatives:
@@ -32,19 +31,24 @@ class HardNegatives:
     image by image; those of image i are rows offsets[i]:offsets[i + 1].
     every_kind: a two-object image gets both its colour swap and its place swap (True, the
     default) or one of them at random (False, the behaviour before 2026-11-29).
+    twin_fraction: this share of the two-object images with a place swap get it DRAWN
+    (``--swapped-images``): the scene with the two objects' places exchanged becomes an extra
+    image of the batch, captioned with the place-swapped caption, which is then a true caption
+    and no longer an extra text. Its original's caption is then a hard negative for it, and
+    each caption must also pick its own image over the other (text -> image).
     """
 
     def __init__(self, split, tokens: np.ndarray, tokenizer, seed: int, world=None,
-                 every_kind: bool = True, twins: bool | None = None):
+                 every_kind: bool = True, twin_fraction: float = 0.0):
         if world is not None:  # train/distributed.py: each process would need its own share
             raise ValueError("--hard-negatives works in one process: it cannot be combined with "
                              "--distributed yet")
         self.kinds: dict[str, int] = {}
-        twins = TWINS if twins is None else twins
         rows, trues, falses = [], [], []
         twin_rows, twin_images, twin_captions = [], [], []
         counts = np.zeros(len(split), dtype=np.int64)  # false captions per image
         pick = np.random.default_rng([seed, SEED_TAG]).random(len(split)) < SINGLE_FRACTION
+        draw_twin = np.random.default_rng([seed, SEED_TAG, 2]).random(len(split)) < twin_fraction
         for i in np.flatnonzero((split.n_objects == 2) | pick):
             i = int(i)
             seed_i = [seed, SEED_TAG, i]
@@ -59,7 +63,7 @@ class HardNegatives:
             trues.append(pairs[0].true)  # the same true caption for every pair of a scene
             for pair in pairs:
                 self.kinds[pair.kind] = self.kinds.get(pair.kind, 0) + 1
-                if twins and pair.kind == "relation":  # its image is drawn: a true pair
+                if pair.kind == "relation" and draw_twin[i]:  # drawn: a true pair
                     twin_rows.append(i)
                     twin_images.append(_draw_place_swapped(split, i, seed))
                     twin_captions.append(pair.negative)

@@ -118,8 +118,9 @@ def _setup(args, resume, log, regenerate, out_dir, world) -> Run:
             raise CheckpointError(f"{resume} holds weights only (no optimizer state): it cannot "
                                   "be resumed; resume from a run's checkpoint.safetensors")
         try:
-            # a run from before --hard-negatives's default was None (auto) trained without them
-            args = TrainArgs(**{"hard_negatives": False, **ckpt.train_args})
+            # a run from before these defaults (hard negatives on, drawn swaps) had neither
+            args = TrainArgs(**{"hard_negatives": False, "swapped_images": 0.0,
+                                **ckpt.train_args})
         except TypeError as e:
             raise CheckpointError(f"{resume}: its training arguments are not understood by this "
                                   f"miniclip ({e})") from e
@@ -190,8 +191,8 @@ def _setup(args, resume, log, regenerate, out_dir, world) -> Run:
     from miniclip.train.hardneg import HardNegatives, wants_hard_negatives
 
     if wants_hard_negatives(args, world):  # extra false captions per batch (train/hardneg.py)
-
-        run.negatives = HardNegatives(train_split, tokens, tokenizer, args.seed, world)
+        run.negatives = HardNegatives(train_split, tokens, tokenizer, args.seed, world,
+                                      twin_fraction=args.swapped_images)
         log(f"  {run.negatives.describe()}")
     if ckpt is not None:
         model.load_state_dict(ckpt.params)
