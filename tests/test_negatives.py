@@ -132,7 +132,7 @@ def test_every_two_object_caption_meets_its_place_swap_and_its_colour_swap(toy):
     """A two-object image whose caption says how the objects lie ("a red circle to the left of
     a blue square") gets its place-swapped caption as a negative, and one of two objects that
     differ in colour and shape also gets its colour-swapped caption: both, not one of the two at
-    random (before 2026-11-29 a third of the relation captions never met their opposite)."""
+    random (before 2026-11-29 a quarter of the place swaps were never shown)."""
     split = load_split(toy, "train")
     words = _TextTokenizer()
     negatives = HardNegatives(split, np.zeros((len(split), 1), np.int64), words, seed=0)

@@ -8,9 +8,13 @@ stored one), and their false captions join the batch as extra texts with no imag
 asks each such image to prefer its caption over, among others, the same words with the colours or
 the places swapped (``model/loss.py``, extra texts).
 
+``--swapped-images F`` (``twin_fraction``) also DRAWS the place-swapped scene of a share F of the
+two-object images: an extra image captioned with the place-swapped caption (``batch_with_twins``).
+
 Until 2026-11-29 a two-object image got ONE of its two negatives, at random
-(``every_kind=False``): about a third of the place swaps were never shown, and the relation test
-stayed at chance (docs/toy_world_experiments.md).
+(``every_kind=False``): a quarter of the place swaps were never shown, and the relation test
+stayed near chance (docs/toy_world_experiments.md). Hard negatives are on by default since then
+(``wants_hard_negatives``).
 """
 
 from __future__ import annotations
