@@ -169,8 +169,12 @@ def test_training_with_hard_negatives_runs_and_rejects_siglip(toy, tmp_path):
     assert summary["steps"] == 3 and np.isfinite(summary["final_loss"])
     for change, message in ((dict(loss="siglip"), "needs --loss clip, got --loss siglip"),
                             (dict(precision="bf16"), "needs --precision fp32, got bf16"),
-                            (dict(data="pairs.csv"), "needs the toy dataset")):
-        with pytest.raises(ValueError, match=f"--hard-negatives {message}"):
+                            (dict(data="pairs.csv"), "needs the toy dataset"),
+                            (dict(hard_negatives=False), "")):
+        expected = (f"--hard-negatives {message}" if message else
+                    "--swapped-images 0.5 draws the place swaps of the hard negatives, which are "
+                    "off in this run")
+        with pytest.raises(ValueError, match=expected):
             train(TrainArgs(**{**args.__dict__, **change, "out": str(tmp_path / "s")}),
                   progress=False, final_eval=False, log=lambda *a: None)
         assert not (tmp_path / "s").exists()  # refused before the run folder is made
