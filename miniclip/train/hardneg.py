@@ -148,6 +148,22 @@ def wants_hard_negatives(args, world=None) -> bool:
             and args.init is None and not own_data)
 
 
+def hard_negatives_for(args, world, split, tokens, tokenizer, log) -> HardNegatives | None:
+    """The run's HardNegatives (logged), or None where ``wants_hard_negatives`` says no; a
+    ValueError for --swapped-images without hard negatives."""
+    if not wants_hard_negatives(args, world):
+        if args.swapped_images:
+            raise ValueError(f"--swapped-images {args.swapped_images:g} draws the place swaps of "
+                             "the hard negatives, which are off in this run (--no-hard-negatives, "
+                             "--loss siglip, --precision bf16/fp16, --distributed, --init or "
+                             "your own data)")
+        return None
+    negatives = HardNegatives(split, tokens, tokenizer, args.seed, world,
+                              twin_fraction=args.swapped_images)
+    log(f"  {negatives.describe()}")
+    return negatives
+
+
 def check_hard_negative_args(args) -> None:
     """--hard-negatives needs the toy world (scenes to alter), the 'clip' loss (a softmax over
     more texts than images) and float32 (the mixed-precision step takes no extra texts)."""

@@ -188,17 +188,9 @@ def _setup(args, resume, log, regenerate, out_dir, world) -> Run:
               report=open_report(args.report_to, out_dir), world=world)
     if not run.is_root:
         run.probe = None  # the root alone evaluates
-    from miniclip.train.hardneg import HardNegatives, wants_hard_negatives
+    from miniclip.train.hardneg import hard_negatives_for  # extra false captions per batch
 
-    if args.swapped_images and not wants_hard_negatives(args, world):
-        raise ValueError(f"--swapped-images {args.swapped_images:g} draws the place swaps of the "
-                         "hard negatives, which are off in this run (--no-hard-negatives, "
-                         "--loss siglip, --precision bf16/fp16, --distributed, --init or your "
-                         "own data)")
-    if wants_hard_negatives(args, world):  # extra false captions per batch (train/hardneg.py)
-        run.negatives = HardNegatives(train_split, tokens, tokenizer, args.seed, world,
-                                      twin_fraction=args.swapped_images)
-        log(f"  {run.negatives.describe()}")
+    run.negatives = hard_negatives_for(args, world, train_split, tokens, tokenizer, log)
     if ckpt is not None:
         model.load_state_dict(ckpt.params)
         optimizer.params = model.params  # load_state_dict made new arrays
