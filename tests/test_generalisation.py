@@ -37,6 +37,35 @@ def test_relations_hold_in_the_drawn_boxes(rng):
     assert all(t != f for t, f in zip(trues, falses, strict=True))
 
 
+def _colour_centre(image, rgb):
+    """Mean (x, y) of the pixels within 25 grey levels of rgb in every channel."""
+    ys, xs = np.nonzero(np.abs(image.astype(int) - np.array(rgb)).max(axis=2) < 25)
+    return xs.mean(), ys.mean()
+
+
+def test_own_renderer_relations_are_true_of_the_pixels(rng):
+    """The training renderer's relation scenes: "A above B" has A's pixels above B's (y grows
+    downwards in the image, as in scenes.py), and the false caption says the opposite."""
+    from miniclip.train.generalisation import own_renderer_examples
+
+    images, (b_true, b_false, which), (r_true, r_false), named = own_renderer_examples(rng, 40)
+    assert images.shape == (40, 32, 32, 3) and len(r_true) == len(named) == 40
+    assert len(b_true) == len(which) > 10 and all(t != f for t, f in zip(b_true, b_false, strict=True))
+    checked = 0
+    for image, true, false, (a, b) in zip(images, r_true, r_false, named, strict=True):
+        differ = [(t, f) for t, f in zip(true.split(), false.split(), strict=True) if t != f]
+        assert len(differ) == 1 and differ[0][0] in ("left", "right", "above", "below"), differ
+        if a.colour == b.colour:
+            continue
+        (ax, ay), (bx, by) = _colour_centre(image, a.rgb), _colour_centre(image, b.rgb)
+        said = next(r for r in ("left of", "right of", "above", "below")
+                    if f" {r} " in true.replace("to the ", ""))
+        assert {"left of": ax < bx - 4, "right of": ax > bx + 4, "above": ay < by - 4,
+                "below": ay > by + 4}[said], (true, (ax, ay), (bx, by))
+        checked += 1
+    assert checked > 20
+
+
 def test_renderer_shift_labels(rng):
     images, labels = renderer_shift_examples(rng, HELDOUT_PAIRS, 2, 32)
     assert images.shape == (16, 32, 32, 3) and len(labels) == 16

@@ -94,24 +94,87 @@ def test_batches_hold_the_negatives_of_their_two_object_images(toy):
     two, one = split.n_objects == 2, split.n_objects == 1
     assert negatives.has_negative[two].mean() > 0.8
     assert 0.2 < negatives.has_negative[one].mean() < 0.4  # SINGLE_FRACTION of them
-    idx = np.arange(40)
+    idx = np.arange(40)[::-1]
     tokens, extra = negatives.batch(idx)
-    assert tokens.shape == (40, 2) and len(extra) == negatives.has_negative[idx].sum()
+    counts = negatives.offsets[idx + 1] - negatives.offsets[idx]
+    assert tokens.shape == (40, 2) and len(extra) == counts.sum() > negatives.has_negative[idx].sum()
     np.testing.assert_array_equal(tokens[~negatives.has_negative[idx]], 0)  # stored captions
+    np.testing.assert_array_equal(  # image by image, in the batch's order
+        extra, np.concatenate([negatives.negative_tokens[negatives.offsets[i]:
+                                                         negatives.offsets[i + 1]] for i in idx]))
     with pytest.raises(ValueError, match="--distributed"):
         HardNegatives(split, stored, _WordTokenizer(), seed=0, world=object())
+
+
+class _TextTokenizer:
+    """Keeps the texts: row i of tokenize(texts) is the index of texts[i] in ``self.texts``."""
+
+    def __init__(self):
+        self.texts = []
+
+    def tokenize(self, texts):
+        self.texts += list(texts)
+        return np.arange(len(self.texts) - len(texts), len(self.texts))[:, None]
+
+
+def _true_of(caption, objects):
+    try:
+        _check_caption(caption, _as_dicts(objects))
+    except (AssertionError, KeyError):
+        return False
+    return True
+
+
+RELATION = re.compile(r"\b(left of|right of|above|over|below|under|beneath)\b")
+
+
+def test_every_two_object_caption_meets_its_place_swap_and_its_colour_swap(toy):
+    """A two-object image whose caption says how the objects lie ("a red circle to the left of
+    a blue square") gets its place-swapped caption as a negative, and one of two objects that
+    differ in colour and shape also gets its colour-swapped caption: both, not one of the two at
+    random (before 2026-11-29 a quarter of the place swaps were never shown)."""
+    split = load_split(toy, "train")
+    words = _TextTokenizer()
+    negatives = HardNegatives(split, np.zeros((len(split), 1), np.int64), words, seed=0)
+    relations = bindings = 0
+    for i in np.flatnonzero(split.n_objects == 2):
+        objects = split.objects(int(i))
+        true = words.texts[negatives.tokens[i, 0]]
+        said = [words.texts[row] for row in negatives.negative_tokens[
+            negatives.offsets[i]:negatives.offsets[i + 1], 0]]
+        if RELATION.search(true):  # a relation word: the place swap says the opposite one
+            assert any(RELATION.search(n) and RELATION.search(n)[0] != RELATION.search(true)[0]
+                       for n in said), (true, said)
+            relations += 1
+        a, b = objects
+        swapped = swap_colours(objects)
+        if a.colour != b.colour and a.shape != b.shape and not any(
+                (o.colour, o.shape) in HELDOUT_PAIRS for o in swapped):
+            assert any(_words(n) == _words(true) and _true_of(n, swapped) for n in said), \
+                (true, said)
+            bindings += 1
+    assert relations > 10 and bindings > 10
+    # the behaviour before: one negative per two-object image, either kind
+    one = HardNegatives(split, np.zeros((len(split), 1), np.int64), _TextTokenizer(), seed=0,
+                        every_kind=False)
+    assert (np.diff(one.offsets) <= 1).all()
+    assert len(one.negative_tokens) < len(negatives.negative_tokens)
 
 
 def test_training_with_hard_negatives_runs_and_rejects_siglip(toy, tmp_path):
     args = TrainArgs(data=str(toy), out=str(tmp_path / "run"), model="toy-tiny", steps=3,
                      batch_size=16, warmup=1, eval_every=0, checkpoint_every=3, log_every=1,
-                     hard_negatives=True)
+                     hard_negatives=True, swapped_images=0.5)
     summary = train(args, progress=False, final_eval=False, log=lambda *a: None)
     assert summary["steps"] == 3 and np.isfinite(summary["final_loss"])
     for change, message in ((dict(loss="siglip"), "needs --loss clip, got --loss siglip"),
                             (dict(precision="bf16"), "needs --precision fp32, got bf16"),
-                            (dict(data="pairs.csv"), "needs the toy dataset")):
-        with pytest.raises(ValueError, match=f"--hard-negatives {message}"):
+                            (dict(data="pairs.csv"), "needs the toy dataset"),
+                            (dict(hard_negatives=False), "")):
+        expected = (f"--hard-negatives {message}" if message else
+                    "--swapped-images 0.5 draws the place swaps of the hard negatives, which are "
+                    "off in this run")
+        with pytest.raises(ValueError, match=expected):
             train(TrainArgs(**{**args.__dict__, **change, "out": str(tmp_path / "s")}),
                   progress=False, final_eval=False, log=lambda *a: None)
         assert not (tmp_path / "s").exists()  # refused before the run folder is made
@@ -131,3 +194,62 @@ def test_stored_captions_are_those_of_dataset_version_2():
         stepped.append(caption_for(objects, np.random.default_rng([i, 1]), lockstep=True))
     assert hashlib.sha256("\n".join(captions).encode()).hexdigest()[:16] == "6583c206b432b0d8"
     assert stepped != captions  # the lockstep stream is another one
+
+
+def test_hard_negatives_default_is_on_wherever_they_can_be():
+    """--hard-negatives's default (None): on for the toy world with the clip loss, float32 and one
+    process, without --init; --hard-negatives / --no-hard-negatives force it."""
+    from miniclip.train.args import build_parser, check_args
+    from miniclip.train.hardneg import wants_hard_negatives
+
+    base = TrainArgs()
+    assert base.hard_negatives is None and wants_hard_negatives(base)
+    for change in (dict(loss="siglip"), dict(precision="bf16"), dict(data="pairs.csv"),
+                   dict(data="shards/{000..003}.tar"), dict(init="runs/toy")):
+        assert not wants_hard_negatives(TrainArgs(**change)), change
+    assert not wants_hard_negatives(base, world=object())  # --distributed
+    assert not wants_hard_negatives(TrainArgs(hard_negatives=False))
+    assert wants_hard_negatives(TrainArgs(hard_negatives=True, init="runs/toy"))
+    parse = build_parser().parse_args
+    assert parse([]).hard_negatives is None
+    assert parse(["--no-hard-negatives"]).hard_negatives is False
+    assert parse(["--hard-negatives"]).hard_negatives is True
+    with pytest.raises(TypeError, match="--hard-negatives must be True, False or None, got 1"):
+        check_args(TrainArgs(hard_negatives=1))
+    with pytest.raises(ValueError, match=r"--swapped-images must be a number in \[0, 1\], got 1.5"):
+        check_args(TrainArgs(swapped_images=1.5))
+    assert parse(["--swapped-images", "0.25"]).swapped_images == 0.25
+
+
+def test_swapped_images_are_the_scene_with_the_places_exchanged(toy):
+    """--swapped-images 1: every place swap of a two-object image is drawn; the drawing has each
+    object where the other was, its caption is the place-swapped one (no longer an extra text),
+    and the batch holds the images' twins after the images, captions likewise."""
+    split = load_split(toy, "train")
+    words = _TextTokenizer()
+    twins = HardNegatives(split, np.zeros((len(split), 1), np.int64), words, seed=0,
+                          twin_fraction=1.0)
+    plain = HardNegatives(split, np.zeros((len(split), 1), np.int64), _TextTokenizer(), seed=0)
+    assert 10 < len(twins.twin_images) == twins.kinds["relation"] == plain.kinds["relation"]
+    assert len(twins.negative_tokens) == len(plain.negative_tokens) - len(twins.twin_images)
+    checked = 0
+    for i in np.flatnonzero(twins.twin_of >= 0):
+        a, b = split.objects(int(i))
+        image = twins.twin_images[twins.twin_of[i]]
+        caption = words.texts[twins.twin_tokens[twins.twin_of[i], 0]]
+        assert caption not in {words.texts[t] for t in twins.negative_tokens[
+            twins.offsets[i]:twins.offsets[i + 1], 0]}
+        _check_caption(caption, _as_dicts(swap_places([a, b])))  # true of the drawing
+        if a.colour != b.colour:
+            for obj, other in ((a, b), (b, a)):  # obj is drawn where other was
+                ys, xs = np.nonzero(np.abs(image.astype(int) - obj.rgb).max(axis=2) < 30)
+                assert abs(xs.mean() - other.cx) < 3 and abs(ys.mean() - other.cy) < 3
+            checked += 1
+    assert checked > 10
+    idx = np.arange(30)
+    images, tokens, extra = twins.batch_with_twins(idx, split.images[idx])
+    has = twins.twin_of[idx] >= 0
+    assert len(images) == len(tokens) == 30 + has.sum() and has.sum() > 0
+    np.testing.assert_array_equal(images[30:], twins.twin_images[twins.twin_of[idx][has]])
+    np.testing.assert_array_equal(tokens[30:], twins.twin_tokens[twins.twin_of[idx][has]])
+    np.testing.assert_array_equal(extra, twins.batch(idx)[1])

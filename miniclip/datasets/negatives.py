@@ -74,11 +74,30 @@ def caption_pair(objects: list[ToyObject], seed, kind: str | None = None) -> Cap
     seed: anything ``np.random.default_rng`` takes; the same seed gives the same pair.
     kind: one of KINDS, or None (any that fits the scene and changes the text, at random).
     """
+    choose = np.random.default_rng(seed)
+    pairs = _pairs(objects, choose, kind)
+    if not pairs:
+        return None
+    return pairs[choose.integers(len(pairs))]
+
+
+def caption_pairs(objects: list[ToyObject], seed) -> list[CaptionPair]:
+    """Every hard negative that fits the scene, all against one true caption: for two objects
+    the colour swap and the place swap (where each changes the text), for one object a shape
+    swap. ``HardNegatives`` gives a two-object image all of them, so that every caption that
+    says how two objects lie is contrasted with its opposite.
+
+    The same seed gives the same true caption as ``caption_pair`` (and its pairs are among these).
+    """
+    return _pairs(objects, np.random.default_rng(seed), None)
+
+
+def _pairs(objects, choose, kind) -> list[CaptionPair]:
+    """The pairs of the kinds that fit, from the draws of ``choose`` (a caption seed first)."""
     if len(objects) not in (1, 2):
         raise ValueError(f"objects must hold the 1 or 2 objects of a scene, got {len(objects)}")
     if kind is not None and kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS} or None, got {kind!r}")
-    choose = np.random.default_rng(seed)
     caption_seed = int(choose.integers(2**63))
     fitting = ("shape",) if len(objects) == 1 else ("binding", "relation")
     kinds = fitting if kind is None else tuple(k for k in (kind,) if k in fitting)
@@ -102,6 +121,4 @@ def caption_pair(objects: list[ToyObject], seed, kind: str | None = None) -> Cap
         negative = caption_for(altered, np.random.default_rng(caption_seed), lockstep=True)
         if negative != true:
             pairs.append(CaptionPair(true, negative, k))
-    if not pairs:
-        return None
-    return pairs[choose.integers(len(pairs))]
+    return pairs

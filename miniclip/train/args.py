@@ -51,7 +51,9 @@ class TrainArgs:
     report_to: str = "jsonl"  # "tensorboard": also TensorBoard event files (train/report.py)
     precision: str = "fp32"  # "fp32", or mixed precision "bf16" / "fp16" (train/precision.py)
     stochastic_rounding: bool = False  # round the 16-bit weight copies stochastically
-    hard_negatives: bool = False  # NegCLIP: swapped captions as extra texts (train/hardneg.py)
+    # NegCLIP: swapped captions as extra texts (train/hardneg.py); None: on where they can be
+    hard_negatives: bool | None = None
+    swapped_images: float = 0.0  # with hard negatives: share of place swaps drawn (hardneg.py)
 
 
 def total_steps(args: TrainArgs, n_pairs: int) -> int:
@@ -138,6 +140,12 @@ def check_args(args: TrainArgs) -> None:
         check_schedule(args, args.steps)
     check_own_data_args(args)
     check_precision_args(args)
+    if args.hard_negatives is not None and not isinstance(args.hard_negatives, bool):
+        raise TypeError(f"--hard-negatives must be True, False or None, got "
+                        f"{args.hard_negatives!r}")
+    if not _is_number(args.swapped_images) or not 0.0 <= args.swapped_images <= 1.0:
+        raise ValueError(f"--swapped-images must be a number in [0, 1], got "
+                         f"{args.swapped_images!r}")
     if args.hard_negatives:  # train/hardneg.py
         from miniclip.train.hardneg import check_hard_negative_args
 
@@ -227,13 +235,16 @@ def build_parser() -> argparse.ArgumentParser:
                 "defaults to --lr 1e-5 --weight-decay 0.1",
         "precision": "fp32, or mixed precision bf16 / fp16 (float32 master weights)",
         "stochastic_rounding": "round the 16-bit weight copies stochastically",
+        "swapped_images": "with hard negatives: the share of two-object images whose scene with "
+                          "the places swapped is drawn as an extra image, with its caption",
         "hard_negatives": "add colour-, place- and shape-swapped captions as extra texts "
-                          "without an image (NegCLIP; toy world, clip loss, fp32)",
+                          "without an image (NegCLIP; toy world, clip loss, fp32, one process). "
+                          "None: on wherever they can be, without --init",
     }
     for f in fields(TrainArgs):
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
-        if f.type in ("bool",):
+        if f.type in ("bool", "bool | None"):
             ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
                             help=f"{helps[f.name]} (default: {default})")
             continue

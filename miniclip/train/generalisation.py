@@ -13,6 +13,12 @@ renderer_shift_top1_seen / _heldout
                   zero-shot top-1 over the 56 classes on single objects drawn by the second
                   renderer, for the 48 seen and the 8 held-out compositions. Chance 1/56.
 
+The same binding and relation tests on two-object scenes of the TRAINING renderer
+(``scenes.py``, ``draw.py``; new scenes, not training images) go to metrics.json as
+``binding_acc_own_renderer`` and ``relation_acc_own_renderer``: a model at chance on both
+renderers does not read the relation at all; one at chance only on the second has not learned
+the shapes (renderer shift).
+
 A pair test counts a win when the image's cosine similarity with the true caption is strictly
 higher than with the false one. The scenes come from a fixed seed, so every model is tested on the
 same images.
@@ -111,6 +117,38 @@ def relation_examples(rng, n: int, resolution: int = 32):
     return np.stack(images), trues, falses
 
 
+def own_renderer_examples(rng, n: int, resolution: int = 32):
+    """n two-object scenes drawn like the training set (scenes.py, draw.py) -> (images,
+    (binding trues, falses, which images), (relation trues, falses), objects named first and
+    second per scene). Every scene gets a relation pair; those of two objects that differ in
+    colour and shape also a binding pair."""
+    from miniclip.datasets.draw import make_background, render_image
+    from miniclip.datasets.scenes import relations, sample_scene
+
+    images, binding, relation, named = [], ([], [], []), ([], []), []
+    while len(images) < n:
+        objects = sample_scene(rng, SEEN_PAIRS, 2, resolution)
+        drawn = [(SHAPES[o.shape], o.rgb, o.cx, o.cy, o.side) for o in objects]
+        image = render_image(drawn, make_background(rng, resolution), resolution)
+        a, b = objects if rng.random() < 0.5 else objects[::-1]  # name either object first
+        held = relations(a, b)
+        if not held:
+            continue
+        said = held[rng.integers(len(held))]
+        first, second = _name((a.colour, a.shape)), _name((b.colour, b.shape))
+        relation[0].append(fix_articles(f"a {first} {RELATION_PHRASES[said]} a {second}"))
+        relation[1].append(fix_articles(
+            f"a {first} {RELATION_PHRASES[OPPOSITE[said]]} a {second}"))
+        if a.colour != b.colour and a.shape != b.shape:
+            binding[0].append(fix_articles(f"a {first} and a {second}"))
+            binding[1].append(fix_articles(f"a {_name((b.colour, a.shape))} and a "
+                                           f"{_name((a.colour, b.shape))}"))
+            binding[2].append(len(images))
+        images.append(image)
+        named.append((a, b))
+    return np.stack(images), binding, relation, named
+
+
 def renderer_shift_examples(rng, pairs, per_pair: int, resolution: int = 32):
     """Single objects of each (colour, shape) in ``pairs``, per_pair each -> (images, labels)."""
     images, labels = [], []
@@ -149,13 +187,15 @@ def evaluation_scenes(seed: int, resolution: int, n_pairs: int, per_seen: int,
     evaluation with the same arguments sees the very same images.
 
     -> {"binding": (images, trues, falses), "relation": (...), "seen": (images, labels),
-        "heldout": (images, labels)}
+        "heldout": (images, labels), "own": (images, binding pairs, relation pairs)}
     """
     rng = np.random.default_rng([seed, resolution])
     scenes = {"binding": binding_examples(rng, n_pairs, resolution),
               "relation": relation_examples(rng, n_pairs, resolution),
               "seen": renderer_shift_examples(rng, SEEN_PAIRS, per_seen, resolution),
               "heldout": renderer_shift_examples(rng, HELDOUT_PAIRS, per_heldout, resolution)}
+    scenes["own"] = own_renderer_examples(np.random.default_rng([seed, resolution, 1]), n_pairs,
+                                          resolution)
     for value in scenes.values():
         value[0].flags.writeable = False
     return scenes
@@ -170,6 +210,11 @@ def evaluate_generalisation(model, preprocess, tokenizer, n_pairs: int = 500,
     scenes = evaluation_scenes(seed, model.cfg.image_resolution, n_pairs, per_seen, per_heldout)
     out = {"binding_acc": pair_accuracy(model, preprocess, tokenizer, *scenes["binding"]),
            "relation_acc": pair_accuracy(model, preprocess, tokenizer, *scenes["relation"])}
+    own_images, (b_true, b_false, b_which), (r_true, r_false), _ = scenes["own"]
+    out["binding_acc_own_renderer"] = pair_accuracy(model, preprocess, tokenizer,
+                                                    own_images[b_which], b_true, b_false)
+    out["relation_acc_own_renderer"] = pair_accuracy(model, preprocess, tokenizer, own_images,
+                                                     r_true, r_false)
     prompts = [prompts_for(name, PROMPT_TEMPLATES) for name in CLASSNAMES]
     weights = classifier_from_prompts(model, tokenizer, prompts, batch_size=500)  # (56, E)
     for name in ("seen", "heldout"):
@@ -178,6 +223,7 @@ def evaluate_generalisation(model, preprocess, tokenizer, n_pairs: int = 500,
         out[f"renderer_shift_top1_{name}"] = float(np.mean(predicted == labels))
     out.update({f"{key}_chance": value for key, value in CHANCE.items()})
     out.update({"binding_n": n_pairs, "relation_n": n_pairs,
+                "binding_n_own_renderer": len(b_which), "relation_n_own_renderer": n_pairs,
                 "renderer_shift_n_seen": per_seen * len(SEEN_PAIRS),
                 "renderer_shift_n_heldout": per_heldout * len(HELDOUT_PAIRS)})
     return out

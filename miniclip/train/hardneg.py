@@ -1,61 +1,167 @@
-"""Hard negatives in training (``--hard-negatives``): for every two-object training image (colours
-or places swapped), and for SINGLE_FRACTION of the one-object images (another shape), a true
-caption and a minimally changed false one (``miniclip.datasets.negatives``), written once at setup.
+"""Hard negatives in training (``--hard-negatives``): for every two-object training image its
+caption with the colours swapped and with the places swapped (each where it changes the text),
+and for SINGLE_FRACTION of the one-object images its caption with another shape: a true caption
+and minimally changed false ones (``miniclip.datasets.negatives``), written once at setup.
 
-In a batch, the images that have a pair are captioned with its true caption (instead of the stored
-one), and their false captions join the batch as extra texts with no image. The loss then asks
-each such image to prefer its caption over, among others, the same words with the colours or the
-places swapped (``model/loss.py``, extra texts).
+In a batch, the images that have negatives are captioned with their true caption (instead of the
+stored one), and their false captions join the batch as extra texts with no image. The loss then
+asks each such image to prefer its caption over, among others, the same words with the colours or
+the places swapped (``model/loss.py``, extra texts).
+
+``--swapped-images F`` (``twin_fraction``) also DRAWS the place-swapped scene of a share F of the
+two-object images: an extra image captioned with the place-swapped caption (``batch_with_twins``).
+
+Until 2026-11-29 a two-object image got ONE of its two negatives, at random
+(``every_kind=False``): a quarter of the place swaps were never shown, and the relation test
+stayed near chance (docs/toy_world_experiments.md). Hard negatives are on by default since then
+(``wants_hard_negatives``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from miniclip.datasets.negatives import caption_pair
+from miniclip.datasets.negatives import caption_pair, caption_pairs
 
 SEED_TAG = 7  # the pairs are drawn from (seed, SEED_TAG, image index)
 SINGLE_FRACTION = 0.3  # of the one-object images get a shape-swapped negative
 
 
 class HardNegatives:
-    """Per training image: maybe a (true, false) caption pair, tokenized.
+    """Per training image: its true caption and 0, 1 or 2 false ones, tokenized.
 
     tokens: (n_pairs, T) the captions to train with: the stored ones, with the images that have
-    a pair re-captioned with its true caption. negatives: (n_pairs, T), meaningful where
-    ``has_negative``.
+    negatives re-captioned with their true caption. negative_tokens: (M, T) every false caption,
+    image by image; those of image i are rows offsets[i]:offsets[i + 1].
+    every_kind: a two-object image gets both its colour swap and its place swap (True, the
+    default) or one of them at random (False, the behaviour before 2026-11-29).
+    twin_fraction: this share of the two-object images with a place swap get it DRAWN
+    (``--swapped-images``): the scene with the two objects' places exchanged becomes an extra
+    image of the batch, captioned with the place-swapped caption, which is then a true caption
+    and no longer an extra text. Its original's caption is then a hard negative for it, and
+    each caption must also pick its own image over the other (text -> image).
     """
 
-    def __init__(self, split, tokens: np.ndarray, tokenizer, seed: int, world=None):
+    def __init__(self, split, tokens: np.ndarray, tokenizer, seed: int, world=None,
+                 every_kind: bool = True, twin_fraction: float = 0.0):
         if world is not None:  # train/distributed.py: each process would need its own share
             raise ValueError("--hard-negatives works in one process: it cannot be combined with "
                              "--distributed yet")
-        self.has_negative = np.zeros(len(split), dtype=bool)
         self.kinds: dict[str, int] = {}
         rows, trues, falses = [], [], []
+        twin_rows, twin_images, twin_captions = [], [], []
+        counts = np.zeros(len(split), dtype=np.int64)  # false captions per image
         pick = np.random.default_rng([seed, SEED_TAG]).random(len(split)) < SINGLE_FRACTION
+        draw_twin = np.random.default_rng([seed, SEED_TAG, 2]).random(len(split)) < twin_fraction
         for i in np.flatnonzero((split.n_objects == 2) | pick):
-            pair = caption_pair(split.objects(int(i)), seed=[seed, SEED_TAG, int(i)])
-            if pair is None:
+            i = int(i)
+            seed_i = [seed, SEED_TAG, i]
+            if every_kind:
+                pairs = caption_pairs(split.objects(i), seed=seed_i)
+            else:
+                pair = caption_pair(split.objects(i), seed=seed_i)
+                pairs = [] if pair is None else [pair]
+            if not pairs:
                 continue
-            rows.append(int(i))
-            trues.append(pair.true)
-            falses.append(pair.negative)
-            self.kinds[pair.kind] = self.kinds.get(pair.kind, 0) + 1
+            rows.append(i)
+            trues.append(pairs[0].true)  # the same true caption for every pair of a scene
+            for pair in pairs:
+                self.kinds[pair.kind] = self.kinds.get(pair.kind, 0) + 1
+                if pair.kind == "relation" and draw_twin[i]:  # drawn: a true pair
+                    twin_rows.append(i)
+                    twin_images.append(_draw_place_swapped(split, i, seed))
+                    twin_captions.append(pair.negative)
+                    continue
+                falses.append(pair.negative)
+                counts[i] += 1
+        self.has_negative = np.zeros(len(split), dtype=bool)
+        self.has_negative[rows] = True
+        self.offsets = np.concatenate([[0], np.cumsum(counts)])  # (n_pairs + 1,)
         self.tokens = tokens.copy()
-        self.negatives = np.zeros_like(tokens)
+        self.negative_tokens = np.zeros((len(falses), tokens.shape[1]), dtype=tokens.dtype)
         if rows:
             self.tokens[rows] = tokenizer.tokenize(trues)
-            self.negatives[rows] = tokenizer.tokenize(falses)
-            self.has_negative[rows] = True
+            self.negative_tokens[:] = tokenizer.tokenize(falses)
+        # twins: image twin_of[i] (or -1) is image i's scene with the two objects' places swapped
+        self.twin_of = np.full(len(split), -1, dtype=np.int64)
+        self.twin_of[twin_rows] = np.arange(len(twin_rows))
+        r = split.images.shape[1]
+        self.twin_images = (np.stack(twin_images) if twin_images
+                            else np.zeros((0, r, r, 3), np.uint8))  # (M2, R, R, 3)
+        self.twin_tokens = (tokenizer.tokenize(twin_captions) if twin_captions
+                            else np.zeros((0, tokens.shape[1]), tokens.dtype))
 
     def batch(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """-> (captions (B, T), extra false captions (K, T)) for the images ``idx``."""
-        return self.tokens[idx], self.negatives[idx[self.has_negative[idx]]]
+        """-> (captions (B, T), extra false captions (K, T)) for the images ``idx``: the false
+        captions of idx[0], then those of idx[1], ..."""
+        counts = self.offsets[idx + 1] - self.offsets[idx]  # (B,)
+        firsts = np.repeat(self.offsets[idx], counts)  # (K,) each negative's image's first row
+        within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        return self.tokens[idx], self.negative_tokens[firsts + within]
+
+    def batch_with_twins(self, idx: np.ndarray, images: np.ndarray):
+        """-> (images (B + M, R, R, 3), captions (B + M, T), extra false captions (K, T)): the
+        batch's images followed by the place-swapped twins of those that have one, each twin
+        captioned with its scene's true caption (its original's place-swapped negative)."""
+        tokens, extra = self.batch(idx)
+        which = self.twin_of[idx]
+        which = which[which >= 0]
+        return (np.concatenate([images, self.twin_images[which]]),
+                np.concatenate([tokens, self.twin_tokens[which]]), extra)
 
     def describe(self) -> str:
         kinds = ", ".join(f"{n:,} {k}" for k, n in sorted(self.kinds.items()))
-        return f"hard negatives for {int(self.has_negative.sum()):,} training images ({kinds})"
+        return (f"hard negatives for {int(self.has_negative.sum()):,} training images: "
+                f"{len(self.negative_tokens):,} false captions ({kinds})"
+                + (f", {len(self.twin_images):,} place-swapped twin images"
+                   if len(self.twin_images) else ""))
+
+
+def _draw_place_swapped(split, i: int, seed: int) -> np.ndarray:
+    """Training image i's two objects with their places swapped, drawn as the training set is
+    (draw.py), on a new background, colours jittered anew -> uint8 (R, R, 3)."""
+    from miniclip.datasets.attributes import SHAPES
+    from miniclip.datasets.draw import make_background, render_image
+    from miniclip.datasets.negatives import swap_places
+    from miniclip.datasets.scenes import COLOUR_JITTER
+
+    rng = np.random.default_rng([seed, SEED_TAG, i, 1])
+    r = split.images.shape[1]
+    drawn = []
+    for obj in swap_places(split.objects(i)):
+        rgb = np.clip(np.array(obj.rgb) + rng.integers(-COLOUR_JITTER, COLOUR_JITTER + 1, 3), 0,
+                      255)
+        drawn.append((SHAPES[obj.shape], tuple(int(v) for v in rgb), obj.cx, obj.cy, obj.side))
+    return render_image(drawn, make_background(rng, r), r)
+
+
+def wants_hard_negatives(args, world=None) -> bool:
+    """--hard-negatives as given, or where it is None (the default): on for the toy world with
+    the 'clip' loss, float32 and one process, and not when fine-tuning (--init)."""
+    from miniclip.datasets.csv_pairs import CSV_SUFFIXES
+    from miniclip.datasets.shards import is_shard_spec
+
+    if args.hard_negatives is not None:
+        return args.hard_negatives
+    own_data = str(args.data).endswith(CSV_SUFFIXES) or is_shard_spec(args.data)
+    return (args.loss == "clip" and args.precision == "fp32" and world is None
+            and args.init is None and not own_data)
+
+
+def hard_negatives_for(args, world, split, tokens, tokenizer, log) -> HardNegatives | None:
+    """The run's HardNegatives (logged), or None where ``wants_hard_negatives`` says no; a
+    ValueError for --swapped-images without hard negatives."""
+    if not wants_hard_negatives(args, world):
+        if args.swapped_images:
+            raise ValueError(f"--swapped-images {args.swapped_images:g} draws the place swaps of "
+                             "the hard negatives, which are off in this run (--no-hard-negatives, "
+                             "--loss siglip, --precision bf16/fp16, --distributed, --init or "
+                             "your own data)")
+        return None
+    negatives = HardNegatives(split, tokens, tokenizer, args.seed, world,
+                              twin_fraction=args.swapped_images)
+    log(f"  {negatives.describe()}")
+    return negatives
 
 
 def check_hard_negative_args(args) -> None:

@@ -118,7 +118,9 @@ def _setup(args, resume, log, regenerate, out_dir, world) -> Run:
             raise CheckpointError(f"{resume} holds weights only (no optimizer state): it cannot "
                                   "be resumed; resume from a run's checkpoint.safetensors")
         try:
-            args = TrainArgs(**ckpt.train_args)
+            # a run from before these defaults (hard negatives on, drawn swaps) had neither
+            args = TrainArgs(**{"hard_negatives": False, "swapped_images": 0.0,
+                                **ckpt.train_args})
         except TypeError as e:
             raise CheckpointError(f"{resume}: its training arguments are not understood by this "
                                   f"miniclip ({e})") from e
@@ -186,11 +188,9 @@ def _setup(args, resume, log, regenerate, out_dir, world) -> Run:
               report=open_report(args.report_to, out_dir), world=world)
     if not run.is_root:
         run.probe = None  # the root alone evaluates
-    if args.hard_negatives:  # extra false captions per batch (train/hardneg.py)
-        from miniclip.train.hardneg import HardNegatives
+    from miniclip.train.hardneg import hard_negatives_for  # extra false captions per batch
 
-        run.negatives = HardNegatives(train_split, tokens, tokenizer, args.seed, world)
-        log(f"  {run.negatives.describe()}")
+    run.negatives = hard_negatives_for(args, world, train_split, tokens, tokenizer, log)
     if ckpt is not None:
         model.load_state_dict(ckpt.params)
         optimizer.params = model.params  # load_state_dict made new arrays
@@ -253,8 +253,8 @@ def run_steps(run: Run, progress: bool = True, after_step=None, log=print) -> tu
                     idx = batch_indices(run.step, len(run.train_split), args.batch_size,
                                         args.seed)
                     images, tokens = run.train_split.images[idx], run.tokens[idx]
-                    if run.negatives is not None:  # --hard-negatives
-                        tokens, extra = run.negatives.batch(idx)
+                    if run.negatives is not None:  # --hard-negatives (train/hardneg.py)
+                        images, tokens, extra = run.negatives.batch_with_twins(idx, images)
                 lr = cosine_lr(run.step, run.total_steps, args.lr, args.warmup, args.min_lr)
                 loss, grad_norm = take_step(model, run.optimizer, run.preprocess, images, tokens,
                                             lr, args, run.aug_rng, run.checkpoint_path, run.step,
