@@ -36,11 +36,12 @@ miniclip/kernels/memory.py: what the numba backend and the training command do),
 page faults for fresh pages every step and none is favoured; --allocator default measures with
 glibc's own thresholds instead.
 
-Threads: every process gets OMP_NUM_THREADS, MKL_NUM_THREADS, NUMBA_NUM_THREADS and
-torch.set_num_threads = the thread count; OPENBLAS_NUM_THREADS is the thread count for the numpy
-backend, numba-blas and torch, and 1 for the other numba rows (--numba-blas-threads; see
-benchmarks/README.md, "Threads": the numba backend's products run on Numba's pool, and a
-second, OpenBLAS, pool at full size beside it only competes for the cores).
+Threads: every process gets OMP_NUM_THREADS, MKL_NUM_THREADS, NUMBA_NUM_THREADS,
+OPENBLAS_NUM_THREADS and torch.set_num_threads = the thread count, and the miniclip processes
+OPENBLAS_THREAD_TIMEOUT=4, what ``python -m miniclip.train`` sets (OpenBLAS's idle threads
+sleep at once instead of spinning through the Numba kernel that follows; see
+benchmarks/README.md, "Threads"). --numba-blas-threads caps OpenBLAS in the numba rows but
+numba-blas (the setting before 2026-11-29 evening was 1).
 
 Beside each config: its FLOPs per step (matmuls and attention products; forward x 3 for forward +
 backward), the ideal time at this machine's BLAS speed (a 2048^3 float32 GEMM timed with NumPy
@@ -261,7 +262,7 @@ def worker_main(args):
     print("RESULT " + json.dumps(result), flush=True)
 
 
-NUMBA_BLAS_THREADS = 1  # OpenBLAS threads beside Numba's pool (--numba-blas-threads)
+NUMBA_BLAS_THREADS = None  # a cap on OpenBLAS threads beside Numba's pool (--numba-blas-threads)
 
 
 ALLOCATOR = "keep"  # --allocator
@@ -275,8 +276,11 @@ def worker_env(framework, threads):
         env["MINICLIP_CACHE_DIR"] = ROUTES_DIR
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
         env[var] = str(threads)
-    small_blas = framework.startswith("numba") and framework != "numba-blas"
-    env["OPENBLAS_NUM_THREADS"] = str(min(threads, NUMBA_BLAS_THREADS) if small_blas else threads)
+    capped = (framework.startswith("numba") and framework != "numba-blas"
+              and NUMBA_BLAS_THREADS is not None)
+    env["OPENBLAS_NUM_THREADS"] = str(min(threads, NUMBA_BLAS_THREADS) if capped else threads)
+    if framework != "torch":  # what python -m miniclip.train sets (train/cli.thread_settings)
+        env.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     return env
 
@@ -438,8 +442,9 @@ def parse_args(argv):
                     help="timed steps per process, after one warm-up step (default 1)")
     ap.add_argument("--frameworks", default=",".join(FRAMEWORKS),
                     help="comma-separated, from: " + ", ".join(FRAMEWORKS))
-    ap.add_argument("--numba-blas-threads", type=int, default=1,
-                    help="OpenBLAS threads in the numba processes (default 1; at most --threads)")
+    ap.add_argument("--numba-blas-threads", type=int, default=None,
+                    help="cap on OpenBLAS threads in the numba rows but numba-blas (default: "
+                         "none, the thread count)")
     ap.add_argument("--allocator", choices=("keep", "default"), default="keep",
                     help="keep: every worker (PyTorch's too) keeps freed memory for reuse "
                          "(miniclip/kernels/memory.py, what the numba backend and "
@@ -457,7 +462,7 @@ def parse_args(argv):
         ap.error(f"--threads must be comma-separated integers, got {args.threads!r}")
     if any(t < 1 for t in args.threads):
         ap.error(f"--threads must be >= 1, got {args.threads}")
-    if args.reps < 1 or args.steps < 1 or args.numba_blas_threads < 1:
+    if args.reps < 1 or args.steps < 1 or (args.numba_blas_threads or 1) < 1:
         ap.error(f"--reps, --steps and --numba-blas-threads must be >= 1, got {args.reps}, "
                  f"{args.steps} and {args.numba_blas_threads}")
     args.configs = args.configs.split(",")
@@ -485,9 +490,9 @@ def main(argv=None):
         print("(torch or transformers not installed: miniclip only)")
         frameworks.remove("torch")
     print(machine_header(), flush=True)
-    print(f"- numba processes but numba-blas: OPENBLAS_NUM_THREADS = min(threads, "
-          f"{NUMBA_BLAS_THREADS}); "
-          f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT')}, "
+    print(f"- OPENBLAS_NUM_THREADS = threads (numba rows but numba-blas: at most "
+          f"{NUMBA_BLAS_THREADS}); miniclip rows: OPENBLAS_THREAD_TIMEOUT="
+          f"{os.environ.get('OPENBLAS_THREAD_TIMEOUT', '4')}, "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')} (numba: PASSIVE unless set)",
           flush=True)
     print(f"- allocator: {args.allocator} (keep: every worker keeps freed memory for reuse, "

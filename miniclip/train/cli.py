@@ -6,21 +6,29 @@ import sys
 
 
 def thread_settings(argv) -> None:
-    """One BLAS thread. The model's matrices are small and many (a (T, D) @ (D, T) per image and
-    head): OpenBLAS splits each across threads, and on a 2-core machine that other programs
-    also use, the threads wait for each other. Measured on the 2-core machine this was written
-    on: the same with 1 or 2 threads when idle, up to 5-20x slower with 2 threads under load.
-    With --distributed, the processes on this machine share its cores (MPI_LOCALNRANKS: MPICH's
-    mpiexec says how many run here), rather than each starting one Numba thread per core.
+    """BLAS on every core, with idle threads that sleep at once.
+
+    The numba backend runs each product on its own kernel or on BLAS, whichever it measured
+    faster (kernels/numba/routing.py), and between two BLAS calls it runs Numba kernels on the
+    same cores. OpenBLAS's threads spin for a while after each call, waiting for the next
+    one, and take the cores from the Numba kernel that follows; OPENBLAS_THREAD_TIMEOUT=4 (its
+    shortest wait, 2^4 cycles) puts them to sleep at once, as OMP_WAIT_POLICY=PASSIVE does for
+    OpenMP threads. Measured on the 2-core machine of benchmarks/README.md (200 toy steps,
+    quiet, 2026-11-29): OpenBLAS at 1 thread 41.0 and 39.1 s, at 2 threads spinning 39.1 and
+    39.0 s, at 2 threads sleeping 35.9 and 35.2 s.
+    With --distributed, the processes on this machine share its cores (MPI_LOCALNRANKS:
+    MPICH's mpiexec says how many run here), rather than each starting a pool per core.
     Only for the command, only if the user has not chosen, and only before NumPy starts (it
     reads these once)."""
     if "numpy" in sys.modules:
         return
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, "1")
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if "--distributed" in argv and "MPI_LOCALNRANKS" in os.environ:
-        os.environ.setdefault("NUMBA_NUM_THREADS", str(max(
-            1, (os.cpu_count() or 1) // max(1, int(os.environ["MPI_LOCALNRANKS"])))))
+        share = str(max(1, (os.cpu_count() or 1) // max(1, int(os.environ["MPI_LOCALNRANKS"]))))
+        for var in ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                    "MKL_NUM_THREADS"):
+            os.environ.setdefault(var, share)
 
 
 def main(argv=None, after_step=None) -> int:
