@@ -315,7 +315,8 @@ def test_auto_routing_measures_each_product_once_and_remembers_it(tmp_path, monk
                                        "dx float64 9x7x5 threads=%d" % numba.get_num_threads(),
                                        "forward float64 9x5x7 threads=%d" % numba.get_num_threads()]
     for entry in saved["routes"].values():
-        faster = "kernel" if entry["kernel_s"] <= entry["blas_s"] else "blas"
+        faster = ("kernel" if entry["kernel_s"] <= (1 - routing.KERNEL_MARGIN) * entry["blas_s"]
+                  else "blas")
         assert entry["route"] == faster
         assert entry["load"] is None or entry["load"] >= 0  # the load average when measured
     fresh = routing.Routes(tmp_path / "matmul_routes.json")  # another process reads them back
