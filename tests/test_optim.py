@@ -72,7 +72,11 @@ def test_numba_one_pass_update_is_bit_for_bit_the_numpy_lines(rng, dtype):
     AdamW.step: the same bits after several steps, with and without decay, for a 0-d tensor too."""
     from miniclip import backend
 
-    shapes = {"visual.conv1.weight": (7, 3, 2, 2), "ln_1.bias": (5,), "logit_scale": ()}
+    from miniclip.kernels.numba.adamw import SERIAL_BELOW
+
+    # small tensors take the serial kernel, the large one the parallel kernel
+    shapes = {"visual.conv1.weight": (7, 3, 2, 2), "ln_1.bias": (5,), "logit_scale": (),
+              "c_fc.weight": (SERIAL_BELOW // 64 + 1, 64)}
     start = {k: rng.standard_normal(s).astype(dtype) for k, s in shapes.items()}
     grads = [{k: rng.standard_normal(s).astype(dtype) for k, s in shapes.items()}
              for _ in range(4)]
