@@ -71,7 +71,6 @@ def test_numba_one_pass_update_is_bit_for_bit_the_numpy_lines(rng, dtype):
     """The numba backend's AdamW kernel (kernels/numba/adamw.py) against the NumPy lines of
     AdamW.step: the same bits after several steps, with and without decay, for a 0-d tensor too."""
     from miniclip import backend
-
     from miniclip.kernels.numba.adamw import SERIAL_BELOW
 
     # small tensors take the serial kernel, the large one the parallel kernel
