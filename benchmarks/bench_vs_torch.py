@@ -410,14 +410,8 @@ def machine_header():
 
     import numpy as np
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from miniclip.kernels.numba.routing import machine
+
     versions = [f"python {platform.python_version()}", f"numpy {np.__version__}"]
     for mod in ("numba", "torch", "transformers"):
         try:
@@ -426,7 +420,7 @@ def machine_header():
             versions.append(f"{mod} {importlib.metadata.version(mod)}")
         except importlib.metadata.PackageNotFoundError:
             versions.append(f"{mod} not installed")
-    return (f"- machine: {cpu}, {os.cpu_count()} cores; {', '.join(versions)}\n"
+    return (f"- machine: {machine()}; {', '.join(versions)}\n"
             f"- started {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}, "
             f"load average {load_average()}")
 
