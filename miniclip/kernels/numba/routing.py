@@ -121,7 +121,7 @@ def _time_both(kernel, blas) -> tuple[float, float]:
     return best_kernel, best_blas
 
 
-def _load() -> float | None:
+def _load_average() -> float | None:
     try:
         return round(os.getloadavg()[0], 2)
     except (OSError, AttributeError):  # not on every platform
@@ -160,7 +160,7 @@ class Routes:
         if name not in self.table:
             kernel_s, blas_s = _time_both(kernel, blas)
             self.table[name] = {"route": faster_route(kernel_s, blas_s),
-                                "kernel_s": kernel_s, "blas_s": blas_s, "load": _load()}
+                                "kernel_s": kernel_s, "blas_s": blas_s, "load": _load_average()}
             self.save()
         return self.table[name]["route"]
 
