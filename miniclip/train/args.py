@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass, fields, replace
 
 from miniclip import backend
+from miniclip.datasets.scenes import WORLDS
 from miniclip.model.config import CONFIGS, LOSSES
 
 # how the numba backend routes its products (kernels/numba/ops.py: configure(matmul=...))
@@ -54,6 +55,35 @@ class TrainArgs:
     # NegCLIP: swapped captions as extra texts (train/hardneg.py); None: on where they can be
     hard_negatives: bool | None = None
     swapped_images: float = 0.0  # with hard negatives: share of place swaps drawn (hardneg.py)
+    # the toy world (datasets/scenes.py WORLDS) the --data folder must hold, and is generated
+    # with if missing; None: whatever it holds (the classic world when generated). On the
+    # command line, --world varied also brings WORLD_DEFAULTS["varied"] for what is not given.
+    world: str | None = None
+
+
+# --world varied: the recipe measured for the varied world (docs/toy_world_experiments.md,
+# "Learning the varied world"): 64 px images, so that small shapes have the pixels to tell them
+# apart, and twice the steps of half the batch. The drawn place swaps need the hard negatives.
+WORLD_DEFAULTS = {
+    "varied": {"data": "data/toy-varied-64", "model": "toy-64", "batch_size": 128,
+               "steps": 2000, "swapped_images": 1.0},
+}
+
+
+def with_world_defaults(given: dict, distributed: bool = False) -> dict:
+    """The settings typed on the command line (``given``), completed with --world's recipe
+    where it has one. The recipe's drawn swaps are left out of runs without hard negatives
+    (--no-hard-negatives, --loss siglip, ...), where they would be an error."""
+    recipe = WORLD_DEFAULTS.get(given.get("world"))
+    if recipe is None:
+        return given
+    from miniclip.train.hardneg import wants_hard_negatives
+
+    merged = {**recipe, **given}
+    if "swapped_images" not in given and not wants_hard_negatives(
+            TrainArgs(**merged), world="distributed" if distributed else None):
+        merged["swapped_images"] = 0.0
+    return merged
 
 
 def total_steps(args: TrainArgs, n_pairs: int) -> int:
@@ -140,6 +170,13 @@ def check_args(args: TrainArgs) -> None:
         check_schedule(args, args.steps)
     check_own_data_args(args)
     check_precision_args(args)
+    from miniclip.train.owndata import own_data_kind
+
+    if args.world is not None and args.world not in WORLDS:
+        raise ValueError(f"--world must be one of {WORLDS} (or not given), got {args.world!r}")
+    if args.world is not None and own_data_kind(args.data) is not None:
+        raise ValueError(f"--world {args.world}: only for the toy dataset; --data {args.data} "
+                         "is your own data")
     if args.hard_negatives is not None and not isinstance(args.hard_negatives, bool):
         raise TypeError(f"--hard-negatives must be True, False or None, got "
                         f"{args.hard_negatives!r}")
@@ -237,6 +274,11 @@ def build_parser() -> argparse.ArgumentParser:
         "stochastic_rounding": "round the 16-bit weight copies stochastically",
         "swapped_images": "with hard negatives: the share of two-object images whose scene with "
                           "the places swapped is drawn as an extra image, with its caption",
+        "world": f"the toy world of --data, one of {WORLDS}; generated so if missing. "
+                 "varied: shapes of any size, turn, proportion, colour and background within "
+                 "the documented ranges, trained with its own defaults (--data "
+                 "data/toy-varied-64 --model toy-64 --batch-size 128 --steps 2000 "
+                 "--swapped-images 1)",
         "hard_negatives": "add colour-, place- and shape-swapped captions as extra texts "
                           "without an image (NegCLIP; toy world, clip loss, fp32, one process). "
                           "None: on wherever they can be, without --init",

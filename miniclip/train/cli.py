@@ -43,7 +43,7 @@ def main(argv=None, after_step=None) -> int:
 def _main(argv, after_step) -> int:
     from miniclip.cli import EXIT_INTERRUPTED
     from miniclip.kernels.memory import keep_freed_memory
-    from miniclip.train.args import TrainArgs, build_parser
+    from miniclip.train.args import TrainArgs, build_parser, with_world_defaults
     from miniclip.train.finetune import FINETUNE_DEFAULTS
     from miniclip.train.loop import train
     from miniclip.train.step import TrainingDiverged
@@ -58,6 +58,7 @@ def _main(argv, after_step) -> int:
                  f"{', '.join('--' + k.replace('_', '-') for k in given)}")
     if ns.init is not None:  # fine-tuning: gentler defaults for what was not given
         given = {**FINETUNE_DEFAULTS, **given}
+    given = with_world_defaults(given, distributed=ns.distributed)  # --world varied's recipe
     if ns.distributed:  # every process runs this; train/distributed.py
         from miniclip.train.distributed import main_distributed
 

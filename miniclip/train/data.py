@@ -50,10 +50,13 @@ def tokenize_captions(tokenizer: ModelTokenizer, captions) -> np.ndarray:
             from e
 
 
-def prepare_dataset(data_dir, n_train: int | None, log=print, regenerate: bool = False) -> dict:
+def prepare_dataset(data_dir, n_train: int | None, log=print, regenerate: bool = False,
+                    world: str | None = None, resolution: int = 32) -> dict:
     """The dataset's meta, every split checked against it (sizes, content hashes). A missing or
-    empty folder gets a freshly generated dataset; an incomplete, edited or outdated one is an
-    error saying how to regenerate it, unless ``regenerate``: then it is replaced."""
+    empty folder gets a freshly generated dataset of ``world`` (None: the classic one) at
+    ``resolution`` (the model's); an incomplete, edited or outdated one is an error saying how to
+    regenerate it, unless ``regenerate``: then it is replaced. ``world`` given: a folder holding
+    the other world is an error (--world)."""
     from miniclip.datasets import DatasetError, check_dataset, generate_dataset
     from miniclip.datasets.storage import is_empty_folder
 
@@ -73,10 +76,17 @@ def prepare_dataset(data_dir, n_train: int | None, log=print, regenerate: bool =
                 raise ValueError(f"--n-train {n_train}: the dataset in {data_dir} already has "
                                  f"{sizes['train']} training pairs; leave --n-train out, or use "
                                  "another --data")
+            held = meta.get("world", "classic")
+            if world is not None and held != world:
+                raise ValueError(f"--world {world}: the dataset in {data_dir} is the {held} "
+                                 f"world; leave --world out to train on it, or give another "
+                                 f"--data")
             return meta
-    log(f"generating the toy dataset in {data_dir} (once) ...")
+    world = world or "classic"
+    log(f"generating the toy dataset ({world} world, {resolution}x{resolution}) in {data_dir} "
+        f"(once) ...")
     t0 = time.perf_counter()
-    meta = generate_dataset(data_dir, regenerate=regenerate,
+    meta = generate_dataset(data_dir, regenerate=regenerate, world=world, resolution=resolution,
                             **({} if n_train is None else {"n_train": n_train}))
     log(f"  done in {time.perf_counter() - t0:.0f}s")
     return meta

@@ -138,10 +138,11 @@ def _setup(args, resume, log, regenerate, out_dir, world) -> Run:
         args = resolve_schedule(args, total_steps(args, n_pairs) if n_pairs else args.steps)
     else:
         # 1. data
-        meta = (world.root_first(prepare_dataset, args.data, args.n_train, log, regenerate)
-                if world else prepare_dataset(args.data, args.n_train, log, regenerate))
         resolution = (ckpt.config if ckpt else init.cfg if init else CONFIGS[args.model]
                       ).image_resolution
+        data_args = (args.data, args.n_train, log, regenerate, args.world, resolution)
+        meta = (world.root_first(prepare_dataset, *data_args)
+                if world else prepare_dataset(*data_args))
         if meta["resolution"] != resolution:
             model_flag = f"--init {args.init}" if init else f"--model {args.model}"
             raise ValueError(f"--data {args.data} holds {meta['resolution']}x"
