@@ -65,3 +65,46 @@ def test_cli_trains_the_varied_recipe_end_to_end(tmp_path, capsys):
     assert "place-swapped twin images" in capsys.readouterr().out
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["model"] == "toy-64" and 0.0 <= metrics["renderer_shift_top1_seen"] <= 1.0
+
+
+@pytest.fixture(scope="module")
+def varied_split(tmp_path_factory):
+    from miniclip.datasets import generate_dataset, load_split
+
+    out = tmp_path_factory.mktemp("varied") / "toy"
+    generate_dataset(out, world="varied", n_train=120, n_val=0, n_test=0, n_heldout=0,
+                     workers=1, progress=False)
+    return load_split(out, "train")
+
+
+@pytest.mark.parametrize("toy_world", ["classic", "varied"])
+def test_place_swapped_twins_are_drawn_in_the_datasets_world(varied_split, toy_world,
+                                                             monkeypatch):
+    import numpy as np
+
+    from miniclip.datasets import draw_varied
+    from miniclip.datasets.negatives import swap_places
+    from miniclip.train import hardneg
+
+    calls = []
+    original = draw_varied.draw_varied_scene
+
+    def recording(rng, objects, resolution, supersample=4):
+        calls.append(objects)
+        return original(rng, objects, resolution, supersample)
+
+    monkeypatch.setattr(draw_varied, "draw_varied_scene", recording)
+    i = int(np.flatnonzero(varied_split.n_objects == 2)[0])
+    twin = hardneg._draw_place_swapped(varied_split, i, seed=0, toy_world=toy_world)
+    swapped = swap_places(varied_split.objects(i))
+    if toy_world == "varied":  # turned and proportioned anew, in the swapped boxes
+        assert len(calls) == 1 and all(o.look is not None for o in calls[0])
+        assert [o.box for o in calls[0]] == [o.box for o in swapped]
+    else:
+        assert calls == []
+    inside = np.zeros(twin.shape[:2], dtype=bool)
+    for obj in swapped:  # every object is drawn in its new box; the rest is background
+        x0, y0, x1, y1 = (int(round(v)) for v in obj.box)
+        inside[max(y0 - 1, 0):y1 + 1, max(x0 - 1, 0):x1 + 1] = True
+        assert twin[max(y0, 0):y1, max(x0, 0):x1].max() > 100
+    assert twin[~inside].max() <= 80

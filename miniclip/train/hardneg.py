@@ -43,7 +43,8 @@ class HardNegatives:
     """
 
     def __init__(self, split, tokens: np.ndarray, tokenizer, seed: int, world=None,
-                 every_kind: bool = True, twin_fraction: float = 0.0):
+                 every_kind: bool = True, twin_fraction: float = 0.0,
+                 toy_world: str = "classic"):
         if world is not None:  # train/distributed.py: each process would need its own share
             raise ValueError("--hard-negatives works in one process: it cannot be combined with "
                              "--distributed yet")
@@ -69,7 +70,7 @@ class HardNegatives:
                 self.kinds[pair.kind] = self.kinds.get(pair.kind, 0) + 1
                 if pair.kind == "relation" and draw_twin[i]:  # drawn: a true pair
                     twin_rows.append(i)
-                    twin_images.append(_draw_place_swapped(split, i, seed))
+                    twin_images.append(_draw_place_swapped(split, i, seed, toy_world))
                     twin_captions.append(pair.negative)
                     continue
                 falses.append(pair.negative)
@@ -117,18 +118,36 @@ class HardNegatives:
                    if len(self.twin_images) else ""))
 
 
-def _draw_place_swapped(split, i: int, seed: int) -> np.ndarray:
+def _draw_place_swapped(split, i: int, seed: int, toy_world: str = "classic") -> np.ndarray:
     """Training image i's two objects with their places swapped, drawn as the training set is
-    (draw.py), on a new background, colours jittered anew -> uint8 (R, R, 3)."""
-    from miniclip.datasets.attributes import SHAPES
+    (draw.py, or draw_varied.py for the varied world, each object then turned and proportioned
+    anew within its shape's ranges), on a new background, colours jittered anew -> uint8
+    (R, R, 3)."""
+    from dataclasses import replace
+
+    from miniclip.datasets import variety
+    from miniclip.datasets.attributes import COLOUR_RGB, COLOURS, SHAPES
     from miniclip.datasets.draw import make_background, render_image
     from miniclip.datasets.negatives import swap_places
     from miniclip.datasets.scenes import COLOUR_JITTER
+    from miniclip.datasets.storage import SUPERSAMPLE
 
     rng = np.random.default_rng([seed, SEED_TAG, i, 1])
     r = split.images.shape[1]
+    swapped = swap_places(split.objects(i))
+    if toy_world == "varied":
+        from miniclip.datasets.draw_varied import draw_varied_scene
+
+        spread = variety.COLOUR_JITTER
+        looked = []
+        for obj in swapped:
+            base = np.array(COLOUR_RGB[COLOURS[obj.colour]])
+            rgb = np.clip(base + rng.integers(-spread, spread + 1, 3), 0, 255)
+            looked.append(replace(obj, rgb=tuple(int(v) for v in rgb),
+                                  look=variety.sample_look(rng, SHAPES[obj.shape])))
+        return draw_varied_scene(rng, looked, r, SUPERSAMPLE)
     drawn = []
-    for obj in swap_places(split.objects(i)):
+    for obj in swapped:
         rgb = np.clip(np.array(obj.rgb) + rng.integers(-COLOUR_JITTER, COLOUR_JITTER + 1, 3), 0,
                       255)
         drawn.append((SHAPES[obj.shape], tuple(int(v) for v in rgb), obj.cx, obj.cy, obj.side))
@@ -148,7 +167,8 @@ def wants_hard_negatives(args, world=None) -> bool:
             and args.init is None and not own_data)
 
 
-def hard_negatives_for(args, world, split, tokens, tokenizer, log) -> HardNegatives | None:
+def hard_negatives_for(args, world, split, tokens, tokenizer, log,
+                       toy_world: str = "classic") -> HardNegatives | None:
     """The run's HardNegatives (logged), or None where ``wants_hard_negatives`` says no; a
     ValueError for --swapped-images without hard negatives."""
     if not wants_hard_negatives(args, world):
@@ -159,7 +179,7 @@ def hard_negatives_for(args, world, split, tokens, tokenizer, log) -> HardNegati
                              "your own data)")
         return None
     negatives = HardNegatives(split, tokens, tokenizer, args.seed, world,
-                              twin_fraction=args.swapped_images)
+                              twin_fraction=args.swapped_images, toy_world=toy_world)
     log(f"  {negatives.describe()}")
     return negatives
 
