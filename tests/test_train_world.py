@@ -62,6 +62,7 @@ def test_cli_trains_the_varied_recipe_end_to_end(tmp_path, capsys):
     saved = load_checkpoint(out / "checkpoint.safetensors").train_args
     assert saved["world"] == "varied" and saved["model"] == "toy-64"
     assert saved["swapped_images"] == 1.0 and saved["batch_size"] == 16  # given wins
+    assert saved["augment"] is False and saved["steps"] == 2
     assert "place-swapped twin images" in capsys.readouterr().out
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["model"] == "toy-64" and 0.0 <= metrics["renderer_shift_top1_seen"] <= 1.0
