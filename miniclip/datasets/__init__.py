@@ -24,6 +24,7 @@ Files, one concept each:
     negatives.py   a true caption and its colour-, place- or shape-swapped hard negative
     storage.py     generate the splits, write .npz + meta.json, load them back
     transforms.py  augmentation that keeps captions true
+    sources.py     which reader a --data spec names: your CSV, your shards, or the toy world
     grid.py        a PNG of samples with their captions
 """
 

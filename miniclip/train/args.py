@@ -9,6 +9,7 @@ from dataclasses import dataclass, fields, replace
 
 from miniclip import backend
 from miniclip.datasets.scenes import WORLDS
+from miniclip.datasets.sources import own_data_kind
 from miniclip.model.config import CONFIGS, LOSSES
 
 # how the numba backend routes its products (kernels/numba/ops.py: configure(matmul=...))
@@ -173,7 +174,7 @@ def check_args(args: TrainArgs) -> None:
     check_precision_args(args)
     if args.world is not None and args.world not in WORLDS:
         raise ValueError(f"--world must be one of {WORLDS} (or not given), got {args.world!r}")
-    if args.world is not None and is_own_data(args.data):
+    if args.world is not None and own_data_kind(args.data) is not None:
         raise ValueError(f"--world {args.world}: only for the toy dataset; --data {args.data} "
                          "is your own data")
     if args.hard_negatives is not None and not isinstance(args.hard_negatives, bool):
@@ -207,14 +208,6 @@ def check_schedule(args: TrainArgs, steps: int) -> None:
                          "lower --warmup or train longer")
 
 
-def is_own_data(data) -> bool:
-    """--data names your own data (a CSV/TSV or WebDataset shards), not a toy-world folder."""
-    from miniclip.datasets.csv_pairs import CSV_SUFFIXES
-    from miniclip.datasets.shards import is_shard_spec
-
-    return str(data).endswith(CSV_SUFFIXES) or is_shard_spec(data)
-
-
 def check_own_data_args(args: TrainArgs) -> None:
     """--report-to, and the options that only a run on your own data (--data CSV or shards)
     uses: given to a toy-world run they would be silently ignored, so they are an error."""
@@ -222,7 +215,7 @@ def check_own_data_args(args: TrainArgs) -> None:
 
     if args.report_to not in REPORT_TO:
         raise ValueError(f"--report-to must be one of {REPORT_TO}, got {args.report_to!r}")
-    if not is_own_data(args.data):
+    if own_data_kind(args.data) is None:
         given = [f"--{name.replace('_', '-')}" for name in ("val_data", "zeroshot_classes")
                  if getattr(args, name) is not None]
         if given:

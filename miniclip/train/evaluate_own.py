@@ -16,11 +16,12 @@ from miniclip.train.metrics import retrieval_metrics, topk_accuracy
 
 def read_eval_pairs(spec, args, limit=1000):
     """The first ``limit`` readable (PIL image, caption) pairs of --val-data (CSV or shards)."""
-    from miniclip.datasets.csv_pairs import CSV_SUFFIXES, CsvPairs
+    from miniclip.datasets.csv_pairs import CsvPairs
     from miniclip.datasets.images import SkipCounter, read_image
-    from miniclip.datasets.shards import expand_shards, is_shard_spec, iter_shard_samples
+    from miniclip.datasets.shards import expand_shards, iter_shard_samples
+    from miniclip.datasets.sources import own_data_kind
 
-    kind = "csv" if str(spec).endswith(CSV_SUFFIXES) else "shards" if is_shard_spec(spec) else None
+    kind = own_data_kind(spec)
     skips, out = SkipCounter(), []
     if kind == "csv":
         pairs = CsvPairs(spec, args.csv_img_key, args.csv_caption_key, args.csv_separator)

@@ -157,14 +157,12 @@ def _draw_place_swapped(split, i: int, seed: int, toy_world: str = "classic") ->
 def wants_hard_negatives(args, world=None) -> bool:
     """--hard-negatives as given, or where it is None (the default): on for the toy world with
     the 'clip' loss, float32 and one process, and not when fine-tuning (--init)."""
-    from miniclip.datasets.csv_pairs import CSV_SUFFIXES
-    from miniclip.datasets.shards import is_shard_spec
+    from miniclip.datasets.sources import own_data_kind
 
     if args.hard_negatives is not None:
         return args.hard_negatives
-    own_data = str(args.data).endswith(CSV_SUFFIXES) or is_shard_spec(args.data)
     return (args.loss == "clip" and args.precision == "fp32" and world is None
-            and args.init is None and not own_data)
+            and args.init is None and own_data_kind(args.data) is None)
 
 
 def hard_negatives_for(args, world, split, tokens, tokenizer, log,
@@ -187,13 +185,12 @@ def hard_negatives_for(args, world, split, tokens, tokenizer, log,
 def check_hard_negative_args(args) -> None:
     """--hard-negatives needs the toy world (scenes to alter), the 'clip' loss (a softmax over
     more texts than images) and float32 (the mixed-precision step takes no extra texts)."""
-    from miniclip.datasets.csv_pairs import CSV_SUFFIXES
-    from miniclip.datasets.shards import is_shard_spec
+    from miniclip.datasets.sources import own_data_kind
 
     if args.loss != "clip":
         raise ValueError(f"--hard-negatives needs --loss clip, got --loss {args.loss}")
     if args.precision != "fp32":
         raise ValueError(f"--hard-negatives needs --precision fp32, got {args.precision}")
-    if str(args.data).endswith(CSV_SUFFIXES) or is_shard_spec(args.data):
+    if own_data_kind(args.data) is not None:
         raise ValueError(f"--hard-negatives needs the toy dataset (its scenes are altered to "
                          f"make the false captions), got --data {args.data}")

@@ -26,30 +26,19 @@ from pathlib import Path
 
 import numpy as np
 
-from miniclip.datasets.csv_pairs import CSV_SUFFIXES, CsvPairs
+from miniclip.datasets.csv_pairs import CsvPairs
 from miniclip.datasets.images import SkipCounter, random_resized_crop, read_image
 from miniclip.datasets.shards import (
     ShardStream,
     expand_shards,
-    is_shard_spec,
     iter_shard_samples,
     read_shard_pairs,
 )
+from miniclip.datasets.sources import own_data_kind
 from miniclip.pretrained.preprocess import Preprocess
 from miniclip.train.data import batch_indices
 
 MAX_TOKENIZER_CAPTIONS = 100_000  # captions a from-scratch BPE is trained on (the first ones)
-
-
-def own_data_kind(spec) -> str | None:
-    """"csv", "shards", or None for the toy world's folder."""
-    if spec is None:
-        return None
-    if str(spec).endswith(CSV_SUFFIXES):
-        return "csv"
-    if is_shard_spec(spec):
-        return "shards"
-    return None
 
 
 class CsvSource:
