@@ -96,26 +96,30 @@ def _centre(rng, position, side, resolution):
     return cx, cy
 
 
+def jittered_rgb(rng: np.random.Generator, colour: int, spread: int) -> tuple[int, int, int]:
+    """The named RGB of colour ``colour`` with each channel moved by up to ``spread``, clipped to
+    0-255."""
+    base = np.array(COLOUR_RGB[COLOURS[colour]])
+    rgb = np.clip(base + rng.integers(-spread, spread + 1, size=3), 0, 255)
+    return tuple(int(v) for v in rgb)
+
+
 def _place(rng, colour, shape, size, position, resolution, world="classic") -> ToyObject:
     if world == "varied":
         return _place_varied(rng, colour, shape, size, position, resolution)
     side = SIZE_FRACTIONS[size] * resolution * rng.uniform(1 - SIZE_JITTER, 1 + SIZE_JITTER)
     cx, cy = _centre(rng, position, side, resolution)
-    base = np.array(COLOUR_RGB[COLOURS[colour]])
-    rgb = np.clip(base + rng.integers(-COLOUR_JITTER, COLOUR_JITTER + 1, size=3), 0, 255)
-    return ToyObject(colour, shape, size, position, cx, cy, float(side), tuple(int(v) for v in rgb))
+    rgb = jittered_rgb(rng, colour, COLOUR_JITTER)
+    return ToyObject(colour, shape, size, position, cx, cy, float(side), rgb)
 
 
 def _place_varied(rng, colour, shape, size, position, resolution) -> ToyObject:
     """Like the classic placement, with the size, colour and look drawn from variety.py."""
     side = rng.uniform(*variety.SIZE_RANGES[SIZES[size]]) * resolution
     cx, cy = _centre(rng, position, side, resolution)
-    base = np.array(COLOUR_RGB[COLOURS[colour]])
-    spread = variety.COLOUR_JITTER
-    rgb = np.clip(base + rng.integers(-spread, spread + 1, size=3), 0, 255)
+    rgb = jittered_rgb(rng, colour, variety.COLOUR_JITTER)
     look = variety.sample_look(rng, SHAPES[shape])
-    return ToyObject(colour, shape, size, position, cx, cy, float(side),
-                     tuple(int(v) for v in rgb), look)
+    return ToyObject(colour, shape, size, position, cx, cy, float(side), rgb, look)
 
 
 def sample_scene(rng: np.random.Generator, pairs, n_objects: int, resolution: int,

@@ -126,10 +126,10 @@ def _draw_place_swapped(split, i: int, seed: int, toy_world: str = "classic") ->
     from dataclasses import replace
 
     from miniclip.datasets import variety
-    from miniclip.datasets.attributes import COLOUR_RGB, COLOURS, SHAPES
+    from miniclip.datasets.attributes import SHAPES
     from miniclip.datasets.draw import make_background, render_image
     from miniclip.datasets.negatives import swap_places
-    from miniclip.datasets.scenes import COLOUR_JITTER
+    from miniclip.datasets.scenes import COLOUR_JITTER, jittered_rgb
     from miniclip.datasets.storage import SUPERSAMPLE
 
     rng = np.random.default_rng([seed, SEED_TAG, i, 1])
@@ -138,13 +138,8 @@ def _draw_place_swapped(split, i: int, seed: int, toy_world: str = "classic") ->
     if toy_world == "varied":
         from miniclip.datasets.draw_varied import draw_varied_scene
 
-        spread = variety.COLOUR_JITTER
-        looked = []
-        for obj in swapped:
-            base = np.array(COLOUR_RGB[COLOURS[obj.colour]])
-            rgb = np.clip(base + rng.integers(-spread, spread + 1, 3), 0, 255)
-            looked.append(replace(obj, rgb=tuple(int(v) for v in rgb),
-                                  look=variety.sample_look(rng, SHAPES[obj.shape])))
+        looked = [replace(obj, rgb=jittered_rgb(rng, obj.colour, variety.COLOUR_JITTER),
+                          look=variety.sample_look(rng, SHAPES[obj.shape])) for obj in swapped]
         return draw_varied_scene(rng, looked, r, SUPERSAMPLE)
     drawn = []
     for obj in swapped:
