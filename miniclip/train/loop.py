@@ -192,7 +192,7 @@ def _setup(args, resume, log, regenerate, out_dir, world) -> Run:
     from miniclip.train.hardneg import hard_negatives_for  # extra false captions per batch
 
     run.negatives = hard_negatives_for(args, world, train_split, tokens, tokenizer, log,
-                                       toy_world=(meta or {}).get("world", "classic"))
+                                       toy_world=meta.get("world", "classic"))
     if ckpt is not None:
         model.load_state_dict(ckpt.params)
         optimizer.params = model.params  # load_state_dict made new arrays
