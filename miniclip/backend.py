@@ -45,6 +45,7 @@ FUSED_OPS = (
     "layernorm_backward_add",
     "attention_qkv_forward", "attention_qkv_backward",
     "adamw_update",  # the optimizer's update of one tensor in one pass (train/optim.py)
+    "im2col", "col2im",  # a convolution's windows (nn/conv2d.py), for the stem (model/stem.py)
 )
 
 _MODULES = {

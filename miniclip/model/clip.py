@@ -97,8 +97,8 @@ def initialize_parameters(cfg: CLIPConfig, seed: int = 0, dtype=np.float32) -> d
             value = np.zeros(shape)
         elif name.endswith("weight"):  # Linear and conv: fan_in = all but the first axis
             value = uniform(shape, math.prod(shape[1:]))
-        elif name.endswith("bias"):  # Linear bias: fan_in of its weight
-            value = uniform(shape, shapes[name[: -len("bias")] + "weight"][1])
+        elif name.endswith("bias"):  # Linear and conv bias: fan_in of its weight
+            value = uniform(shape, math.prod(shapes[name[: -len("bias")] + "weight"][1:]))
         else:  # pragma: no cover - every key above is handled
             raise AssertionError(f"no initialiser for {name}")
         params[name] = np.array(value, dtype=parameter_dtype(name, dtype), order="C")

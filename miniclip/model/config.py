@@ -35,10 +35,24 @@ class CLIPConfig:
     # "clip": OpenAI's softmax contrastive loss; "siglip": the sigmoid loss, which adds a learned
     # scalar ``logit_bias`` to the parameters (see miniclip/model/loss.py)
     loss: str = "clip"
+    # Output channels of the convolutions that run before the patch embedding, each 3 x 3 with
+    # stride 2 and padding 1 (model/stem.py). Empty for OpenAI's ViTs: their patch embedding reads
+    # the pixels. Each conv halves the image, so the patch embedding cuts (R / 2^len) pixels
+    # into P x P patches of vision_stem[-1] channels.
+    vision_stem: tuple[int, ...] = ()
 
     def __post_init__(self):
         for f in fields(self):
             value = getattr(self, f.name)
+            if f.name == "vision_stem":
+                if isinstance(value, list):  # read back from JSON
+                    value = tuple(value)
+                    object.__setattr__(self, "vision_stem", value)
+                if not isinstance(value, tuple) or not all(
+                        isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in value):
+                    raise ValueError(f"vision_stem must be a tuple of positive ints (channels), "
+                                     f"got {value!r}")
+                continue
             if f.name == "activation":
                 if value not in ACTIVATIONS:
                     raise ValueError(f"activation must be one of {ACTIVATIONS}, got {value!r}")
@@ -52,10 +66,11 @@ class CLIPConfig:
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{f.name} must be a positive int, got {value!r}")
-        if self.image_resolution % self.vision_patch_size:
+        if self.image_resolution % (self.stem_stride * self.vision_patch_size):
+            stem = f" times the stem's stride ({self.stem_stride})" if self.vision_stem else ""
             raise ValueError(
                 f"image_resolution ({self.image_resolution}) must be a multiple of "
-                f"vision_patch_size ({self.vision_patch_size})"
+                f"vision_patch_size ({self.vision_patch_size}){stem}"
             )
         if self.vision_width % self.vision_heads:
             raise ValueError(
@@ -69,9 +84,19 @@ class CLIPConfig:
             )
 
     @property
+    def stem_stride(self) -> int:
+        """How many pixels of the image one pixel of the stem's output covers: 2^len(vision_stem)."""
+        return 2 ** len(self.vision_stem)
+
+    @property
+    def patch_channels(self) -> int:
+        """Channels the patch embedding reads: 3 (RGB), or the stem's last conv's."""
+        return self.vision_stem[-1] if self.vision_stem else 3
+
+    @property
     def grid_size(self) -> int:
-        """Patches along one side of the image: R / P."""
-        return self.image_resolution // self.vision_patch_size
+        """Patches along one side of the image: R / P (R / (2^len(vision_stem) P) with a stem)."""
+        return self.image_resolution // (self.stem_stride * self.vision_patch_size)
 
     @property
     def vision_tokens(self) -> int:
@@ -79,7 +104,10 @@ class CLIPConfig:
         return self.grid_size**2 + 1
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if not self.vision_stem:  # a ViT without a stem is written as before the stem existed
+            del d["vision_stem"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "CLIPConfig":
@@ -149,5 +177,13 @@ CONFIGS: dict[str, CLIPConfig] = {
         embed_dim=64, image_resolution=64, vision_layers=3, vision_width=96,
         vision_patch_size=16, vision_heads=3, context_length=32, vocab_size=1024,
         transformer_width=64, transformer_heads=2, transformer_layers=2,
+    ),
+    # toy-64 with a convolutional stem (model/stem.py): two 3 x 3 stride-2 convs (3 -> 16 -> 32
+    # channels) take the 64 x 64 image to 16 x 16, and the patch embedding reads 4 x 4 patches of
+    # that: the same 17 image tokens. It learns the varied world's shapes in far fewer steps.
+    "toy-64-stem": CLIPConfig(
+        embed_dim=64, image_resolution=64, vision_layers=3, vision_width=96,
+        vision_patch_size=4, vision_heads=3, context_length=32, vocab_size=1024,
+        transformer_width=64, transformer_heads=2, transformer_layers=2, vision_stem=(16, 32),
     ),
 }

@@ -54,10 +54,17 @@ def parameter_shapes(cfg: CLIPConfig) -> dict[str, tuple[int, ...]]:
         "visual.class_embedding": (vw,),
         "visual.positional_embedding": (cfg.vision_tokens, vw),
         "visual.proj": (vw, e),
-        "visual.conv1.weight": (vw, 3, p, p),  # no bias
+    }
+    c_in = 3
+    for i, c_out in enumerate(cfg.vision_stem):  # 3 x 3 convs with a bias (model/stem.py)
+        shapes[f"visual.stem.{i}.weight"] = (c_out, c_in, 3, 3)
+        shapes[f"visual.stem.{i}.bias"] = (c_out,)
+        c_in = c_out
+    shapes.update({
+        "visual.conv1.weight": (vw, cfg.patch_channels, p, p),  # no bias
         "visual.ln_pre.weight": (vw,),
         "visual.ln_pre.bias": (vw,),
-    }
+    })
     for i in range(cfg.vision_layers):
         shapes.update(block_shapes(f"visual.transformer.resblocks.{i}", vw))
     shapes["visual.ln_post.weight"] = (vw,)
@@ -86,6 +93,8 @@ def _component(name: str) -> tuple[str, str]:
     if ".resblocks." in name:
         layer = short.split(".")[2]
         return tower, f"block {layer}"
+    if short.startswith("stem."):
+        return tower, f"stem conv {short.split('.')[1]}"
     names = {
         "conv1.weight": "patch embedding (conv1, no bias)",
         "class_embedding": "class token",
@@ -108,7 +117,8 @@ def parameter_breakdown(cfg: CLIPConfig) -> dict[str, dict[str, int]]:
     vision_order = ["patch embedding (conv1, no bias)", "class token", "positional embedding",
                     "ln_pre"]
     v = out["vision"]
-    ordered = {k: v[k] for k in vision_order}
+    ordered = {k: v[k] for k in v if k.startswith("stem conv")}
+    ordered.update({k: v[k] for k in vision_order})
     ordered.update({k: v[k] for k in v if k.startswith("block")})
     ordered.update({k: v[k] for k in ("ln_post", "projection")})
     out["vision"] = ordered

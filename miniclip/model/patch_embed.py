@@ -62,10 +62,11 @@ def patch_embed_forward(images, conv_weight, class_embedding, positional_embeddi
 
 def patch_embed_backward(dout, cache, need_dimages=False):
     """dout (N, 1 + G*G, C) -> dimages (or None), dconv_weight, dclass_embedding,
-    dpositional_embedding. Training never needs dimages; ask for it with need_dimages."""
+    dpositional_embedding. Training needs dimages only behind a stem (model/stem.py): ask for it
+    with need_dimages."""
     c_lin, w_shape = cache
     dpos = _sum_images(dout)  # positions were added to every image
     dcls = _sum_images(dout[:, 0])  # the class token was copied to every image
     dpatches, dw, _ = backend.ops.linear_backward(dout[:, 1:].copy(), c_lin)  # contiguous
-    dimages = unpatchify(dpatches, w_shape[-1]) if need_dimages else None
+    dimages = unpatchify(dpatches, w_shape[-1], channels=w_shape[1]) if need_dimages else None
     return dimages, dw.reshape(w_shape), dcls, dpos

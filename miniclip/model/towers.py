@@ -16,6 +16,7 @@ import numpy as np
 from miniclip import backend
 from miniclip.model.block import block_backward, block_forward, sub_params
 from miniclip.model.patch_embed import patch_embed_backward, patch_embed_forward
+from miniclip.model.stem import stem_backward, stem_forward
 from miniclip.nn.embedding import token_embedding_backward, token_embedding_forward
 from miniclip.nn.layernorm import EPS  # LayerNorm's eps, 1e-5, in every layer
 from miniclip.nn.pooling import eot_pool_backward, eot_pool_forward
@@ -24,6 +25,9 @@ from miniclip.nn.pooling import eot_pool_backward, eot_pool_forward
 def vision_forward(params, cfg, images):
     """images (N, 3, R, R) -> features (N, E), cache."""
     ops = backend.ops
+    c_stem = None
+    if cfg.vision_stem:  # convolutions first: (N, 3, R, R) -> (N, C, R / 2^S, R / 2^S)
+        images, c_stem = stem_forward(images, params, cfg)
     x, c_patch = patch_embed_forward(images, params["visual.conv1.weight"],
                                      params["visual.class_embedding"],
                                      params["visual.positional_embedding"])  # (N, L, W)
@@ -38,13 +42,13 @@ def vision_forward(params, cfg, images):
     h, c_post = ops.layernorm_forward(cls, params["visual.ln_post.weight"],
                                       params["visual.ln_post.bias"], EPS)
     feats, c_proj = ops.linear_forward(h, params["visual.proj"].T, None)  # h @ proj: (N, E)
-    return feats, (c_patch, c_pre, c_blocks, c_post, c_proj, x.shape)
+    return feats, (c_stem, c_patch, c_pre, c_blocks, c_post, c_proj, x.shape)
 
 
 def vision_backward(dfeats, cache, cfg):
     """dfeats (N, E) -> grads for every 'visual.*' key."""
     ops = backend.ops
-    c_patch, c_pre, c_blocks, c_post, c_proj, x_shape = cache
+    c_stem, c_patch, c_pre, c_blocks, c_post, c_proj, x_shape = cache
     g = {}
     dh, dproj_t, _ = ops.linear_backward(dfeats, c_proj)
     g["visual.proj"] = dproj_t.T
@@ -56,8 +60,10 @@ def vision_backward(dfeats, cache, cfg):
         dx, gb = block_backward(dx, c_blocks[i])
         g.update({f"visual.transformer.resblocks.{i}.{k}": v for k, v in gb.items()})
     dx, g["visual.ln_pre.weight"], g["visual.ln_pre.bias"] = ops.layernorm_backward(dx, c_pre)
-    _, g["visual.conv1.weight"], g["visual.class_embedding"], g["visual.positional_embedding"] = (
-        patch_embed_backward(dx, c_patch))
+    dstem, g["visual.conv1.weight"], g["visual.class_embedding"], g["visual.positional_embedding"] = (
+        patch_embed_backward(dx, c_patch, need_dimages=c_stem is not None))
+    if c_stem is not None:
+        g.update(stem_backward(dstem, c_stem, cfg))
     return g
 
 

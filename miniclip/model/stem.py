@@ -1,0 +1,89 @@
+"""The convolutional stem: a few 3 x 3 stride-2 convolutions before the patch embedding.
+
+OpenAI's ViTs cut the raw pixels into patches and embed each with one linear map. For the toy
+world that is a weak start: a small shape drawn at any angle falls across patch borders
+wherever it lands, and a linear map of raw pixels must learn every placement of every edge
+separately. A stem of small convolutions first turns pixels into local edge and corner features,
+the same filters at every position; the patch embedding then reads those. (Xiao et al. 2021,
+"Early Convolutions Help Transformers See Better", replace the patch embedding by such a stem;
+OpenAI's CLIP ResNets also start with 3 x 3 convolutions.)
+
+With ``cfg.vision_stem = (16, 32)`` and a 64 x 64 image:
+
+    images (N, 3, 64, 64) -> channels-last (N, 64, 64, 3)
+      -> conv 3x3 s2 (3 -> 16) + activation  (N, 32, 32, 16)
+      -> conv 3x3 s2 (16 -> 32) + activation (N, 16, 16, 32)
+      -> channels-first (N, 32, 16, 16): the patch embedding cuts it into P x P patches
+
+Each conv is im2col (miniclip/nn/conv2d.py; the numba backend has a kernel for it) followed by the
+backend's linear op with the activation, so it runs on the same matrix products as the rest of
+the model. The weights are stored as PyTorch stores a conv: ``visual.stem.{i}.weight``
+(C_out, C_in, 3, 3) and ``visual.stem.{i}.bias`` (C_out,).
+"""
+
+from miniclip import backend
+from miniclip.nn import conv2d
+
+KERNEL, STRIDE, PADDING = 3, 2, 1  # each conv halves the image: (R + 2 - 3) // 2 + 1 = R / 2
+
+
+def _windows(x):
+    """x (N, H, W, C) -> (N, H/2, W/2, 9 C): the backend's im2col, or the reference's."""
+    im2col = backend.fused("im2col", x) or conv2d.im2col
+    return im2col(x, KERNEL, STRIDE, PADDING)
+
+
+def _pixels(dcols, image_shape):
+    """The adjoint of _windows: (N, H/2, W/2, 9 C) -> (N, H, W, C)."""
+    col2im = backend.fused("col2im", dcols) or conv2d.col2im
+    return col2im(dcols, image_shape, KERNEL, STRIDE, PADDING)
+
+
+def _conv_act_forward(x, w, b, activation):
+    """One conv of the stem and its activation: x (N, H, W, C_in) -> (N, H/2, W/2, C_out)."""
+    cols = _windows(x)
+    w_mat = conv2d.weight_matrix(w)  # (C_out, 9 C_in)
+    fc_act = backend.fused("linear_act_forward", cols)
+    if fc_act is not None:  # the product, its bias and the activation in one op
+        out, c_lin = fc_act(cols, w_mat, b, activation)
+        return out, (c_lin, None)
+    h, c_lin = backend.ops.linear_forward(cols, w_mat, b)
+    out, c_act = getattr(backend.ops, f"{activation}_forward")(h)
+    return out, (c_lin, c_act)
+
+
+def _conv_act_backward(dout, cache, activation):
+    """dout (N, H/2, W/2, C_out) -> dcols (N, H/2, W/2, 9 C_in), dw_mat, db."""
+    c_lin, c_act = cache
+    if c_act is None:
+        return backend.fused("linear_act_backward", dout, required=True)(dout, c_lin)
+    dh = getattr(backend.ops, f"{activation}_backward")(dout, c_act)
+    return backend.ops.linear_backward(dh, c_lin)
+
+
+def stem_forward(images, params, cfg):
+    """images (N, 3, R, R) -> features (N, C, R / 2^S, R / 2^S) (C = cfg.vision_stem[-1], S its
+    length), cache."""
+    x = images.transpose(0, 2, 3, 1)  # (N, R, R, 3): channels-last for the convs
+    caches = []
+    for i in range(len(cfg.vision_stem)):
+        w, b = params[f"visual.stem.{i}.weight"], params[f"visual.stem.{i}.bias"]
+        x_shape = x.shape
+        x, c = _conv_act_forward(x, w, b, cfg.activation)  # (N, H/2, W/2, C_out)
+        caches.append((c, x_shape, w.shape))
+    return x.transpose(0, 3, 1, 2), caches  # channels-first, as the patch embedding reads images
+
+
+def stem_backward(dfeatures, caches, cfg):
+    """dfeatures (N, C, R / 2^S, R / 2^S) -> grads of every 'visual.stem.*' key. (The images
+    need no gradient.)"""
+    g = {}
+    d = dfeatures.transpose(0, 2, 3, 1)  # (N, r, r, C) channels-last
+    for i in reversed(range(len(caches))):
+        c, x_shape, w_shape = caches[i]
+        dcols, dw_mat, db = _conv_act_backward(d, c, cfg.activation)
+        g[f"visual.stem.{i}.weight"] = conv2d.weight_from_matrix(dw_mat, w_shape)
+        g[f"visual.stem.{i}.bias"] = db
+        if i > 0:  # the first conv reads the images, which need no gradient
+            d = _pixels(dcols, x_shape)
+    return g
