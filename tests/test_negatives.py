@@ -161,6 +161,34 @@ def test_every_two_object_caption_meets_its_place_swap_and_its_colour_swap(toy):
     assert len(one.negative_tokens) < len(negatives.negative_tokens)
 
 
+def test_shape_negatives_share(toy):
+    """--shape-negatives F: that share of the one-object images gets a shape-swapped caption (0.3
+    by default); the same draws for every share, so a larger share only adds images."""
+    split = load_split(toy, "train")
+    tokens = np.zeros((len(split), 1), np.int64)
+    single = split.n_objects == 1
+    with_share = {f: HardNegatives(split, tokens, _TextTokenizer(), seed=0, single_fraction=f)
+                  for f in (0.0, 0.3, 1.0)}
+    assert "shape" not in with_share[0.0].kinds
+    assert with_share[1.0].kinds["shape"] == int(single.sum())  # every one-object image
+    default = HardNegatives(split, tokens, _TextTokenizer(), seed=0)
+    assert default.kinds == with_share[0.3].kinds
+    assert 0 < with_share[0.3].kinds["shape"] < with_share[1.0].kinds["shape"]
+    more, fewer = with_share[1.0].has_negative, with_share[0.3].has_negative
+    assert (more | fewer == more).all()  # the 0.3 images are among the 1.0 ones
+    for other in ("binding", "relation"):
+        assert with_share[0.0].kinds[other] == with_share[1.0].kinds[other]
+
+
+def test_shape_negatives_flag():
+    from miniclip.train.args import build_parser, check_args
+
+    assert build_parser().parse_args(["--shape-negatives", "1"]).shape_negatives == 1.0
+    assert TrainArgs().shape_negatives is None
+    with pytest.raises(ValueError, match=r"--shape-negatives must be a number in \[0, 1\], got 2"):
+        check_args(TrainArgs(shape_negatives=2))
+
+
 def test_training_with_hard_negatives_runs_and_rejects_siglip(toy, tmp_path):
     args = TrainArgs(data=str(toy), out=str(tmp_path / "run"), model="toy-tiny", steps=3,
                      batch_size=16, warmup=1, eval_every=0, checkpoint_every=3, log_every=1,
@@ -178,6 +206,12 @@ def test_training_with_hard_negatives_runs_and_rejects_siglip(toy, tmp_path):
             train(TrainArgs(**{**args.__dict__, **change, "out": str(tmp_path / "s")}),
                   progress=False, final_eval=False, log=lambda *a: None)
         assert not (tmp_path / "s").exists()  # refused before the run folder is made
+    with pytest.raises(ValueError, match="--shape-negatives 1 is a share of the hard negatives, "
+                                         "which are off in this run"):
+        train(TrainArgs(**{**args.__dict__, "hard_negatives": False, "swapped_images": 0.0,
+                           "shape_negatives": 1.0, "out": str(tmp_path / "s")}),
+              progress=False, final_eval=False, log=lambda *a: None)
+    assert not (tmp_path / "s").exists()
 
 
 def test_stored_captions_are_those_of_dataset_version_2():

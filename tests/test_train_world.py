@@ -20,6 +20,7 @@ def test_the_recipe_fills_in_only_what_was_not_given():
     varied = with_world_defaults({"world": "varied", "steps": 7})
     assert varied == {**WORLD_DEFAULTS["varied"], "world": "varied", "steps": 7}
     assert varied["model"] == "toy-64" and varied["swapped_images"] == 1.0
+    assert varied["shape_negatives"] == 1.0
 
 
 @pytest.mark.parametrize("given", [{"hard_negatives": False}, {"loss": "siglip"},
@@ -27,6 +28,7 @@ def test_the_recipe_fills_in_only_what_was_not_given():
 def test_the_drawn_swaps_are_left_out_where_hard_negatives_are_off(given):
     merged = with_world_defaults({"world": "varied", **given})
     assert merged["swapped_images"] == 0.0 and merged["model"] == "toy-64"
+    assert merged["shape_negatives"] is None
     check_args(TrainArgs(**merged))  # a consistent run, not an error about --swapped-images
     assert with_world_defaults({"world": "varied"}, distributed=True)["swapped_images"] == 0.0
     # typed by the user, they stay (and the run says why they cannot be drawn)
@@ -62,6 +64,7 @@ def test_cli_trains_the_varied_recipe_end_to_end(tmp_path, capsys):
     saved = load_checkpoint(out / "checkpoint.safetensors").train_args
     assert saved["world"] == "varied" and saved["model"] == "toy-64"
     assert saved["swapped_images"] == 1.0 and saved["batch_size"] == 16  # given wins
+    assert saved["shape_negatives"] == 1.0
     assert saved["augment"] is False and saved["steps"] == 2
     assert "place-swapped twin images" in capsys.readouterr().out
     metrics = json.loads((out / "metrics.json").read_text())

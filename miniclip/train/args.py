@@ -56,6 +56,9 @@ class TrainArgs:
     # NegCLIP: swapped captions as extra texts (train/hardneg.py); None: on where they can be
     hard_negatives: bool | None = None
     swapped_images: float = 0.0  # with hard negatives: share of place swaps drawn (hardneg.py)
+    # with hard negatives: share of one-object images given a shape-swapped false caption
+    # (hardneg.py); None: hardneg.SINGLE_FRACTION (0.3)
+    shape_negatives: float | None = None
     # the toy world (datasets/scenes.py WORLDS) the --data folder must hold, and is generated
     # with if missing; None: whatever it holds (the classic world when generated). On the
     # command line, --world varied also brings WORLD_DEFAULTS["varied"] for what is not given.
@@ -68,7 +71,7 @@ class TrainArgs:
 # would, and the step is 14% cheaper without). The drawn place swaps need the hard negatives.
 WORLD_DEFAULTS = {
     "varied": {"data": "data/toy-varied-64", "model": "toy-64", "batch_size": 128,
-               "steps": 2000, "augment": False, "swapped_images": 1.0},
+               "steps": 2000, "augment": False, "swapped_images": 1.0, "shape_negatives": 1.0},
 }
 
 
@@ -82,9 +85,10 @@ def with_world_defaults(given: dict, distributed: bool = False) -> dict:
     from miniclip.train.hardneg import wants_hard_negatives
 
     merged = {**recipe, **given}
-    if "swapped_images" not in given and not wants_hard_negatives(
-            TrainArgs(**merged), world="distributed" if distributed else None):
-        merged["swapped_images"] = 0.0
+    if not wants_hard_negatives(TrainArgs(**merged), world="distributed" if distributed else None):
+        for name, off in (("swapped_images", 0.0), ("shape_negatives", None)):
+            if name not in given:
+                merged[name] = off
     return merged
 
 
@@ -183,6 +187,10 @@ def check_args(args: TrainArgs) -> None:
     if not _is_number(args.swapped_images) or not 0.0 <= args.swapped_images <= 1.0:
         raise ValueError(f"--swapped-images must be a number in [0, 1], got "
                          f"{args.swapped_images!r}")
+    if args.shape_negatives is not None and (
+            not _is_number(args.shape_negatives) or not 0.0 <= args.shape_negatives <= 1.0):
+        raise ValueError(f"--shape-negatives must be a number in [0, 1], got "
+                         f"{args.shape_negatives!r}")
     if args.hard_negatives:  # train/hardneg.py
         from miniclip.train.hardneg import check_hard_negative_args
 
@@ -272,11 +280,13 @@ def build_parser() -> argparse.ArgumentParser:
         "stochastic_rounding": "round the 16-bit weight copies stochastically",
         "swapped_images": "with hard negatives: the share of two-object images whose scene with "
                           "the places swapped is drawn as an extra image, with its caption",
+        "shape_negatives": "with hard negatives: the share of one-object images given a false "
+                           "caption with another shape (None: 0.3)",
         "world": f"the toy world of --data, one of {WORLDS}; generated so if missing. "
                  "varied: shapes of any size, turn, proportion, colour and background within "
                  "the documented ranges, trained with its own defaults (--data "
                  "data/toy-varied-64 --model toy-64 --batch-size 128 --steps 2000 "
-                 "--no-augment --swapped-images 1)",
+                 "--no-augment --swapped-images 1 --shape-negatives 1)",
         "hard_negatives": "add colour-, place- and shape-swapped captions as extra texts "
                           "without an image (NegCLIP; toy world, clip loss, fp32, one process). "
                           "None: on wherever they can be, without --init",

@@ -35,6 +35,8 @@ class HardNegatives:
     image by image; those of image i are rows offsets[i]:offsets[i + 1].
     every_kind: a two-object image gets both its colour swap and its place swap (True, the
     default) or one of them at random (False, the behaviour before 2026-11-29).
+    single_fraction: this share of the one-object images get a shape-swapped false caption
+    (``--shape-negatives``; the same draws for every share, so a larger share adds images).
     twin_fraction: this share of the two-object images with a place swap get it DRAWN
     (``--swapped-images``): the scene with the two objects' places exchanged becomes an extra
     image of the batch, captioned with the place-swapped caption, which is then a true caption
@@ -44,7 +46,7 @@ class HardNegatives:
 
     def __init__(self, split, tokens: np.ndarray, tokenizer, seed: int, world=None,
                  every_kind: bool = True, twin_fraction: float = 0.0,
-                 toy_world: str = "classic"):
+                 toy_world: str = "classic", single_fraction: float = SINGLE_FRACTION):
         if world is not None:  # train/distributed.py: each process would need its own share
             raise ValueError("--hard-negatives works in one process: it cannot be combined with "
                              "--distributed yet")
@@ -52,7 +54,7 @@ class HardNegatives:
         rows, trues, falses = [], [], []
         twin_rows, twin_images, twin_captions = [], [], []
         counts = np.zeros(len(split), dtype=np.int64)  # false captions per image
-        pick = np.random.default_rng([seed, SEED_TAG]).random(len(split)) < SINGLE_FRACTION
+        pick = np.random.default_rng([seed, SEED_TAG]).random(len(split)) < single_fraction
         draw_twin = np.random.default_rng([seed, SEED_TAG, 2]).random(len(split)) < twin_fraction
         for i in np.flatnonzero((split.n_objects == 2) | pick):
             i = int(i)
@@ -163,16 +165,20 @@ def wants_hard_negatives(args, world=None) -> bool:
 def hard_negatives_for(args, world, split, tokens, tokenizer, log,
                        toy_world: str = "classic") -> HardNegatives | None:
     """The run's HardNegatives (logged), or None where ``wants_hard_negatives`` says no; a
-    ValueError for --swapped-images without hard negatives."""
+    ValueError for --swapped-images or --shape-negatives without hard negatives."""
     if not wants_hard_negatives(args, world):
+        off = ("the hard negatives, which are off in this run (--no-hard-negatives, --loss "
+               "siglip, --precision bf16/fp16, --distributed, --init or your own data)")
         if args.swapped_images:
             raise ValueError(f"--swapped-images {args.swapped_images:g} draws the place swaps of "
-                             "the hard negatives, which are off in this run (--no-hard-negatives, "
-                             "--loss siglip, --precision bf16/fp16, --distributed, --init or "
-                             "your own data)")
+                             + off)
+        if args.shape_negatives is not None:
+            raise ValueError(f"--shape-negatives {args.shape_negatives:g} is a share of " + off)
         return None
+    single = SINGLE_FRACTION if args.shape_negatives is None else args.shape_negatives
     negatives = HardNegatives(split, tokens, tokenizer, args.seed, world,
-                              twin_fraction=args.swapped_images, toy_world=toy_world)
+                              twin_fraction=args.swapped_images, toy_world=toy_world,
+                              single_fraction=single)
     log(f"  {negatives.describe()}")
     return negatives
 
