@@ -19,7 +19,7 @@ def test_the_recipe_fills_in_only_what_was_not_given():
     assert with_world_defaults({"world": "classic", "steps": 5}) == {"world": "classic", "steps": 5}
     varied = with_world_defaults({"world": "varied", "steps": 7})
     assert varied == {**WORLD_DEFAULTS["varied"], "world": "varied", "steps": 7}
-    assert varied["model"] == "toy-64" and varied["swapped_images"] == 1.0
+    assert varied["model"] == "toy-64-stem" and varied["swapped_images"] == 1.0
     assert varied["shape_negatives"] == 1.0
 
 
@@ -27,7 +27,7 @@ def test_the_recipe_fills_in_only_what_was_not_given():
                                    {"precision": "bf16"}])
 def test_the_drawn_swaps_are_left_out_where_hard_negatives_are_off(given):
     merged = with_world_defaults({"world": "varied", **given})
-    assert merged["swapped_images"] == 0.0 and merged["model"] == "toy-64"
+    assert merged["swapped_images"] == 0.0 and merged["model"] == "toy-64-stem"
     assert merged["shape_negatives"] is None
     check_args(TrainArgs(**merged))  # a consistent run, not an error about --swapped-images
     assert with_world_defaults({"world": "varied"}, distributed=True)["swapped_images"] == 0.0
@@ -58,17 +58,17 @@ def test_cli_trains_the_varied_recipe_end_to_end(tmp_path, capsys):
                  "--batch-size", "16", "--eval-every", "0", "--out", str(out), "--no-progress"])
     assert code == 0
     meta = json.loads((data / "meta.json").read_text())
-    assert meta["world"] == "varied" and meta["resolution"] == 64  # toy-64's images
+    assert meta["world"] == "varied" and meta["resolution"] == 64  # toy-64-stem's images
     from miniclip.pretrained.checkpoint import load_checkpoint
 
     saved = load_checkpoint(out / "checkpoint.safetensors").train_args
-    assert saved["world"] == "varied" and saved["model"] == "toy-64"
+    assert saved["world"] == "varied" and saved["model"] == "toy-64-stem"
     assert saved["swapped_images"] == 1.0 and saved["batch_size"] == 16  # given wins
     assert saved["shape_negatives"] == 1.0
     assert saved["augment"] is False and saved["steps"] == 2
     assert "place-swapped twin images" in capsys.readouterr().out
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["model"] == "toy-64" and 0.0 <= metrics["renderer_shift_top1_seen"] <= 1.0
+    assert metrics["model"] == "toy-64-stem" and 0.0 <= metrics["renderer_shift_top1_seen"] <= 1.0
 
 
 @pytest.fixture(scope="module")
