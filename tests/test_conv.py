@@ -168,3 +168,15 @@ def test_stem_features_agree_across_backends(rng):
     for key in ("visual.stem.0.weight", "visual.stem.1.bias"):
         np.testing.assert_allclose(out["numba"][1][key], out["numpy"][1][key], rtol=1e-9,
                                    atol=1e-12)
+
+
+def test_stem_refuses_arrays_that_are_not_numpy(rng):
+    from miniclip.model.stem import stem_forward
+
+    model = CLIP(STEM, seed=0, dtype=np.float64)
+
+    class DeviceLike:  # what a model kept on the GPU passes: not a NumPy array
+        shape = (1, 3, 16, 16)
+
+    with pytest.raises(NotImplementedError, match="runs on host \\(NumPy\\) arrays only"):
+        stem_forward(DeviceLike(), model.params, STEM)

@@ -21,6 +21,8 @@ the model. The weights are stored as PyTorch stores a conv: ``visual.stem.{i}.we
 (C_out, C_in, 3, 3) and ``visual.stem.{i}.bias`` (C_out,).
 """
 
+import numpy as np
+
 from miniclip import backend
 from miniclip.nn import conv2d
 
@@ -64,6 +66,11 @@ def _conv_act_backward(dout, cache, activation):
 def stem_forward(images, params, cfg):
     """images (N, 3, R, R) -> features (N, C, R / 2^S, R / 2^S) (C = cfg.vision_stem[-1], S its
     length), cache."""
+    if not isinstance(images, np.ndarray):
+        raise NotImplementedError(
+            f"the convolutional stem (vision_stem={cfg.vision_stem}) runs on host (NumPy) arrays "
+            f"only; got a {type(images).__name__} (a model kept on the GPU): use the numpy or "
+            "numba backend, or a model whose parameters stay on the host")
     x = images.transpose(0, 2, 3, 1)  # (N, R, R, 3): channels-last for the convs
     caches = []
     for i in range(len(cfg.vision_stem)):

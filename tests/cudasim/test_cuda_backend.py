@@ -4,7 +4,7 @@ argument checks, the copies it makes, and a whole CLIP training step against the
 import numpy as np
 import pytest
 
-from miniclip import CONFIGS, backend
+from miniclip import CONFIGS, CLIPConfig, backend
 from miniclip.kernels.cuda import ops as cuda_backend
 from miniclip.model.block import block_backward, block_forward
 from miniclip.model.clip import CLIP
@@ -97,13 +97,18 @@ def test_residual_block_through_the_switch(rng, dtype):
         assert_close(g[key], g_ref[key], key)
 
 
+TINY_WITH_STEM = CLIPConfig(**(CONFIGS["tiny"].to_dict() | {
+    "image_resolution": 16, "vision_patch_size": 2, "vision_stem": (3, 4)}))
+
+
+@pytest.mark.parametrize("cfg", [CONFIGS["tiny"], TINY_WITH_STEM], ids=["tiny", "tiny-stem"])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_clip_loss_and_grads_match_numpy_backend(dtype):
-    """A whole training step of CONFIGS["tiny"]: loss and every gradient, cuda vs numpy.
-    Tile sizes that are not powers of 2, unlike the other tests', and smaller than the widths,
-    so every product spans several tiles with ragged edges."""
+def test_clip_loss_and_grads_match_numpy_backend(dtype, cfg):
+    """A whole training step of CONFIGS["tiny"] (and of it behind a convolutional stem, whose
+    convs run as im2col on the host and the backend's products): loss and every gradient, cuda
+    vs numpy. Tile sizes that are not powers of 2, unlike the other tests', and smaller than the
+    widths, so every product spans several tiles with ragged edges."""
     rng = np.random.default_rng(0)
-    cfg = CONFIGS["tiny"]
     model = CLIP(cfg, seed=0, dtype=dtype)
     images = rng.standard_normal((3, 3, cfg.image_resolution, cfg.image_resolution)).astype(dtype)
     tokens = rng.integers(1, cfg.vocab_size - 1, size=(3, cfg.context_length))
