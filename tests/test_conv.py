@@ -44,20 +44,23 @@ def convolve_by_definition(x, w, b, stride, padding):
     return out
 
 
+def random_conv(rng, case):
+    """x (N, H, W, C_in), w (C_out, C_in, k, k), b (C_out,) for a case, then stride, padding."""
+    N, H, W, C, C_out, k, s, p = case
+    return (rng.standard_normal((N, H, W, C)), rng.standard_normal((C_out, C, k, k)),
+            rng.standard_normal(C_out), s, p)
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_conv2d_is_the_convolution(rng, case):
-    N, H, W, C, C_out, k, s, p = case
-    x, w, b = rng.standard_normal((N, H, W, C)), rng.standard_normal((C_out, C, k, k)), \
-        rng.standard_normal(C_out)
+    x, w, b, s, p = random_conv(rng, case)
     out, _ = conv2d.conv2d_forward(x, w, b, stride=s, padding=p)
     np.testing.assert_allclose(out, convolve_by_definition(x, w, b, s, p), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_conv2d_gradients(rng, case):
-    N, H, W, C, C_out, k, s, p = case
-    x, w, b = rng.standard_normal((N, H, W, C)), rng.standard_normal((C_out, C, k, k)), \
-        rng.standard_normal(C_out)
+    x, w, b, s, p = random_conv(rng, case)
     out, cache = conv2d.conv2d_forward(x, w, b, stride=s, padding=p)
     dout = rng.standard_normal(out.shape)
     dx, dw, db = conv2d.conv2d_backward(dout, cache)
