@@ -183,3 +183,20 @@ def test_stem_refuses_arrays_that_are_not_numpy(rng):
 
     with pytest.raises(NotImplementedError, match="runs on host \\(NumPy\\) arrays only"):
         stem_forward(DeviceLike(), model.params, STEM)
+
+
+@pytest.mark.parametrize("dtype_name", ["bfloat16", "float16"])
+def test_model_with_a_stem_in_16_bits(rng, dtype_name):
+    """16-bit weights and images through the stem (the reference im2col and the plain ops, as
+    every 16-bit call takes): the loss and the stem's gradients near float32's."""
+    import ml_dtypes
+
+    dtype = getattr(ml_dtypes, dtype_name, None) or getattr(np, dtype_name)
+    images, tokens = random_batch(STEM, 3, rng)
+    loss32, g32 = CLIP(STEM, seed=1, dtype=np.float32).loss_and_grads(
+        images.astype(np.float32), tokens)
+    loss16, g16 = CLIP(STEM, seed=1, dtype=dtype).loss_and_grads(images.astype(dtype), tokens)
+    assert abs(float(loss16) - float(loss32)) < 2e-2 * abs(float(loss32))
+    for key in ("visual.stem.0.weight", "visual.stem.1.bias"):
+        diff = np.abs(np.asarray(g16[key], np.float32) - g32[key]).max()
+        assert diff < 0.1 * np.abs(g32[key]).max(), key

@@ -45,7 +45,7 @@ def _conv_act_forward(x, w, b, activation):
     """One conv of the stem and its activation: x (N, H, W, C_in) -> (N, H/2, W/2, C_out)."""
     cols = _windows(x)
     w_mat = conv2d.weight_matrix(w)  # (C_out, 9 C_in)
-    fc_act = backend.fused("linear_act_forward", cols)
+    fc_act = backend.fused("linear_act_forward", cols, w_mat, b)
     if fc_act is not None:  # the product, its bias and the activation in one op
         out, c_lin = fc_act(cols, w_mat, b, activation)
         return out, (c_lin, None)
