@@ -23,7 +23,9 @@ from miniclip.nn.pooling import eot_pool_backward, eot_pool_forward
 
 
 def vision_forward(params, cfg, images):
-    """images (N, 3, R, R) -> features (N, E), cache."""
+    """images (N, 3, R, R) -> features (N, E), cache = (c_patch, c_pre, c_blocks, c_post, c_proj,
+    x_shape); behind a convolutional stem (cfg.vision_stem), c_patch is (the patch embedding's
+    cache, the stem's)."""
     ops = backend.ops
     c_stem = None
     if cfg.vision_stem:  # convolutions first: (N, 3, R, R) -> (N, C, R / 2^S, R / 2^S)
@@ -42,13 +44,18 @@ def vision_forward(params, cfg, images):
     h, c_post = ops.layernorm_forward(cls, params["visual.ln_post.weight"],
                                       params["visual.ln_post.bias"], EPS)
     feats, c_proj = ops.linear_forward(h, params["visual.proj"].T, None)  # h @ proj: (N, E)
-    return feats, (c_stem, c_patch, c_pre, c_blocks, c_post, c_proj, x.shape)
+    if c_stem is not None:  # the cache keeps its six parts (lesson 5 unpacks them)
+        c_patch = (c_patch, c_stem)
+    return feats, (c_patch, c_pre, c_blocks, c_post, c_proj, x.shape)
 
 
 def vision_backward(dfeats, cache, cfg):
     """dfeats (N, E) -> grads for every 'visual.*' key."""
     ops = backend.ops
-    c_stem, c_patch, c_pre, c_blocks, c_post, c_proj, x_shape = cache
+    c_patch, c_pre, c_blocks, c_post, c_proj, x_shape = cache
+    c_stem = None
+    if cfg.vision_stem:
+        c_patch, c_stem = c_patch
     g = {}
     dh, dproj_t, _ = ops.linear_backward(dfeats, c_proj)
     g["visual.proj"] = dproj_t.T
