@@ -213,7 +213,12 @@ def test_killed_process_ends_the_job(tiny_data, tmp_path):
         stdout, stderr = job.communicate(timeout=30)  # ends within 30 s, or this raises
         assert job.returncode != 0
         assert time.perf_counter() - t0 < 30
-        assert "BAD TERMINATION" in stdout + stderr  # mpiexec says a process died; ends the rest
+        out = stdout + stderr
+        # who says so first is a race: mpiexec, that a process died (and it ends the rest), or
+        # rank 0, whose collective with the dead process failed (and it aborts the job)
+        mpiexec_saw_it = "BAD TERMINATION" in out
+        rank0_saw_it = "Other MPI error" in out and "MPI_Abort" in out
+        assert mpiexec_saw_it or rank0_saw_it, out[-2000:]
         # the checkpoint the root wrote last is whole (written atomically) and loads
         assert load_checkpoint(run_dir / "checkpoint.safetensors").step >= 2
     finally:
