@@ -16,14 +16,15 @@ With ``cfg.vision_stem = (16, 32)`` and a 64 x 64 image:
       -> channels-first (N, 32, 16, 16): the patch embedding cuts it into P x P patches
 
 Each conv is im2col (miniclip/nn/conv2d.py; the numba backend has a kernel for it) followed by the
-backend's linear op with the activation, so it runs on the same matrix products as the rest of
-the model. The weights are stored as PyTorch stores a conv: ``visual.stem.{i}.weight``
+product and activation of the MLP's first layer (model/mlp.py linear_act_forward), so it runs on
+the same matrix products as the rest of the model. The weights are stored as PyTorch stores a conv: ``visual.stem.{i}.weight``
 (C_out, C_in, 3, 3) and ``visual.stem.{i}.bias`` (C_out,).
 """
 
 import numpy as np
 
 from miniclip import backend
+from miniclip.model.mlp import linear_act_backward, linear_act_forward
 from miniclip.nn import conv2d
 
 KERNEL, STRIDE, PADDING = 3, 2, 1  # each conv halves the image: (R + 2 - 3) // 2 + 1 = R / 2
@@ -41,28 +42,6 @@ def _pixels(dcols, image_shape):
     return col2im(dcols, image_shape, KERNEL, STRIDE, PADDING)
 
 
-def _conv_act_forward(x, w, b, activation):
-    """One conv of the stem and its activation: x (N, H, W, C_in) -> (N, H/2, W/2, C_out)."""
-    cols = _windows(x)
-    w_mat = conv2d.weight_matrix(w)  # (C_out, 9 C_in)
-    fc_act = backend.fused("linear_act_forward", cols, w_mat, b)
-    if fc_act is not None:  # the product, its bias and the activation in one op
-        out, c_lin = fc_act(cols, w_mat, b, activation)
-        return out, (c_lin, None)
-    h, c_lin = backend.ops.linear_forward(cols, w_mat, b)
-    out, c_act = getattr(backend.ops, f"{activation}_forward")(h)
-    return out, (c_lin, c_act)
-
-
-def _conv_act_backward(dout, cache, activation):
-    """dout (N, H/2, W/2, C_out) -> dcols (N, H/2, W/2, 9 C_in), dw_mat, db."""
-    c_lin, c_act = cache
-    if c_act is None:
-        return backend.fused("linear_act_backward", dout, required=True)(dout, c_lin)
-    dh = getattr(backend.ops, f"{activation}_backward")(dout, c_act)
-    return backend.ops.linear_backward(dh, c_lin)
-
-
 def stem_forward(images, params, cfg):
     """images (N, 3, R, R) -> features (N, C, R / 2^S, R / 2^S) (C = cfg.vision_stem[-1], S its
     length), cache."""
@@ -76,7 +55,9 @@ def stem_forward(images, params, cfg):
     for i in range(len(cfg.vision_stem)):
         w, b = params[f"visual.stem.{i}.weight"], params[f"visual.stem.{i}.bias"]
         x_shape = x.shape
-        x, c = _conv_act_forward(x, w, b, cfg.activation)  # (N, H/2, W/2, C_out)
+        cols = _windows(x)  # (N, H/2, W/2, 9 C_in)
+        x, c = linear_act_forward(cols, conv2d.weight_matrix(w), b,  # w: (C_out, 9 C_in)
+                                  cfg.activation)  # (N, H/2, W/2, C_out)
         caches.append((c, x_shape, w.shape))
     return x.transpose(0, 3, 1, 2), caches  # channels-first, as the patch embedding reads images
 
@@ -88,7 +69,7 @@ def stem_backward(dfeatures, caches, cfg):
     d = dfeatures.transpose(0, 2, 3, 1)  # (N, r, r, C) channels-last
     for i in reversed(range(len(caches))):
         c, x_shape, w_shape = caches[i]
-        dcols, dw_mat, db = _conv_act_backward(d, c, cfg.activation)
+        dcols, dw_mat, db = linear_act_backward(d, c, cfg.activation)  # dcols (N, h, w, 9 C_in)
         g[f"visual.stem.{i}.weight"] = conv2d.weight_from_matrix(dw_mat, w_shape)
         g[f"visual.stem.{i}.bias"] = db
         if i > 0:  # the first conv reads the images, which need no gradient
