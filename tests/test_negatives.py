@@ -252,38 +252,68 @@ def test_hard_negatives_default_is_on_wherever_they_can_be():
         check_args(TrainArgs(hard_negatives=1))
     with pytest.raises(ValueError, match=r"--swapped-images must be a number in \[0, 1\], got 1.5"):
         check_args(TrainArgs(swapped_images=1.5))
+    with pytest.raises(ValueError, match=r"--swapped-colours must be a number in \[0, 1\], got -1"):
+        check_args(TrainArgs(swapped_colours=-1))
+    assert parse(["--swapped-colours", "1"]).swapped_colours == 1.0
     assert parse(["--swapped-images", "0.25"]).swapped_images == 0.25
 
 
-def test_swapped_images_are_the_scene_with_the_places_exchanged(toy):
-    """--swapped-images 1: every place swap of a two-object image is drawn; the drawing has each
-    object where the other was, its caption is the place-swapped one (no longer an extra text),
-    and the batch holds the images' twins after the images, captions likewise."""
+@pytest.mark.parametrize("kind", ["relation", "binding"])
+def test_swapped_images_are_the_scene_with_the_places_or_colours_exchanged(toy, kind):
+    """--swapped-images 1 (--swapped-colours 1): every place (colour) swap of a two-object image
+    is drawn; the drawing has each object where the other was (in the other's colour), its
+    caption is the swapped one (no longer an extra text), and the batch holds the images' twins
+    after the images, captions likewise."""
     split = load_split(toy, "train")
     words = _TextTokenizer()
+    fraction = {"relation": "twin_fraction", "binding": "colour_twin_fraction"}[kind]
     twins = HardNegatives(split, np.zeros((len(split), 1), np.int64), words, seed=0,
-                          twin_fraction=1.0)
+                          **{fraction: 1.0})
     plain = HardNegatives(split, np.zeros((len(split), 1), np.int64), _TextTokenizer(), seed=0)
-    assert 10 < len(twins.twin_images) == twins.kinds["relation"] == plain.kinds["relation"]
+    assert 10 < len(twins.twin_images) == twins.kinds[kind] == plain.kinds[kind]
+    assert twins.twin_kinds == {kind: len(twins.twin_images)}
     assert len(twins.negative_tokens) == len(plain.negative_tokens) - len(twins.twin_images)
+    counts = np.diff(twins.twin_offsets)  # twins per image: 0 or 1 here
+    assert set(counts.tolist()) == {0, 1}
     checked = 0
-    for i in np.flatnonzero(twins.twin_of >= 0):
+    for i in np.flatnonzero(counts):
         a, b = split.objects(int(i))
-        image = twins.twin_images[twins.twin_of[i]]
-        caption = words.texts[twins.twin_tokens[twins.twin_of[i], 0]]
+        image = twins.twin_images[twins.twin_offsets[i]]
+        caption = words.texts[twins.twin_tokens[twins.twin_offsets[i], 0]]
         assert caption not in {words.texts[t] for t in twins.negative_tokens[
             twins.offsets[i]:twins.offsets[i + 1], 0]}
-        _check_caption(caption, _as_dicts(swap_places([a, b])))  # true of the drawing
+        swapped = (swap_places if kind == "relation" else swap_colours)([a, b])
+        _check_caption(caption, _as_dicts(swapped))  # true of the drawing
         if a.colour != b.colour:
-            for obj, other in ((a, b), (b, a)):  # obj is drawn where other was
+            for obj, other in ((a, b), (b, a)):  # obj's colour is drawn where other's place is
                 ys, xs = np.nonzero(np.abs(image.astype(int) - obj.rgb).max(axis=2) < 30)
-                assert abs(xs.mean() - other.cx) < 3 and abs(ys.mean() - other.cy) < 3
+                place = other if kind == "relation" else obj
+                if kind == "binding":  # obj's place shows the other's colour
+                    ys, xs = np.nonzero(np.abs(image.astype(int) - other.rgb).max(axis=2) < 30)
+                assert abs(xs.mean() - place.cx) < 3 and abs(ys.mean() - place.cy) < 3
             checked += 1
     assert checked > 10
     idx = np.arange(30)
     images, tokens, extra = twins.batch_with_twins(idx, split.images[idx])
-    has = twins.twin_of[idx] >= 0
+    has = counts[idx] > 0
+    rows = twins.twin_offsets[idx][has]
     assert len(images) == len(tokens) == 30 + has.sum() and has.sum() > 0
-    np.testing.assert_array_equal(images[30:], twins.twin_images[twins.twin_of[idx][has]])
-    np.testing.assert_array_equal(tokens[30:], twins.twin_tokens[twins.twin_of[idx][has]])
+    np.testing.assert_array_equal(images[30:], twins.twin_images[rows])
+    np.testing.assert_array_equal(tokens[30:], twins.twin_tokens[rows])
     np.testing.assert_array_equal(extra, twins.batch(idx)[1])
+
+
+def test_both_swaps_drawn(toy):
+    """--swapped-images 1 --swapped-colours 1: an image with both swaps gets both twins, the
+    place swap first, and the batch holds them in that order."""
+    split = load_split(toy, "train")
+    both = HardNegatives(split, np.zeros((len(split), 1), np.int64), _TextTokenizer(), seed=0,
+                         twin_fraction=1.0, colour_twin_fraction=1.0)
+    counts = np.diff(both.twin_offsets)
+    assert counts.max() == 2 and len(both.twin_images) == sum(both.twin_kinds.values())
+    assert "place-swapped twin images" in both.describe()
+    assert "colour-swapped twin images" in both.describe()
+    i = int(np.flatnonzero(counts == 2)[0])
+    images, tokens, _ = both.batch_with_twins(np.array([i]), split.images[[i]])
+    assert len(images) == 3
+    np.testing.assert_array_equal(images[1:], both.twin_images[both.twin_offsets[i]:][:2])

@@ -99,7 +99,7 @@ def test_place_swapped_twins_are_drawn_in_the_datasets_world(varied_split, toy_w
 
     monkeypatch.setattr(draw_varied, "draw_varied_scene", recording)
     i = int(np.flatnonzero(varied_split.n_objects == 2)[0])
-    twin = hardneg._draw_place_swapped(varied_split, i, seed=0, toy_world=toy_world)
+    twin = hardneg._draw_swapped(varied_split, i, seed=0, toy_world=toy_world)
     swapped = swap_places(varied_split.objects(i))
     if toy_world == "varied":  # turned and proportioned anew, in the swapped boxes
         assert len(calls) == 1 and all(o.look is not None for o in calls[0])

@@ -56,9 +56,13 @@ class TrainArgs:
     # NegCLIP: swapped captions as extra texts (train/hardneg.py); None: on where they can be
     hard_negatives: bool | None = None
     swapped_images: float = 0.0  # with hard negatives: share of place swaps drawn (hardneg.py)
+    swapped_colours: float = 0.0  # with hard negatives: share of colour swaps drawn
     # with hard negatives: share of one-object images given a shape-swapped false caption
     # (hardneg.py); None: hardneg.SINGLE_FRACTION (0.3)
     shape_negatives: float | None = None
+    # share of each batch's one-object images drawn in groups alike but for the shape
+    # (train/shapegroups.py); toy world only
+    shape_groups: float = 0.0
     # the toy world (datasets/scenes.py WORLDS) the --data folder must hold, and is generated
     # with if missing; None: whatever it holds (the classic world when generated). On the
     # command line, --world varied also brings WORLD_DEFAULTS["varied"] for what is not given.
@@ -88,7 +92,8 @@ def with_world_defaults(given: dict, distributed: bool = False) -> dict:
 
     merged = {**recipe, **given}
     if not wants_hard_negatives(TrainArgs(**merged), world="distributed" if distributed else None):
-        for name, off in (("swapped_images", 0.0), ("shape_negatives", None)):
+        for name, off in (("swapped_images", 0.0), ("swapped_colours", 0.0),
+                          ("shape_negatives", None)):
             if name not in given:
                 merged[name] = off
     return merged
@@ -186,13 +191,19 @@ def check_args(args: TrainArgs) -> None:
     if args.hard_negatives is not None and not isinstance(args.hard_negatives, bool):
         raise TypeError(f"--hard-negatives must be True, False or None, got "
                         f"{args.hard_negatives!r}")
-    if not _is_number(args.swapped_images) or not 0.0 <= args.swapped_images <= 1.0:
-        raise ValueError(f"--swapped-images must be a number in [0, 1], got "
-                         f"{args.swapped_images!r}")
+    for name in ("swapped_images", "swapped_colours"):
+        value = getattr(args, name)
+        if not _is_number(value) or not 0.0 <= value <= 1.0:
+            raise ValueError(f"{_flag(name)} must be a number in [0, 1], got {value!r}")
     if args.shape_negatives is not None and (
             not _is_number(args.shape_negatives) or not 0.0 <= args.shape_negatives <= 1.0):
         raise ValueError(f"--shape-negatives must be a number in [0, 1], got "
                          f"{args.shape_negatives!r}")
+    if not _is_number(args.shape_groups) or not 0.0 <= args.shape_groups <= 1.0:
+        raise ValueError(f"--shape-groups must be a number in [0, 1], got {args.shape_groups!r}")
+    if args.shape_groups and own_data_kind(args.data) is not None:
+        raise ValueError(f"--shape-groups: only for the toy dataset; --data {args.data} is your "
+                         "own data")
     if args.hard_negatives:  # train/hardneg.py
         from miniclip.train.hardneg import check_hard_negative_args
 
@@ -282,8 +293,12 @@ def build_parser() -> argparse.ArgumentParser:
         "stochastic_rounding": "round the 16-bit weight copies stochastically",
         "swapped_images": "with hard negatives: the share of two-object images whose scene with "
                           "the places swapped is drawn as an extra image, with its caption",
+        "swapped_colours": "with hard negatives: the share of two-object images whose scene "
+                           "with the colours swapped is drawn as an extra image, with its caption",
         "shape_negatives": "with hard negatives: the share of one-object images given a false "
                            "caption with another shape (None: 0.3)",
+        "shape_groups": "the share of each batch's one-object images drawn in groups of 4 alike "
+                        "in colour, size and place, each of another shape",
         "world": f"the toy world of --data, one of {WORLDS}; generated so if missing. "
                  "varied: shapes of any size, turn, proportion, colour and background within "
                  "the documented ranges, trained with its own defaults (--data "

@@ -46,16 +46,21 @@ class HardNegatives:
 
     def __init__(self, split, tokens: np.ndarray, tokenizer, seed: int, world=None,
                  every_kind: bool = True, twin_fraction: float = 0.0,
-                 toy_world: str = "classic", single_fraction: float = SINGLE_FRACTION):
+                 toy_world: str = "classic", single_fraction: float = SINGLE_FRACTION,
+                 colour_twin_fraction: float = 0.0):
         if world is not None:  # train/distributed.py: each process would need its own share
             raise ValueError("--hard-negatives works in one process: it cannot be combined with "
                              "--distributed yet")
         self.kinds: dict[str, int] = {}
+        self.twin_kinds: dict[str, int] = {}  # drawn twins per kind of swap
         rows, trues, falses = [], [], []
         twin_rows, twin_images, twin_captions = [], [], []
         counts = np.zeros(len(split), dtype=np.int64)  # false captions per image
         pick = np.random.default_rng([seed, SEED_TAG]).random(len(split)) < single_fraction
-        draw_twin = np.random.default_rng([seed, SEED_TAG, 2]).random(len(split)) < twin_fraction
+        draw_twin = {
+            "relation": np.random.default_rng([seed, SEED_TAG, 2]).random(len(split)) < twin_fraction,
+            "binding": (np.random.default_rng([seed, SEED_TAG, 3]).random(len(split))
+                        < colour_twin_fraction)}
         for i in np.flatnonzero((split.n_objects == 2) | pick):
             i = int(i)
             seed_i = [seed, SEED_TAG, i]
@@ -70,9 +75,10 @@ class HardNegatives:
             trues.append(pairs[0].true)  # the same true caption for every pair of a scene
             for pair in pairs:
                 self.kinds[pair.kind] = self.kinds.get(pair.kind, 0) + 1
-                if pair.kind == "relation" and draw_twin[i]:  # drawn: a true pair
+                if pair.kind in draw_twin and draw_twin[pair.kind][i]:  # drawn: a true pair
                     twin_rows.append(i)
-                    twin_images.append(_draw_place_swapped(split, i, seed, toy_world))
+                    self.twin_kinds[pair.kind] = self.twin_kinds.get(pair.kind, 0) + 1
+                    twin_images.append(_draw_swapped(split, i, seed, toy_world, pair.kind))
                     twin_captions.append(pair.negative)
                     continue
                 falses.append(pair.negative)
@@ -85,9 +91,11 @@ class HardNegatives:
         if rows:
             self.tokens[rows] = tokenizer.tokenize(trues)
             self.negative_tokens[:] = tokenizer.tokenize(falses)
-        # twins: image twin_of[i] (or -1) is image i's scene with the two objects' places swapped
-        self.twin_of = np.full(len(split), -1, dtype=np.int64)
-        self.twin_of[twin_rows] = np.arange(len(twin_rows))
+        # twins: rows twin_offsets[i]:twin_offsets[i + 1] of twin_images are image i's scene with
+        # the two objects' places (and then colours) swapped, those drawn
+        self.twin_offsets = np.concatenate(
+            [[0], np.cumsum(np.bincount(np.array(twin_rows, dtype=np.int64),
+                                        minlength=len(split)))])  # (n_pairs + 1,)
         r = split.images.shape[1]
         self.twin_images = (np.stack(twin_images) if twin_images
                             else np.zeros((0, r, r, 3), np.uint8))  # (M2, R, R, 3)
@@ -97,18 +105,14 @@ class HardNegatives:
     def batch(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """-> (captions (B, T), extra false captions (K, T)) for the images ``idx``: the false
         captions of idx[0], then those of idx[1], ..."""
-        counts = self.offsets[idx + 1] - self.offsets[idx]  # (B,)
-        firsts = np.repeat(self.offsets[idx], counts)  # (K,) each negative's image's first row
-        within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-        return self.tokens[idx], self.negative_tokens[firsts + within]
+        return self.tokens[idx], self.negative_tokens[_rows_of(self.offsets, idx)]
 
     def batch_with_twins(self, idx: np.ndarray, images: np.ndarray):
         """-> (images (B + M, R, R, 3), captions (B + M, T), extra false captions (K, T)): the
         batch's images followed by the place-swapped twins of those that have one, each twin
         captioned with its scene's true caption (its original's place-swapped negative)."""
         tokens, extra = self.batch(idx)
-        which = self.twin_of[idx]
-        which = which[which >= 0]
+        which = _rows_of(self.twin_offsets, idx)
         return (np.concatenate([images, self.twin_images[which]]),
                 np.concatenate([tokens, self.twin_tokens[which]]), extra)
 
@@ -116,27 +120,42 @@ class HardNegatives:
         kinds = ", ".join(f"{n:,} {k}" for k, n in sorted(self.kinds.items()))
         return (f"hard negatives for {int(self.has_negative.sum()):,} training images: "
                 f"{len(self.negative_tokens):,} false captions ({kinds})"
-                + (f", {len(self.twin_images):,} place-swapped twin images"
-                   if len(self.twin_images) else ""))
+                + "".join(f", {self.twin_kinds[kind]:,} {word}-swapped twin images"
+                          for kind, word in (("relation", "place"), ("binding", "colour"))
+                          if kind in self.twin_kinds))
 
 
-def _draw_place_swapped(split, i: int, seed: int, toy_world: str = "classic") -> np.ndarray:
-    """Training image i's two objects with their places swapped, drawn as the training set is
-    (draw.py, or draw_varied.py for the varied world, each object then turned and proportioned
-    anew within its shape's ranges), on a new background, colours jittered anew -> uint8
-    (R, R, 3)."""
+def _rows_of(offsets: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """The rows offsets[i]:offsets[i + 1] of every i in idx, one after the other -> (K,) int.
+
+    >>> _rows_of(np.array([0, 2, 2, 5]), np.array([2, 0]))
+    array([2, 3, 4, 0, 1])
+    """
+    counts = offsets[idx + 1] - offsets[idx]  # (B,)
+    firsts = np.repeat(offsets[idx], counts)  # (K,) the first row of each row's image
+    within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    return firsts + within
+
+
+def _draw_swapped(split, i: int, seed: int, toy_world: str = "classic",
+                  kind: str = "relation") -> np.ndarray:
+    """Training image i's two objects with their places swapped (kind "relation") or their
+    colours swapped (kind "binding"), drawn as the training set is (draw.py, or draw_varied.py
+    for the varied world, each object then turned and proportioned anew within its shape's
+    ranges), on a new background, colours jittered anew -> uint8 (R, R, 3)."""
     from dataclasses import replace
 
     from miniclip.datasets import variety
     from miniclip.datasets.attributes import SHAPES
     from miniclip.datasets.draw import make_background, render_image
-    from miniclip.datasets.negatives import swap_places
+    from miniclip.datasets.negatives import swap_colours, swap_places
     from miniclip.datasets.scenes import COLOUR_JITTER, jittered_rgb
     from miniclip.datasets.storage import SUPERSAMPLE
 
-    rng = np.random.default_rng([seed, SEED_TAG, i, 1])
+    swap, tag = {"relation": (swap_places, 1), "binding": (swap_colours, 2)}[kind]
+    rng = np.random.default_rng([seed, SEED_TAG, i, tag])
     r = split.images.shape[1]
-    swapped = swap_places(split.objects(i))
+    swapped = swap(split.objects(i))
     if toy_world == "varied":
         from miniclip.datasets.draw_varied import draw_varied_scene
 
@@ -172,13 +191,17 @@ def hard_negatives_for(args, world, split, tokens, tokenizer, log,
         if args.swapped_images:
             raise ValueError(f"--swapped-images {args.swapped_images:g} draws the place swaps of "
                              + off)
+        if args.swapped_colours:
+            raise ValueError(f"--swapped-colours {args.swapped_colours:g} draws the colour swaps "
+                             "of " + off)
         if args.shape_negatives is not None:
             raise ValueError(f"--shape-negatives {args.shape_negatives:g} is a share of " + off)
         return None
     single = SINGLE_FRACTION if args.shape_negatives is None else args.shape_negatives
     negatives = HardNegatives(split, tokens, tokenizer, args.seed, world,
                               twin_fraction=args.swapped_images, toy_world=toy_world,
-                              single_fraction=single)
+                              single_fraction=single,
+                              colour_twin_fraction=args.swapped_colours)
     log(f"  {negatives.describe()}")
     return negatives
 

@@ -193,6 +193,11 @@ def _setup(args, resume, log, regenerate, out_dir, world) -> Run:
 
     run.negatives = hard_negatives_for(args, world, train_split, tokens, tokenizer, log,
                                        toy_world=meta.get("world", "classic"))
+    if args.shape_groups and train_split is not None:  # --shape-groups (train/shapegroups.py)
+        from miniclip.train.shapegroups import ShapeGroups
+
+        run.shape_groups = ShapeGroups(train_split, args.shape_groups)
+        log("  " + run.shape_groups.describe())
     if ckpt is not None:
         model.load_state_dict(ckpt.params)
         optimizer.params = model.params  # load_state_dict made new arrays
@@ -254,6 +259,8 @@ def run_steps(run: Run, progress: bool = True, after_step=None, log=print) -> tu
                 else:
                     idx = batch_indices(run.step, len(run.train_split), args.batch_size,
                                         args.seed)
+                    if run.shape_groups is not None:  # --shape-groups
+                        idx = run.shape_groups.batch(idx, run.step, args.seed)
                     images, tokens = run.train_split.images[idx], run.tokens[idx]
                     if run.negatives is not None:  # --hard-negatives (train/hardneg.py)
                         images, tokens, extra = run.negatives.batch_with_twins(idx, images)

@@ -46,6 +46,7 @@ class Run:
     world: object = None  # train/distributed.World under --distributed; None: one process
     lock: object = None  # runfolder.RunFolderLock: this process owns out_dir until release
     negatives: object = None  # train/hardneg.HardNegatives with --hard-negatives, else None
+    shape_groups: object = None  # train/shapegroups.ShapeGroups with --shape-groups F > 0
 
     @property
     def is_root(self) -> bool:
