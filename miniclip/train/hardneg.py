@@ -10,6 +10,8 @@ the places swapped (``model/loss.py``, extra texts).
 
 ``--swapped-images F`` (``twin_fraction``) also DRAWS the place-swapped scene of a share F of the
 two-object images: an extra image captioned with the place-swapped caption (``batch_with_twins``).
+``--swapped-colours F`` (``colour_twin_fraction``) draws the colour-swapped scenes likewise: each
+caption that binds colours to shapes must then pick its own image over its colour-swapped twin.
 
 Until 2026-11-29 a two-object image got ONE of its two negatives, at random
 (``every_kind=False``): a quarter of the place swaps were never shown, and the relation test
