@@ -202,3 +202,19 @@ def test_one_convention_for_every_kind(tmp_path, kind):
     expected = (square.astype(np.float32) / np.float32(255) - pre.mean.astype(np.float32)) \
         / pre.std.astype(np.float32)
     np.testing.assert_array_equal(pre(square)[0], expected.transpose(2, 0, 1))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batch_normalisation_by_table_is_the_pixel_by_pixel_formula(rng, dtype):
+    """Preprocess.normalize looks every byte up in a (3, 256) table: bit for bit the float32
+    steps 4-5 done pixel by pixel, for every byte value in every channel, then cast to dtype."""
+    from miniclip.pretrained.preprocess import ToyPreprocess
+
+    pixels = rng.integers(0, 256, size=(5, 16, 16, 3), dtype=np.uint8)
+    pixels[0].reshape(-1, 3)[:256] = np.arange(256, dtype=np.uint8)[:, None]  # every byte
+    pre = ToyPreprocess(16, [0.31, 0.42, 0.53], [0.21, 0.26, 0.37], dtype=dtype)
+    x = pre.normalize(pixels)
+    by_pixel = (pixels.astype(np.float32) / np.float32(255) - pre.mean.astype(np.float32)) \
+        / pre.std.astype(np.float32)  # (N, R, R, 3)
+    assert x.dtype == dtype and x.shape == (5, 3, 16, 16) and x.flags.c_contiguous
+    np.testing.assert_array_equal(x, by_pixel.transpose(0, 3, 1, 2).astype(dtype))

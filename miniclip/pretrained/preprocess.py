@@ -164,10 +164,20 @@ class Preprocess:
         return np.asarray(center_crop(image, self.resolution).convert("RGB"))
 
     def normalize(self, pixels):
-        """uint8 (N, R, R, 3) -> (N, 3, R, R): steps 4-5 in float32, then ``dtype``."""
-        x = pixels.astype(np.float32) / np.float32(255)  # (N, R, R, 3) in [0, 1]
-        x = (x - self.mean.astype(np.float32)) / self.std.astype(np.float32)
-        return np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=self.dtype)  # (N, 3, R, R)
+        """uint8 (N, R, R, 3) -> (N, 3, R, R): steps 4-5 in float32, then ``dtype``.
+
+        A byte has only 256 values, so each channel's 256 results are computed once (a (3, 256)
+        table, the very float32 operations of steps 4-5) and every pixel is looked up: the same
+        numbers as computing them pixel by pixel, in one pass instead of five (about 3x faster
+        for a training batch)."""
+        byte = np.arange(256, dtype=np.float32) / np.float32(255)  # (256,) in [0, 1]
+        table = ((byte[None, :] - self.mean.astype(np.float32)[:, None])
+                 / self.std.astype(np.float32)[:, None]).astype(self.dtype)  # (3, 256)
+        channels_first = pixels.transpose(0, 3, 1, 2)  # (N, 3, R, R), a view
+        out = np.empty(channels_first.shape, self.dtype)
+        for c in range(3):
+            out[:, c] = table[c][channels_first[:, c]]
+        return out
 
     def _one(self, image, where):
         if isinstance(image, (str, Path)):
