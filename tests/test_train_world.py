@@ -20,15 +20,17 @@ def test_the_recipe_fills_in_only_what_was_not_given():
     varied = with_world_defaults({"world": "varied", "steps": 7})
     assert varied == {**WORLD_DEFAULTS["varied"], "world": "varied", "steps": 7}
     assert varied["model"] == "toy-64-stem" and varied["swapped_images"] == 1.0
-    assert varied["shape_negatives"] == 1.0
+    assert varied["shape_negatives"] == 1.0 and varied["swapped_colours"] == 1.0
+    assert varied["shape_groups"] == 0.75
 
 
 @pytest.mark.parametrize("given", [{"hard_negatives": False}, {"loss": "siglip"},
                                    {"precision": "bf16"}])
 def test_the_drawn_swaps_are_left_out_where_hard_negatives_are_off(given):
     merged = with_world_defaults({"world": "varied", **given})
-    assert merged["swapped_images"] == 0.0 and merged["model"] == "toy-64-stem"
-    assert merged["shape_negatives"] is None
+    assert merged["swapped_images"] == merged["swapped_colours"] == 0.0
+    assert merged["model"] == "toy-64-stem" and merged["shape_negatives"] is None
+    assert merged["shape_groups"] == 0.75  # no hard negatives needed
     check_args(TrainArgs(**merged))  # a consistent run, not an error about --swapped-images
     assert with_world_defaults({"world": "varied"}, distributed=True)["swapped_images"] == 0.0
     # typed by the user, they stay (and the run says why they cannot be drawn)
@@ -54,7 +56,8 @@ def test_a_missing_folder_is_generated_in_the_world_and_resolution_asked(tmp_pat
 
 def test_cli_trains_the_varied_recipe_end_to_end(tmp_path, capsys):
     data, out = tmp_path / "data", tmp_path / "run"
-    code = main(["--world", "varied", "--data", str(data), "--n-train", "64", "--steps", "2",
+    # 1200 images: enough one-object images of each colour, size and place for shape groups
+    code = main(["--world", "varied", "--data", str(data), "--n-train", "1200", "--steps", "2",
                  "--batch-size", "16", "--eval-every", "0", "--out", str(out), "--no-progress"])
     assert code == 0
     meta = json.loads((data / "meta.json").read_text())
@@ -64,9 +67,12 @@ def test_cli_trains_the_varied_recipe_end_to_end(tmp_path, capsys):
     saved = load_checkpoint(out / "checkpoint.safetensors").train_args
     assert saved["world"] == "varied" and saved["model"] == "toy-64-stem"
     assert saved["swapped_images"] == 1.0 and saved["batch_size"] == 16  # given wins
-    assert saved["shape_negatives"] == 1.0
+    assert saved["shape_negatives"] == saved["swapped_colours"] == 1.0
+    assert saved["shape_groups"] == 0.75
     assert saved["augment"] is False and saved["steps"] == 2
-    assert "place-swapped twin images" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "place-swapped twin images" in printed and "colour-swapped twin images" in printed
+    assert "shape groups: 75% of each batch's one-object images" in printed
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["model"] == "toy-64-stem" and 0.0 <= metrics["renderer_shift_top1_seen"] <= 1.0
 

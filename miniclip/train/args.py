@@ -73,11 +73,13 @@ class TrainArgs:
 # "Learning the varied world" and "Reaching the targets"): 64 px images, so that small shapes
 # have the pixels to tell them apart, read by a convolutional stem (toy-64-stem); batches of
 # 128, for 4000 steps; no augmentation (the world varies more than it would, and the step is 14%
-# cheaper without); every place swap drawn and a shape-swapped caption for every one-object
-# image. The drawn swaps and the shape swaps need the hard negatives.
+# cheaper without); every place swap and every colour swap drawn, a shape-swapped caption for
+# every one-object image, and three quarters of the one-object images in shape groups
+# ("Batches that ask for the shape"). The drawn swaps and the shape swaps need the hard negatives.
 WORLD_DEFAULTS = {
     "varied": {"data": "data/toy-varied-64", "model": "toy-64-stem", "batch_size": 128,
-               "steps": 4000, "augment": False, "swapped_images": 1.0, "shape_negatives": 1.0},
+               "steps": 4000, "augment": False, "swapped_images": 1.0, "swapped_colours": 1.0,
+               "shape_negatives": 1.0, "shape_groups": 0.75},
 }
 
 
@@ -303,7 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
                  "varied: shapes of any size, turn, proportion, colour and background within "
                  "the documented ranges, trained with its own defaults (--data "
                  "data/toy-varied-64 --model toy-64-stem --batch-size 128 --steps 4000 "
-                 "--no-augment --swapped-images 1 --shape-negatives 1)",
+                 "--no-augment --swapped-images 1 --swapped-colours 1 --shape-negatives 1 "
+                 "--shape-groups 0.75)",
         "hard_negatives": "add colour-, place- and shape-swapped captions as extra texts "
                           "without an image (NegCLIP; toy world, clip loss, fp32, one process). "
                           "None: on wherever they can be, without --init",

@@ -49,8 +49,10 @@ class ShapeGroups:
         self.keys = [{shape: np.array(rows) for shape, rows in shapes.items()}
                      for _, shapes in sorted(by_key.items()) if len(shapes) >= group_size]
         if not self.keys:
-            raise ValueError(f"--shape-groups: no colour, size and place of the training set has "
-                             f"{group_size} shapes to make a group of")
+            raise ValueError(f"--shape-groups {share:g}: no colour, size and place among the "
+                             f"{len(one)} one-object training images has {group_size} shapes to "
+                             "make a group of; train on more images (--n-train) or with "
+                             "--shape-groups 0")
 
     def describe(self) -> str:
         return (f"shape groups: {self.share:.0%} of each batch's one-object images drawn in "
