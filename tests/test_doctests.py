@@ -14,6 +14,12 @@ MODULES = sorted(m.name for m in pkgutil.walk_packages(miniclip.__path__, "minic
 
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name):
+    from miniclip import backend
+
     module = importlib.import_module(name)
-    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    before = backend.get_backend()  # backend.py's example switches to numpy "for good"
+    try:
+        result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    finally:
+        backend.use_backend(before)  # the tests after these ones get the backend they had
     assert result.failed == 0, f"{result.failed} docstring example(s) failed in {name}"
