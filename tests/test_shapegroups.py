@@ -57,6 +57,8 @@ def test_the_groups_depend_on_seed_and_step_only():
     drawn = batch_indices(7, len(split.n_objects), 64, seed=1)
     a = ShapeGroups(split, 1.0).batch(drawn, 7, seed=1)
     np.testing.assert_array_equal(a, ShapeGroups(split, 1.0).batch(drawn, 7, seed=1))
+    np.testing.assert_array_equal(  # what the training loop asks for
+        a, batch_indices(7, len(split.n_objects), 64, 1, shape_groups=ShapeGroups(split, 1.0)))
     assert not np.array_equal(a, ShapeGroups(split, 1.0).batch(drawn, 8, seed=1))
     assert not np.array_equal(a, ShapeGroups(split, 1.0).batch(drawn, 7, seed=2))
 

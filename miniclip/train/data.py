@@ -15,9 +15,12 @@ from miniclip.text.tokenizer import ModelTokenizer
 _PERMUTATION = {}  # (n_pairs, seed, epoch) -> the permutation of that epoch, the latest only
 
 
-def batch_indices(step: int, n_pairs: int, batch_size: int, seed: int) -> np.ndarray:
+def batch_indices(step: int, n_pairs: int, batch_size: int, seed: int,
+                  shape_groups=None) -> np.ndarray:
     """Which training pairs make up batch ``step``: a slice of a permutation of the pairs drawn
-    from (seed, epoch). The last partial batch of an epoch is dropped.
+    from (seed, epoch). The last partial batch of an epoch is dropped. With ``shape_groups``
+    (train/shapegroups.py, --shape-groups) a share of its one-object images is then redrawn in
+    groups alike but for the shape.
 
     Depends only on its arguments, so a resumed run draws the same batches.
     """
@@ -27,7 +30,8 @@ def batch_indices(step: int, n_pairs: int, batch_size: int, seed: int) -> np.nda
     if key not in _PERMUTATION:
         _PERMUTATION.clear()
         _PERMUTATION[key] = np.random.default_rng([seed, epoch]).permutation(n_pairs)
-    return _PERMUTATION[key][i * batch_size:(i + 1) * batch_size]
+    drawn = _PERMUTATION[key][i * batch_size:(i + 1) * batch_size]
+    return drawn if shape_groups is None else shape_groups.batch(drawn, step, seed)
 
 
 def train_tokenizer(captions, vocab_size: int, context_length: int) -> ModelTokenizer:

@@ -77,6 +77,7 @@ from miniclip.train.runfolder import (
     write_text_atomic,
 )
 from miniclip.train.runfolder import format_duration as _duration
+from miniclip.train.shapegroups import shape_groups_for
 from miniclip.train.step import take_step
 
 # ---- the run ---------------------------------------------------------------------------------
@@ -193,11 +194,7 @@ def _setup(args, resume, log, regenerate, out_dir, world) -> Run:
 
     run.negatives = hard_negatives_for(args, world, train_split, tokens, tokenizer, log,
                                        toy_world=meta.get("world", "classic"))
-    if args.shape_groups and train_split is not None:  # --shape-groups (train/shapegroups.py)
-        from miniclip.train.shapegroups import ShapeGroups
-
-        run.shape_groups = ShapeGroups(train_split, args.shape_groups)
-        log("  " + run.shape_groups.describe())
+    run.shape_groups = shape_groups_for(args, train_split, log)  # --shape-groups
     if ckpt is not None:
         model.load_state_dict(ckpt.params)
         optimizer.params = model.params  # load_state_dict made new arrays
@@ -258,9 +255,7 @@ def run_steps(run: Run, progress: bool = True, after_step=None, log=print) -> tu
                     images, tokens = owndata.next_batch(run)
                 else:
                     idx = batch_indices(run.step, len(run.train_split), args.batch_size,
-                                        args.seed)
-                    if run.shape_groups is not None:  # --shape-groups
-                        idx = run.shape_groups.batch(idx, run.step, args.seed)
+                                        args.seed, run.shape_groups)
                     images, tokens = run.train_split.images[idx], run.tokens[idx]
                     if run.negatives is not None:  # --hard-negatives (train/hardneg.py)
                         images, tokens, extra = run.negatives.batch_with_twins(idx, images)

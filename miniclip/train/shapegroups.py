@@ -75,3 +75,13 @@ class ShapeGroups:
                 grouped.append(int(rng.choice(shapes[int(shape)])))
         rest = singles[~np.isin(singles, grouped)][:len(singles) - len(grouped)]
         return np.concatenate([drawn[is_two], np.array(grouped, dtype=drawn.dtype), rest])
+
+
+def shape_groups_for(args, split, log) -> ShapeGroups | None:
+    """The run's ShapeGroups (logged), or None without --shape-groups or without the toy world's
+    split (your own data, refused earlier by check_args)."""
+    if not args.shape_groups or split is None:
+        return None
+    groups = ShapeGroups(split, args.shape_groups)
+    log("  " + groups.describe())
+    return groups
