@@ -44,6 +44,8 @@ class HardNegatives:
     image of the batch, captioned with the place-swapped caption, which is then a true caption
     and no longer an extra text. Its original's caption is then a hard negative for it, and
     each caption must also pick its own image over the other (text -> image).
+    colour_twin_fraction: the same for the colour swaps (``--swapped-colours``). An image with
+    both drawn has two twins: rows twin_offsets[i]:twin_offsets[i + 1], the place swap first.
     """
 
     def __init__(self, split, tokens: np.ndarray, tokenizer, seed: int, world=None,
@@ -111,8 +113,9 @@ class HardNegatives:
 
     def batch_with_twins(self, idx: np.ndarray, images: np.ndarray):
         """-> (images (B + M, R, R, 3), captions (B + M, T), extra false captions (K, T)): the
-        batch's images followed by the place-swapped twins of those that have one, each twin
-        captioned with its scene's true caption (its original's place-swapped negative)."""
+        batch's images followed by the drawn twins of those that have any (place swap, then
+        colour swap), each twin captioned with its scene's true caption (its original's
+        swapped negative)."""
         tokens, extra = self.batch(idx)
         which = _rows_of(self.twin_offsets, idx)
         return (np.concatenate([images, self.twin_images[which]]),
