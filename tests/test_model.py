@@ -241,6 +241,20 @@ def test_text_tower_cut_to_the_longest_caption_changes_nothing(rng, backend_name
     assert np.all(g_cut["positional_embedding"][used_context(tokens):] == 0)
 
 
+def test_temperature_sets_only_the_starting_logit_scale():
+    """CLIP(..., temperature=T) starts logit_scale at ln(1/T) and draws every other weight as
+    without it; a temperature that is not a positive number is refused by name."""
+    cfg = CONFIGS["tiny"]
+    plain, cooled = CLIP(cfg, seed=0), CLIP(cfg, seed=0, temperature=0.03)
+    assert float(cooled.params["logit_scale"]) == pytest.approx(math.log(1 / 0.03), rel=1e-7)
+    assert float(plain.params["logit_scale"]) == pytest.approx(math.log(1 / 0.07), rel=1e-7)
+    assert all(np.array_equal(plain.params[k], cooled.params[k])
+               for k in plain.params if k != "logit_scale")
+    for bad in (0, -0.1, math.inf, "0.03"):
+        with pytest.raises(ValueError, match="temperature must be a positive number"):
+            CLIP(cfg, seed=0, temperature=bad)
+
+
 def test_seeded_initialisation_matches_openai_recipe():
     cfg = CONFIGS["toy"]
     a, b, c = CLIP(cfg, seed=0), CLIP(cfg, seed=0), CLIP(cfg, seed=1)

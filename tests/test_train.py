@@ -248,10 +248,33 @@ def test_cli_rejects_settings_with_resume(capsys):
     ("accum", 32, r"--accum \(32\) cannot exceed --batch-size \(16\)"),
     ("lr", -1.0, "--lr must be > 0"),
     ("grad_clip", 0.0, "--grad-clip must be > 0"),
+    ("temperature", 0.005, r"--temperature must be a number in \[0.01, 1\]"),
+    ("temperature", float("nan"), r"--temperature must be a number in \[0.01, 1\]"),
+    ("temperature", 1.5, r"--temperature must be a number in \[0.01, 1\]"),
 ])
 def test_bad_arguments_are_named(tiny_data, tmp_path, field, value, message):
     with pytest.raises(ValueError, match=message):
         train(tiny_args(tiny_data, tmp_path / "r", **{field: value}), progress=False, log=quiet)
+
+
+def test_temperature_flag_starts_a_new_run_there(tiny_data, tmp_path):
+    """--temperature 0.03: the run starts from logit_scale ln(1/0.03) (the first logged
+    temperature is within a few steps' learning of it) and stores the flag; without it the run
+    starts at CLIP's 0.07. It is refused with --init, whose model has its own."""
+    temps = {}
+    for name, kwargs in (("cool", {"temperature": 0.03}), ("plain", {})):
+        train(tiny_args(tiny_data, tmp_path / name, steps=2, log_every=1, eval_every=0,
+                        **kwargs), progress=False, log=quiet)
+        first = json.loads((tmp_path / name / "metrics.jsonl").read_text().splitlines()[0])
+        temps[name] = first["temperature"]
+    assert temps["cool"] == pytest.approx(0.03, rel=0.02)
+    assert temps["plain"] == pytest.approx(0.07, rel=0.02)
+    saved = load_checkpoint(tmp_path / "cool" / "checkpoint.safetensors")
+    assert saved.train_args["temperature"] == 0.03
+    with pytest.raises(ValueError, match="--temperature sets a new model's starting"):
+        train(tiny_args(tiny_data, tmp_path / "ft", temperature=0.03,
+                        init=str(tmp_path / "plain" / "model.safetensors")),
+              progress=False, log=quiet)
 
 
 def test_caption_too_long_for_context_is_an_error(tiny_data, tmp_path, monkeypatch):

@@ -21,7 +21,18 @@ def test_the_recipe_fills_in_only_what_was_not_given():
     assert varied == {**WORLD_DEFAULTS["varied"], "world": "varied", "steps": 7}
     assert varied["model"] == "toy-64-stem" and varied["swapped_images"] == 1.0
     assert varied["shape_negatives"] == 1.0 and varied["swapped_colours"] == 1.0
-    assert varied["shape_groups"] == 0.75
+    assert varied["shape_groups"] == 0.75 and varied["temperature"] == 0.03
+
+
+def test_a_fine_tune_keeps_its_models_temperature():
+    """--init starts from that model's temperature: the recipe's 0.03 is not added (it would
+    be an error), while one typed on the command line is kept and refused by check_args."""
+    merged = with_world_defaults({"world": "varied", "init": "runs/toy-64-stem"})
+    assert merged["temperature"] is None
+    check_args(TrainArgs(**merged))
+    typed = with_world_defaults({"world": "varied", "init": "m.safetensors", "temperature": 0.05})
+    with pytest.raises(ValueError, match="--temperature sets a new model's starting"):
+        check_args(TrainArgs(**typed))
 
 
 @pytest.mark.parametrize("given", [{"hard_negatives": False}, {"loss": "siglip"},
@@ -68,7 +79,7 @@ def test_cli_trains_the_varied_recipe_end_to_end(tmp_path, capsys):
     assert saved["world"] == "varied" and saved["model"] == "toy-64-stem"
     assert saved["swapped_images"] == 1.0 and saved["batch_size"] == 16  # given wins
     assert saved["shape_negatives"] == saved["swapped_colours"] == 1.0
-    assert saved["shape_groups"] == 0.75
+    assert saved["shape_groups"] == 0.75 and saved["temperature"] == 0.03
     assert saved["augment"] is False and saved["steps"] == 2
     printed = capsys.readouterr().out
     assert "place-swapped twin images" in printed and "colour-swapped twin images" in printed

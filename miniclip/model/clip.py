@@ -41,7 +41,8 @@ def parameter_dtype(name: str, dtype) -> np.dtype:
 # initialisation
 # ------------------------------------------------------------------------------------------
 
-def initialize_parameters(cfg: CLIPConfig, seed: int = 0, dtype=np.float32) -> dict:
+def initialize_parameters(cfg: CLIPConfig, seed: int = 0, dtype=np.float32,
+                          temperature: float | None = None) -> dict:
     """Random weights drawn as OpenAI's ``CLIP.initialize_parameters`` does (in float64, then
     rounded to ``dtype``: the same seed gives the same weights to the format's rounding).
 
@@ -54,7 +55,8 @@ def initialize_parameters(cfg: CLIPConfig, seed: int = 0, dtype=np.float32) -> d
         with zero in_proj/out_proj biases; other Linear and conv weights (and Linear biases)
         U(-1/sqrt(fan_in), 1/sqrt(fan_in))
       * logit_scale = ln(1 / 0.07); for a SigLIP config (cfg.loss == "siglip") logit_scale = ln 10
-        and logit_bias = -10, as in the SigLIP paper
+        and logit_bias = -10, as in the SigLIP paper; ``temperature`` T, if given, starts
+        logit_scale at ln(1 / T) instead (a training choice: ``--temperature``)
     Draws happen in OpenAI's state-dict order from one seeded generator: same seed, same weights.
     """
     rng = np.random.default_rng(seed)
@@ -75,7 +77,9 @@ def initialize_parameters(cfg: CLIPConfig, seed: int = 0, dtype=np.float32) -> d
     for name, shape in shapes.items():
         leaf = name.split(".resblocks.")[-1].split(".", 1)[-1]  # 'attn.in_proj_weight', ...
         if name == "logit_scale":
-            value = np.array(SIGLIP_INIT_LOGIT_SCALE if cfg.loss == "siglip" else math.log(1 / 0.07))
+            value = np.array(math.log(1 / temperature) if temperature is not None
+                             else SIGLIP_INIT_LOGIT_SCALE if cfg.loss == "siglip"
+                             else math.log(1 / 0.07))
         elif name == "logit_bias":
             value = np.array(SIGLIP_INIT_LOGIT_BIAS)
         elif name == "token_embedding.weight":
@@ -126,9 +130,14 @@ class CLIP:
     (2, 2)
     """
 
-    def __init__(self, cfg: CLIPConfig, seed: int = 0, dtype=np.float32):
+    def __init__(self, cfg: CLIPConfig, seed: int = 0, dtype=np.float32,
+                 temperature: float | None = None):
         self._set_config(cfg, dtype)
-        self.params = initialize_parameters(cfg, seed, self.dtype)
+        if temperature is not None and not (isinstance(temperature, (int, float))
+                                            and 0 < temperature < math.inf):
+            raise ValueError(f"temperature must be a positive number (or None), got "
+                             f"{temperature!r}")
+        self.params = initialize_parameters(cfg, seed, self.dtype, temperature)
 
     @classmethod
     def from_state_dict(cls, cfg: CLIPConfig, state_dict: dict, dtype=None) -> "CLIP":

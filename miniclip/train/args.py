@@ -12,6 +12,9 @@ from miniclip.datasets.scenes import WORLDS
 from miniclip.datasets.sources import own_data_kind
 from miniclip.model.config import CONFIGS, LOSSES
 
+# the lowest temperature: the trainer clamps logit_scale at ln(100) (train/step.py)
+MIN_TEMPERATURE = 0.01
+
 # how the numba backend routes its products (kernels/numba/ops.py: configure(matmul=...))
 MATMUL_ROUTES = ("kernel", "auto", "blas")
 
@@ -32,6 +35,9 @@ class TrainArgs:
     min_lr: float = 0.0
     warmup: int | None = None  # steps of linear warmup; None: 10% of the run, at most 100
     weight_decay: float = 0.2
+    # the loss's temperature at step 0 (it is learned from there); None: the model's own start,
+    # CLIP's 0.07 (SigLIP's 0.1). A new model only: --init and --resume keep theirs.
+    temperature: float | None = None
     grad_clip: float | None = None  # max global gradient norm; None: no clipping
     vocab_size: int = 1024  # BPE vocabulary asked for (less if the captions run out of merges)
     augment: bool = True
@@ -75,18 +81,20 @@ class TrainArgs:
 # 128, for 4000 steps; no augmentation (the world varies more than it would, and the step is 14%
 # cheaper without); every place swap and every colour swap drawn, a shape-swapped caption for
 # every one-object image, and three quarters of the one-object images in shape groups
-# ("Batches that ask for the shape"). The drawn swaps and the shape swaps need the hard negatives.
+# ("Batches that ask for the shape"); the loss starts at temperature 0.03, not 0.07 ("A colder
+# start"). The drawn swaps and the shape swaps need the hard negatives.
 WORLD_DEFAULTS = {
     "varied": {"data": "data/toy-varied-64", "model": "toy-64-stem", "batch_size": 128,
                "steps": 4000, "augment": False, "swapped_images": 1.0, "swapped_colours": 1.0,
-               "shape_negatives": 1.0, "shape_groups": 0.75},
+               "shape_negatives": 1.0, "shape_groups": 0.75, "temperature": 0.03},
 }
 
 
 def with_world_defaults(given: dict, distributed: bool = False) -> dict:
     """The settings typed on the command line (``given``), completed with --world's recipe
     where it has one. The recipe's drawn swaps are left out of runs without hard negatives
-    (--no-hard-negatives, --loss siglip, ...), where they would be an error."""
+    (--no-hard-negatives, --loss siglip, ...), and its starting temperature out of --init runs
+    (which start from their model's), where they would be an error."""
     recipe = WORLD_DEFAULTS.get(given.get("world"))
     if recipe is None:
         return given
@@ -98,6 +106,8 @@ def with_world_defaults(given: dict, distributed: bool = False) -> dict:
                           ("shape_negatives", None)):
             if name not in given:
                 merged[name] = off
+    if merged.get("init") is not None and "temperature" not in given:
+        merged["temperature"] = None
     return merged
 
 
@@ -175,6 +185,14 @@ def check_args(args: TrainArgs) -> None:
                          f"from --lr to --min-lr), got {args.min_lr:g}")
     if args.weight_decay < 0:
         raise ValueError(f"--weight-decay must be >= 0, got {args.weight_decay}")
+    if args.temperature is not None and (
+            not _is_number(args.temperature) or not math.isfinite(args.temperature)
+            or not MIN_TEMPERATURE <= args.temperature <= 1.0):
+        raise ValueError(f"--temperature must be a number in [{MIN_TEMPERATURE}, 1] (the "
+                         f"trainer clamps it at {MIN_TEMPERATURE}), got {args.temperature!r}")
+    if args.temperature is not None and args.init is not None:
+        raise ValueError("--temperature sets a new model's starting temperature; --init "
+                         f"{args.init} starts from that model's own")
     if args.grad_clip is not None and not args.grad_clip > 0:
         raise ValueError(f"--grad-clip must be > 0 (or not given), got {args.grad_clip}")
     if args.epochs is not None and not 0 < args.epochs <= 1e6:
@@ -276,6 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
         "batch_size": "pairs per step", "accum": "micro-batches per step (same gradient)",
         "lr": "peak learning rate", "min_lr": "learning rate at the end of the cosine",
         "warmup": "steps of linear warmup (None: 10%% of the run, at most 100)", "weight_decay": "AdamW weight decay (matrices only)",
+        "temperature": "the contrastive loss's temperature at step 0, learned from there "
+                       "(None: 0.07, CLIP's; 0.1 for siglip)",
         "grad_clip": "clip the global gradient norm to this", "vocab_size": "BPE vocabulary",
         "augment": "caption-preserving augmentation", "seed": "seed of everything random",
         "log_every": "steps between metrics.jsonl lines",
@@ -306,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
                  "the documented ranges, trained with its own defaults (--data "
                  "data/toy-varied-64 --model toy-64-stem --batch-size 128 --steps 4000 "
                  "--no-augment --swapped-images 1 --swapped-colours 1 --shape-negatives 1 "
-                 "--shape-groups 0.75)",
+                 "--shape-groups 0.75 --temperature 0.03)",
         "hard_negatives": "add colour-, place- and shape-swapped captions as extra texts "
                           "without an image (NegCLIP; toy world, clip loss, fp32, one process). "
                           "None: on wherever they can be, without --init",

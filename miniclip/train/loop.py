@@ -176,7 +176,7 @@ def _setup(args, resume, log, regenerate, out_dir, world) -> Run:
             cfg = replace(base_cfg, vocab_size=tokenizer.vocab_size, loss=args.loss)
         tokens = tokenize_captions(tokenizer, train_split.captions)
         preprocess = ToyPreprocess(cfg.image_resolution, meta["mean"], meta["std"])
-    model = CLIP(cfg, seed=args.seed, dtype=np.float32)
+    model = CLIP(cfg, seed=args.seed, dtype=np.float32, temperature=args.temperature)
     if init is not None:
         model.load_state_dict(init.params)
     optimizer = AdamW(model.params, lr=args.lr, weight_decay=args.weight_decay)
