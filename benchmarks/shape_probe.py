@@ -1,0 +1,86 @@
+"""Does a trained model's image embedding hold the shape? A linear probe, per composition.
+
+Not a speed benchmark: a question asked of a trained run. Zero-shot accuracy mixes two sides (the
+image embedding and the caption's); this asks the image side alone. A softmax regression from the
+image embedding to the shape (7 classes) is fitted on one-object *training* images, which hold the
+seen compositions only, and applied to the test and held-out splits, composition by composition.
+Where the probe fails on a held-out composition, the image tower has not put that shape into the
+embedding in a way that carries over from the other colours, whatever the text tower does
+(docs/toy_world_experiments.md, "Where the held-out gap lives").
+
+    python benchmarks/shape_probe.py runs/toy-64-stem
+    python benchmarks/shape_probe.py runs/toy --train-images 5000
+"""
+
+import argparse
+
+import numpy as np
+
+from miniclip.datasets import load_split
+from miniclip.datasets.attributes import COLOURS, SHAPES
+from miniclip.pretrained.checkpoint import load_checkpoint, load_trained, resolve_checkpoint_path
+from miniclip.train.evaluate import encode_images
+
+
+def one_object_embeddings(model, preprocess, data_dir, split, limit):
+    """The first ``limit`` one-object images of a split -> (embeddings (N, E), shape ids (N,),
+    colour ids (N,))."""
+    images = load_split(data_dir, split)
+    rows = np.flatnonzero(np.asarray(images.n_objects) == 1)[:limit]
+    features = encode_images(model, preprocess, images.images[rows])
+    return (features.astype(np.float64), images.shape[rows, 0].astype(int),
+            images.colour[rows, 0].astype(int))
+
+
+def fit_softmax_probe(x, labels, n_classes, steps=800, lr=2.0, l2=1e-4):
+    """Full-batch gradient descent on the mean cross-entropy of softmax(x W + b).
+    x (N, E), labels (N,) -> W (E, C), b (C,)."""
+    weights, bias = np.zeros((x.shape[1], n_classes)), np.zeros(n_classes)
+    one_hot = np.eye(n_classes)[labels]  # (N, C)
+    for _ in range(steps):
+        logits = x @ weights + bias
+        logits -= logits.max(axis=1, keepdims=True)
+        probs = np.exp(logits)
+        probs /= probs.sum(axis=1, keepdims=True)
+        d_logits = (probs - one_hot) / len(x)  # (N, C): d(mean loss)/d(logits)
+        weights -= lr * (x.T @ d_logits + l2 * weights)
+        bias -= lr * d_logits.sum(axis=0)
+    return weights, bias
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run", help="a run folder or checkpoint of python -m miniclip.train")
+    ap.add_argument("--data", help="toy dataset folder (default: the one the run trained on)")
+    ap.add_argument("--train-images", type=int, default=20000,
+                    help="one-object training images the probe is fitted on")
+    args = ap.parse_args(argv)
+    if args.train_images < 100:
+        ap.error(f"--train-images must be at least 100, got {args.train_images}")
+    path = resolve_checkpoint_path(args.run)
+    data_dir = args.data or load_checkpoint(path).data.get("dir")
+    if not data_dir:
+        ap.error(f"{path} does not say which dataset it trained on; give --data")
+    model, preprocess, _ = load_trained(path)
+
+    x, shape, _ = one_object_embeddings(model, preprocess, data_dir, "train", args.train_images)
+    weights, bias = fit_softmax_probe(x, shape, len(SHAPES))
+    fitted = np.mean((x @ weights + bias).argmax(1) == shape)
+    print(f"probe fitted on {len(x):,} one-object training images: {fitted:.1%} right on them")
+    for split in ("test", "heldout"):
+        x, shape, colour = one_object_embeddings(model, preprocess, data_dir, split, 2000)
+        predicted = (x @ weights + bias).argmax(1)
+        print(f"{split}: shape read right by the probe in {np.mean(predicted == shape):.1%} of "
+              f"{len(x):,} images")
+        if split != "heldout":
+            continue
+        for c, s in sorted(set(zip(colour.tolist(), shape.tolist(), strict=True))):
+            here = (colour == c) & (shape == s)
+            counts = np.bincount(predicted[here], minlength=len(SHAPES))
+            wrong = ", ".join(f"{SHAPES[k]} {n}" for k, n in enumerate(counts) if n and k != s)
+            print(f"  {COLOURS[c]} {SHAPES[s]}: {np.mean(predicted[here] == s):.1%} of "
+                  f"{here.sum()}" + (f" (read as: {wrong})" if wrong else ""))
+
+
+if __name__ == "__main__":
+    main()
