@@ -32,19 +32,27 @@ def one_object_embeddings(model, preprocess, data_dir, split, limit):
             images.colour[rows, 0].astype(int))
 
 
+def probe_loss_and_grads(x, labels, weights, bias, l2=1e-4):
+    """Mean cross-entropy of softmax(x W + b) plus (l2 / 2) |W|^2, and its gradients.
+    x (N, E), labels (N,) int, weights (E, C), bias (C,) -> (loss, dW (E, C), db (C,))."""
+    logits = x @ weights + bias  # (N, C)
+    logits = logits - logits.max(axis=1, keepdims=True)
+    log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    rows = np.arange(len(x))
+    loss = -log_probs[rows, labels].mean() + 0.5 * l2 * np.sum(weights * weights)
+    d_logits = np.exp(log_probs)  # softmax; minus the one-hot, over N: d(mean loss)/d(logits)
+    d_logits[rows, labels] -= 1.0
+    d_logits /= len(x)
+    return loss, x.T @ d_logits + l2 * weights, d_logits.sum(axis=0)
+
+
 def fit_softmax_probe(x, labels, n_classes, steps=800, lr=2.0, l2=1e-4):
-    """Full-batch gradient descent on the mean cross-entropy of softmax(x W + b).
-    x (N, E), labels (N,) -> W (E, C), b (C,)."""
+    """Full-batch gradient descent on ``probe_loss_and_grads``. -> W (E, C), b (C,)."""
     weights, bias = np.zeros((x.shape[1], n_classes)), np.zeros(n_classes)
-    one_hot = np.eye(n_classes)[labels]  # (N, C)
     for _ in range(steps):
-        logits = x @ weights + bias
-        logits -= logits.max(axis=1, keepdims=True)
-        probs = np.exp(logits)
-        probs /= probs.sum(axis=1, keepdims=True)
-        d_logits = (probs - one_hot) / len(x)  # (N, C): d(mean loss)/d(logits)
-        weights -= lr * (x.T @ d_logits + l2 * weights)
-        bias -= lr * d_logits.sum(axis=0)
+        _, d_weights, d_bias = probe_loss_and_grads(x, labels, weights, bias, l2)
+        weights -= lr * d_weights
+        bias -= lr * d_bias
     return weights, bias
 
 
