@@ -19,7 +19,7 @@ import numpy as np
 from miniclip.datasets import load_split
 from miniclip.datasets.attributes import COLOURS, SHAPES
 from miniclip.pretrained.checkpoint import load_checkpoint, load_trained, resolve_checkpoint_path
-from miniclip.train.evaluate import encode_images
+from miniclip.train.evaluate import encode_images, evaluate
 
 
 def one_object_embeddings(model, preprocess, data_dir, split, limit):
@@ -69,7 +69,12 @@ def main(argv=None):
     data_dir = args.data or load_checkpoint(path).data.get("dir")
     if not data_dir:
         ap.error(f"{path} does not say which dataset it trained on; give --data")
-    model, preprocess, _ = load_trained(path)
+    model, preprocess, tokenizer = load_trained(path)
+    # zero-shot per held-out composition, to set beside the probe: name -> share right
+    _, details = evaluate(model, preprocess, tokenizer, data_dir, generalisation=False)
+    held, names = details["heldout"], details["classnames"]
+    zero_shot = {names[k]: float(np.mean(held["predictions"][held["labels"] == k] == k))
+                 for k in np.unique(held["labels"])}
 
     x, shape, _ = one_object_embeddings(model, preprocess, data_dir, "train", args.train_images)
     weights, bias = fit_softmax_probe(x, shape, len(SHAPES))
@@ -86,9 +91,10 @@ def main(argv=None):
             here = (colour == c) & (shape == s)
             counts = np.bincount(predicted[here], minlength=len(SHAPES))
             wrong = ", ".join(f"{SHAPES[k]} {n}" for k, n in enumerate(counts) if n and k != s)
-            print(f"  {COLOURS[c]} {SHAPES[s]}: {np.mean(predicted[here] == s):.1%} of "
-                  f"{here.sum()}" + (f" (read as: {wrong})" if wrong else ""))
-
+            name = f"{COLOURS[c]} {SHAPES[s]}"
+            print(f"  {name}: probe {np.mean(predicted[here] == s):.1%} of {here.sum()}"
+                  + (f" (read as: {wrong})" if wrong else "")
+                  + (f"; zero-shot {zero_shot[name]:.1%}" if name in zero_shot else ""))
 
 if __name__ == "__main__":
     main()
