@@ -250,7 +250,9 @@ def test_temperature_sets_only_the_starting_logit_scale():
     assert float(plain.params["logit_scale"]) == pytest.approx(math.log(1 / 0.07), rel=1e-7)
     assert all(np.array_equal(plain.params[k], cooled.params[k])
                for k in plain.params if k != "logit_scale")
-    for bad in (0, -0.1, math.inf, "0.03"):
+    assert float(CLIP(cfg, seed=0, temperature=np.float32(0.5)).params["logit_scale"]) == \
+        pytest.approx(math.log(2), rel=1e-7)
+    for bad in (0, -0.1, math.inf, "0.03", True):
         with pytest.raises(ValueError, match="temperature must be a positive number"):
             CLIP(cfg, seed=0, temperature=bad)
 

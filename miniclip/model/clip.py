@@ -8,6 +8,7 @@ can be traced from OpenAI's checkpoint to the line that uses it here.
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -133,7 +134,8 @@ class CLIP:
     def __init__(self, cfg: CLIPConfig, seed: int = 0, dtype=np.float32,
                  temperature: float | None = None):
         self._set_config(cfg, dtype)
-        if temperature is not None and not (isinstance(temperature, (int, float))
+        if temperature is not None and not (isinstance(temperature, numbers.Real)
+                                            and not isinstance(temperature, bool)
                                             and 0 < temperature < math.inf):
             raise ValueError(f"temperature must be a positive number (or None), got "
                              f"{temperature!r}")
