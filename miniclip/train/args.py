@@ -211,16 +211,11 @@ def check_args(args: TrainArgs) -> None:
     if args.hard_negatives is not None and not isinstance(args.hard_negatives, bool):
         raise TypeError(f"--hard-negatives must be True, False or None, got "
                         f"{args.hard_negatives!r}")
-    for name in ("swapped_images", "swapped_colours"):
-        value = getattr(args, name)
-        if not _is_number(value) or not 0.0 <= value <= 1.0:
+    for name in ("swapped_images", "swapped_colours", "shape_negatives", "shape_groups"):
+        value = getattr(args, name)  # shares; --shape-negatives may be None (its default)
+        if (value is not None or name != "shape_negatives") and (
+                not _is_number(value) or not 0.0 <= value <= 1.0):
             raise ValueError(f"{_flag(name)} must be a number in [0, 1], got {value!r}")
-    if args.shape_negatives is not None and (
-            not _is_number(args.shape_negatives) or not 0.0 <= args.shape_negatives <= 1.0):
-        raise ValueError(f"--shape-negatives must be a number in [0, 1], got "
-                         f"{args.shape_negatives!r}")
-    if not _is_number(args.shape_groups) or not 0.0 <= args.shape_groups <= 1.0:
-        raise ValueError(f"--shape-groups must be a number in [0, 1], got {args.shape_groups!r}")
     if args.shape_groups and own_data_kind(args.data) is not None:
         raise ValueError(f"--shape-groups: only for the toy dataset; --data {args.data} is your "
                          "own data")
